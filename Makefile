@@ -1,0 +1,26 @@
+# Two entry points on a fresh machine (each creates .venv when needed):
+#   make demo   the quickstart search on the embedded digits data (no network)
+#   make test   the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/quickstart
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/gram-jax quickstart --workdir $(WORKDIR)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -n 2 --durations=15 tests
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,2 @@
+"""Cost models: analytic MACs and parameters (latency tables come later)."""
+from gram_jax.cost.macs import Cost, accuracy_density, count, layers

@@ -1,0 +1,119 @@
+"""Analytic MACs and parameter counts of an `ArchSpec`.
+
+MACs are multiply-accumulates of the convolutions and the classifier, the
+usual convention of mobile-NAS papers (BN, ELU, pooling, additions are not
+counted). By default a k x k conv on an H x W output costs
+``H * W * k^2 * C_in * C_out`` (padding taps included, as published figures
+count them). ``padding_aware=True`` counts only taps that touch real input,
+which is what XLA's cost analysis reports; a test checks that form against
+XLA on compiled `ExactNet`s. Parameters are the trainable ones: conv kernels,
+BN scale and bias, the dense kernel and bias.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, NamedTuple, Sequence, Tuple
+
+from gram_jax.arch import ArchSpec
+
+
+class Cost(NamedTuple):
+  macs: int
+  params: int
+
+
+class Layer(NamedTuple):
+  name: str
+  kind: str          # "conv" | "dense"
+  kernel: int
+  stride: int
+  in_hw: Tuple[int, int]
+  cin: int
+  cout: int
+  macs: int
+  params: int
+
+
+def _same_out(size: int, stride: int) -> int:
+  return -(-size // stride)
+
+
+def _valid_taps(size: int, kernel: int, stride: int) -> int:
+  """Sum over output positions of kernel taps that land inside the input."""
+  out = _same_out(size, stride)
+  pad_before = max((out - 1) * stride + kernel - size, 0) // 2
+  total = 0
+  for o in range(out):
+    start = o * stride - pad_before
+    total += min(start + kernel, size) - max(start, 0)
+  return total
+
+
+def _conv(name, hw, cin, cout, kernel, stride, padding_aware) -> Layer:
+  h, w = hw
+  if padding_aware:
+    taps = _valid_taps(h, kernel, stride) * _valid_taps(w, kernel, stride)
+  else:
+    taps = _same_out(h, stride) * _same_out(w, stride) * kernel * kernel
+  return Layer(name, "conv", kernel, stride, (h, w), cin, cout,
+               macs=taps * cin * cout,
+               params=kernel * kernel * cin * cout + 2 * cout)
+
+
+def layers(spec: ArchSpec, input_shape: Sequence[int], *,
+           padding_aware: bool = False) -> List[Layer]:
+  """Every conv and dense layer of `spec` with its MACs and parameters.
+
+  Args:
+    spec: the architecture.
+    input_shape: ``(H, W, C)`` of one input image.
+    padding_aware: count only taps inside the input (XLA's convention).
+  """
+  if len(input_shape) != 3 or not all(
+      isinstance(s, int) and s > 0 for s in input_shape):
+    raise ValueError(f"input_shape: {tuple(input_shape)!r} is not allowed; "
+                     "allowed: (H, W, C) positive integers")
+  h, w, c = input_shape
+  out: List[Layer] = []
+  for i, conv in enumerate(spec.stem):
+    out.append(_conv(f"stem{i}", (h, w), c, conv.channels, conv.kernel,
+                     conv.stride, padding_aware))
+    h, w, c = _same_out(h, conv.stride), _same_out(w, conv.stride), \
+        conv.channels
+  m = spec.dags_per_hierarchy
+  for hi in range(spec.hierarchies):
+    if hi > 0:
+      h, w = _same_out(h, 2), _same_out(w, 2)
+    cout_total = 0
+    for j, dag in enumerate(spec.hierarchy(hi)):
+      k = hi * m + j
+      widths = {}
+      for node in dag.nodes:
+        if node.id == 0:
+          cin = c
+        else:
+          ins = [widths[u] for u in node.inputs]
+          cin = max(ins) if spec.aggregate == "sum" else sum(ins)
+        widths[node.id] = node.channels
+        out.append(_conv(f"dag{k}_node{node.id}", (h, w), cin, node.channels,
+                         node.kernel, 1, padding_aware))
+      outs = [widths[s] for s in dag.outputs]
+      cout_total += max(outs) if spec.aggregate == "sum" else sum(outs)
+    c = cout_total
+  out.append(Layer("head", "dense", 1, 1, (1, 1), c, spec.num_classes,
+                   macs=c * spec.num_classes,
+                   params=c * spec.num_classes + spec.num_classes))
+  return out
+
+
+def count(spec: ArchSpec, input_shape: Sequence[int], *,
+          padding_aware: bool = False) -> Cost:
+  """Total MACs and trainable parameters of `spec` at `input_shape`."""
+  ls = layers(spec, input_shape, padding_aware=padding_aware)
+  return Cost(macs=sum(l.macs for l in ls), params=sum(l.params for l in ls))
+
+
+def accuracy_density(top1_percent: float, macs: int) -> float:
+  """Top-1 accuracy (%) per million MACs [SN Table 1]."""
+  return top1_percent / (macs / 1e6) if macs else math.inf

@@ -1,0 +1,71 @@
+"""Layers shared by the supernet and the exact network.
+
+Both compilers build nodes from the same `ConvBNAct` module with the same
+names, so a supernet's variables map onto an exact network's by slicing input
+channels only (see `supernet.to_exact_variables`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# AutoShrink initialises convs and the classifier glorot-normal
+# (ALGORITHMS.md 1.3 #9).
+kernel_init = nn.initializers.glorot_normal()
+
+
+class ConvBNAct(nn.Module):
+  """k x k conv (SAME, no bias) -> BatchNorm -> ELU [SN §4.1]."""
+  channels: int
+  kernel: int
+  stride: int = 1
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = nn.Conv(self.channels, (self.kernel, self.kernel),
+                strides=(self.stride, self.stride), padding="SAME",
+                use_bias=False, kernel_init=kernel_init, name="conv")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                     epsilon=self.bn_epsilon, name="bn")(x)
+    return nn.elu(x)
+
+
+def pad_channels(x: jax.Array, width: int) -> jax.Array:
+  """Zero-pads the channel axis of an NHWC tensor up to `width`."""
+  extra = width - x.shape[-1]
+  if extra == 0:
+    return x
+  return jnp.pad(x, ((0, 0),) * (x.ndim - 1) + ((0, extra),))
+
+
+def aggregate(xs: Sequence[jax.Array], mode: str) -> jax.Array:
+  """``"sum"``: zero-pad to the widest and add; ``"concat"``: concatenate."""
+  if len(xs) == 1:
+    return xs[0]
+  if mode == "sum":
+    width = max(x.shape[-1] for x in xs)
+    out = pad_channels(xs[0], width)
+    for x in xs[1:]:
+      out = out + pad_channels(x, width)
+    return out
+  return jnp.concatenate(list(xs), axis=-1)
+
+
+def pool(x: jax.Array, mode: str) -> jax.Array:
+  """2x2 pooling with stride 2 and SAME padding between hierarchies."""
+  if mode == "max":
+    return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+  return nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME",
+                     count_include_pad=False)
+
+
+def head(x: jax.Array, num_classes: int) -> jax.Array:
+  """Global average pooling and the dense classifier (logits)."""
+  x = jnp.mean(x, axis=(1, 2))
+  return nn.Dense(num_classes, kernel_init=kernel_init, name="head")(x)

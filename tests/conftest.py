@@ -1,0 +1,19 @@
+"""Test settings: strict numerics, small shapes, and shared fixtures."""
+
+import os
+
+# Eight fake CPU devices for sharding tests; must be set before jax starts.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from gram_jax.space import SearchSpace  # noqa: E402
+
+
+
+@pytest.fixture(params=["sum", "concat"])
+def tiny_space(request):
+  """2 hierarchies x 2 DAGs x 5 nodes, narrow, with a strided stem."""
+  return SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=5, width=0.25,
+                     aggregate=request.param, stem=("conv3x3_16/2",))
