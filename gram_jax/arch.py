@@ -16,12 +16,13 @@ from typing import Any, Dict, Sequence, Tuple
 import numpy as np
 
 from gram_jax import space as space_lib
+from gram_jax.errors import GramJaxError
 
 FORMAT = "gram_jax.ArchSpec"
 VERSION = 1
 
 
-class SpecError(ValueError):
+class SpecError(GramJaxError):
   """An ArchSpec (or its JSON) is malformed."""
 
 

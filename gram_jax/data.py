@@ -19,6 +19,8 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from gram_jax.errors import GramJaxError
+
 DATASETS = ("digits", "cifar10", "mnist", "fashion_mnist", "svhn_cropped",
             "imagenet2012")
 
@@ -37,7 +39,7 @@ _TEST_SPLIT = {"imagenet2012": "validation"}
 _AUGMENTATIONS = ("none", "crop_flip")
 
 
-class DatasetError(ValueError):
+class DatasetError(GramJaxError):
     """A dataset cannot be loaded or split as requested."""
 
 

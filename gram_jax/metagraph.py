@@ -54,9 +54,10 @@ def init(space: SearchSpace, key: jax.Array, *,
   Args:
     space: the search space.
     key: PRNG key; it alone decides the node ops.
-    init_weight: the uniform initial edge weight, in (0, 1]. With per-DAG
-      max-normalisation 1.0 and 0.5 are equivalent after the first update,
-      but the first sample differs (ALGORITHMS.md 1.3 #2).
+    init_weight: the uniform initial edge weight, in (0, 1]. With 1.0 every
+      sample is the complete DAG and max-normalisation maps every update
+      back to all-ones, so the search never moves: use a value below 1
+      (the search configs default to 0.5; ALGORITHMS.md 1.3 #2).
 
   Returns:
     A `MetaGraph`.

@@ -17,6 +17,8 @@ import math
 import re
 from typing import Optional, Tuple
 
+from gram_jax.errors import GramJaxError
+
 # The paper's op table [SN §3.2]: 1x1 conv with 32/64/128 filters, 3x3 conv
 # with 32/64 filters; each conv -> BN -> ELU.
 PAPER_OPS: Tuple[str, ...] = (
@@ -28,7 +30,7 @@ POOLS = ("max", "avg")
 _OP_RE = re.compile(r"^conv(\d+)x(\d+)_(\d+)(?:/(\d+))?$")
 
 
-class SpaceError(ValueError):
+class SpaceError(GramJaxError):
   """A search-space field has a value that is not allowed."""
 
 

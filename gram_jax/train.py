@@ -221,3 +221,67 @@ class ProxyTrainer:
         if acc > best_acc:
           best_acc, best_loss = acc, val_loss
     return ProxyResult(best_acc, best_loss, train_loss, False)
+
+
+class FitResult(NamedTuple):
+  variables: Variables
+  test_accuracy: float
+  test_top5: float
+  test_loss: float
+  history: list
+
+
+def fit(module, x_train, y_train, x_test, y_test, *, epochs: int,
+        batch_size: int, learning_rate: Any, optimizer: str = "adam",
+        weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
+        eval_batch_size: int = 500, desc: str = "train") -> FitResult:
+  """Trains a Flax module with BatchNorm on in-memory data and evaluates it.
+
+  Used for final training of a found network on small datasets (digits).
+  `learning_rate` may be an optax schedule (a function of the step).
+  """
+  if not 1 <= batch_size <= len(x_train):
+    raise ValueError(f"batch_size: {batch_size!r} is not allowed; allowed: "
+                     f"1 to the training size {len(x_train)}")
+  key = jax.random.key(seed)
+  x_train = jnp.asarray(x_train)
+  y_train = jnp.asarray(y_train, jnp.int32)
+  variables = jax.jit(module.init)(key, x_train[:1])
+  tx = make_optimizer(optimizer, learning_rate)
+  opt_state = tx.init(variables["params"])
+  train_step = make_train_step(module.apply, tx, weight_decay=weight_decay)
+  step = jax.jit(lambda v, o, x, y, idx: train_step(v, o, x[idx], y[idx]),
+                 donate_argnums=(0, 1))
+  eval_step = make_eval_step(module.apply, top_k=5)
+  evaluate = jax.jit(lambda v, x, y, idx, w: eval_step(v, x[idx], y[idx], w))
+  rng = np.random.default_rng(seed)
+  steps = len(x_train) // batch_size
+  history = []
+  bar = None
+  if progress:
+    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+    bar = tqdm(total=epochs, desc=desc, unit="epoch", dynamic_ncols=True)
+  for epoch in range(epochs):
+    perm = rng.permutation(len(x_train))
+    losses = []
+    for s in range(steps):
+      variables, opt_state, loss = step(variables, opt_state, x_train,
+                                        y_train, perm[s * batch_size:
+                                                      (s + 1) * batch_size])
+      losses.append(loss)
+    mean_loss = float(jnp.mean(jnp.stack(losses)))
+    history.append({"epoch": epoch + 1, "train_loss": mean_loss})
+    if bar is not None:
+      bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+      bar.update(1)
+  if bar is not None:
+    bar.close()
+  x_test = jnp.asarray(x_test)
+  y_test = jnp.asarray(y_test, jnp.int32)
+  correct = top5 = loss_sum = 0.0
+  for idx, w in padded_chunks(len(x_test), min(eval_batch_size, len(x_test))):
+    c, c5, l = evaluate(variables, x_test, y_test, idx, w)
+    correct, top5, loss_sum = correct + c, top5 + c5, loss_sum + l
+  n = len(x_test)
+  return FitResult(variables, float(correct) / n, float(top5) / n,
+                   float(loss_sum) / n, history)

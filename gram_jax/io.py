@@ -1,0 +1,82 @@
+"""Saving and loading network variables and JSON files (no pickle).
+
+Trained network variables (``{"params": ..., "batch_stats": ...}`` of an
+`ExactNet`) are orbax checkpoints; they are restored against the shapes of
+the architecture they belong to, so a checkpoint that does not fit its
+`arch.json` fails with a clear error instead of loading silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Dict, Sequence
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from gram_jax.arch import ArchSpec
+from gram_jax.errors import GramJaxError
+
+
+class CheckpointError(GramJaxError):
+  """A checkpoint is missing or does not match its architecture."""
+
+
+def save_variables(path: str, variables: Dict[str, Any]) -> None:
+  """Writes network variables to the orbax checkpoint directory `path`."""
+  path = os.path.abspath(path)
+  if os.path.exists(path):
+    raise CheckpointError(f"{path}: already exists; choose a new path")
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, jax.device_get(variables))
+
+
+def load_variables(path: str, spec: ArchSpec,
+                   input_shape: Sequence[int]) -> Dict[str, Any]:
+  """Restores the variables of `ExactNet(spec)` at `input_shape` (H, W, C)."""
+  from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise CheckpointError(f"{path}: no such checkpoint directory")
+  target = jax.eval_shape(ExactNet(spec).init, jax.random.key(0),
+                          jnp.zeros((1,) + tuple(input_shape)))
+  where = (f"{path}: does not hold the variables of this architecture at "
+           f"input {tuple(input_shape)}")
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      restored = ckptr.restore(path, target)
+  except Exception as e:  # orbax raises many types for mismatches
+    msg = str(e).splitlines()[0][:300] if str(e) else ""
+    raise CheckpointError(f"{where} ({type(e).__name__}: {msg})") from None
+  # orbax may restore the saved shapes whatever the target says: check.
+  want = jax.tree_util.tree_flatten_with_path(target)[0]
+  got = dict(jax.tree_util.tree_flatten_with_path(restored)[0])
+  for key, leaf in want:
+    have = got.get(key)
+    if have is None or tuple(have.shape) != tuple(leaf.shape):
+      name = jax.tree_util.keystr(key)
+      raise CheckpointError(
+          f"{where}: {name} has shape "
+          f"{None if have is None else tuple(have.shape)}, the architecture "
+          f"needs {tuple(leaf.shape)}")
+  return restored
+
+
+def write_json_atomic(path: str, obj: Any, *, indent: int = 1) -> None:
+  """Writes JSON through a temporary file and a rename: never half a file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_",
+                             suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=indent)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise

@@ -1,0 +1,304 @@
+"""Typed, validated search settings, and the config-file plumbing of the CLI.
+
+Experiment configs are Python files returning an `ml_collections.ConfigDict`
+(DESIGN.md decision 11). They stop here: `SearchConfig.from_dict` turns one
+into frozen dataclasses, checking every field, and the library takes those.
+Every problem is one `ConfigError` line naming the field and what is allowed.
+"""
+
+import ast
+import dataclasses
+import importlib.util
+import math
+import os
+import typing
+from typing import Any, Dict, List, Optional, Tuple
+
+from gram_jax import data as data_lib
+from gram_jax import metagraph as mg
+from gram_jax import train as train_lib
+from gram_jax.errors import GramJaxError
+from gram_jax.search import rewards
+from gram_jax.space import SearchSpace, SpaceError
+
+
+class ConfigError(GramJaxError):
+  """A config field is unknown, of the wrong type or out of range."""
+
+
+def _rng(lo=None, hi=None, lo_open=False, hi_open=False):
+  def ok(v):
+    if lo is not None and (v <= lo if lo_open else v < lo):
+      return False
+    if hi is not None and (v >= hi if hi_open else v > hi):
+      return False
+    return True
+  lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+  hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
+  return ok, " and ".join(s for s in (lo_s, hi_s) if s)
+
+
+def _one_of(values):
+  return (lambda v: v in values), "one of " + ", ".join(map(str, values))
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxySettings:
+  num_train: int = 500
+  num_val: int = 400
+  per_class: bool = False
+  _checks = {"num_train": _rng(1), "num_val": _rng(1)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+  epochs: int = 10
+  batch_size: int = 50
+  learning_rate: float = 4e-3
+  optimizer: str = "adam"
+  select: str = "last"
+  _checks = {"epochs": _rng(1), "batch_size": _rng(1),
+             "learning_rate": _rng(0, lo_open=True),
+             "optimizer": _one_of(train_lib.OPTIMIZERS),
+             "select": _one_of(("last", "best"))}
+
+
+@dataclasses.dataclass(frozen=True)
+class GramSettings:
+  iterations: int = 1000
+  strategy: str = "gram"
+  alpha: float = 0.9
+  beta0: float = 0.4
+  beta_momentum: float = 0.9
+  gamma: float = 0.1
+  cost: str = "macs"
+  normalization: str = "max"
+  init_weight: float = 0.5
+  prune_level: float = 0.5
+  prune_mode: str = "threshold"
+  _checks = {"iterations": _rng(1), "strategy": _one_of(("gram", "random")),
+             "alpha": _rng(0), "beta0": _rng(), "gamma": _rng(0),
+             "beta_momentum": _rng(0, 1, hi_open=True),
+             "cost": _one_of(("macs",)),
+             "normalization": _one_of(mg.NORMALIZATIONS),
+             "init_weight": _rng(0, 1, lo_open=True),
+             "prune_level": _rng(0, 1), "prune_mode": _one_of(mg.PRUNE_MODES)}
+
+
+@dataclasses.dataclass(frozen=True)
+class FinalSettings:
+  epochs: int = 40
+  batch_size: int = 64
+  learning_rate: float = 4e-3
+  optimizer: str = "adam"
+  _checks = {"epochs": _rng(1), "batch_size": _rng(1),
+             "learning_rate": _rng(0, lo_open=True),
+             "optimizer": _one_of(train_lib.OPTIMIZERS)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+  """Everything a GRAM search run depends on."""
+  seed: int = 0
+  dataset: str = "digits"
+  data_dir: str = ""
+  space: SearchSpace = SearchSpace()
+  proxy: ProxySettings = ProxySettings()
+  train: TrainSettings = TrainSettings()
+  search: GramSettings = GramSettings()
+  checkpoint_every: int = 10
+  keep_checkpoints: int = 3
+  final: FinalSettings = FinalSettings()
+  _checks = {"seed": _rng(0), "dataset": _one_of(data_lib.DATASETS),
+             "checkpoint_every": _rng(1), "keep_checkpoints": _rng(1)}
+
+  @classmethod
+  def from_dict(cls, d: Dict[str, Any]) -> "SearchConfig":
+    return _build(cls, d, "config")
+
+  def to_dict(self) -> Dict[str, Any]:
+    return _to_dict(self)
+
+
+_SPACE_TYPES = {"hierarchies": int, "dags_per_hierarchy": int, "nodes": int,
+                "ops": tuple, "width": float, "stem": tuple, "aggregate": str,
+                "pool": str, "max_filters": int, "bn_momentum": float,
+                "bn_epsilon": float}
+
+
+def _type_ok(value, typ) -> bool:
+  if typ is bool:
+    return isinstance(value, bool)
+  if typ is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if typ is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+  if typ is str:
+    return isinstance(value, str)
+  if typ is tuple:
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(v, str) for v in value)
+  return False
+
+
+def _type_name(typ) -> str:
+  return {bool: "a boolean", int: "an integer", float: "a number",
+          str: "a string", tuple: "a list of strings"}[typ]
+
+
+def _build(cls, d, where):
+  if not isinstance(d, dict):
+    raise ConfigError(f"{where}: expected a group of fields, got "
+                      f"{type(d).__name__}")
+  if cls is SearchSpace:
+    types = _SPACE_TYPES
+  else:
+    hints = typing.get_type_hints(cls)
+    types = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+  unknown = sorted(set(d) - set(types))
+  if unknown:
+    raise ConfigError(f"{where}.{unknown[0]}: unknown field; allowed: "
+                      f"{', '.join(sorted(types))}")
+  kwargs = {}
+  for name, value in d.items():
+    typ, w = types[name], f"{where}.{name}"
+    if dataclasses.is_dataclass(typ):
+      kwargs[name] = _build(typ, value, w)
+      continue
+    if not _type_ok(value, typ):
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
+                        f"{_type_name(typ)}")
+    check = getattr(cls, "_checks", {}).get(name)
+    if check and not check[0](value):
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: {check[1]}")
+    kwargs[name] = tuple(value) if typ is tuple else value
+  if cls is SearchSpace:
+    if kwargs.get("max_filters") == 0:
+      kwargs["max_filters"] = None
+    try:
+      return SearchSpace(**kwargs)
+    except SpaceError as e:
+      raise ConfigError(f"{where}.{e}") from None
+  return cls(**kwargs)
+
+
+def _to_dict(obj) -> Dict[str, Any]:
+  out = {}
+  for f in dataclasses.fields(obj):
+    v = getattr(obj, f.name)
+    if isinstance(v, SearchSpace):
+      v = v.to_dict()
+      v["max_filters"] = v["max_filters"] or 0
+    elif dataclasses.is_dataclass(v):
+      v = _to_dict(v)
+    elif isinstance(v, tuple):
+      v = list(v)
+    out[f.name] = v
+  return out
+
+
+# --- config files and --config.x=y overrides (CLI layer) -------------------------
+
+
+def load_config_file(path: str):
+  """Runs `get_config(arg)` of a Python config file; ``path:arg`` passes arg."""
+  arg = None
+  if ":" in os.path.basename(path):
+    path, arg = path.rsplit(":", 1)
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config: {path}: no such file")
+  spec = importlib.util.spec_from_file_location("gram_jax_user_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"--config: {path} defines no get_config()")
+  return module.get_config(arg) if arg is not None else module.get_config()
+
+
+def _parse_value(text: str, current: Any, where: str) -> Any:
+  if isinstance(current, bool):
+    if text.lower() in ("true", "1", "yes"):
+      return True
+    if text.lower() in ("false", "0", "no"):
+      return False
+    raise ConfigError(f"{where}: {text!r} is not allowed; allowed: true or "
+                      "false")
+  if isinstance(current, int):
+    try:
+      return int(text)
+    except ValueError:
+      raise ConfigError(f"{where}: {text!r} is not allowed; allowed: an "
+                        "integer") from None
+  if isinstance(current, float):
+    try:
+      return float(text)
+    except ValueError:
+      raise ConfigError(f"{where}: {text!r} is not allowed; allowed: a "
+                        "number") from None
+  if isinstance(current, (tuple, list)):
+    if text.strip().startswith(("[", "(")):
+      try:
+        value = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        raise ConfigError(f"{where}: {text!r} is not a list") from None
+      return tuple(value)
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+  return text
+
+
+def apply_overrides(cfg_dict: Dict[str, Any], overrides: List[str]) -> Dict:
+  """Applies ``--config.a.b=value`` strings to a plain nested dict."""
+  for item in overrides:
+    if not item.startswith("--config."):
+      raise ConfigError(f"{item.split('=')[0]}: unknown argument; allowed: "
+                        "--config.<field>=<value> overrides")
+    if "=" not in item:
+      raise ConfigError(f"{item}: expected --config.<field>=<value>")
+    key, text = item[len("--config."):].split("=", 1)
+    node, parts = cfg_dict, key.split(".")
+    for i, part in enumerate(parts):
+      where = "config." + ".".join(parts[:i + 1])
+      if not isinstance(node, dict) or part not in node:
+        allowed = ", ".join(sorted(node)) if isinstance(node, dict) else "-"
+        raise ConfigError(f"{where}: unknown field; allowed: {allowed}")
+      if i < len(parts) - 1:
+        node = node[part]
+    if isinstance(node[parts[-1]], dict):
+      raise ConfigError(f"config.{key}: is a group of fields; set one of "
+                        f"{', '.join(sorted(node[parts[-1]]))}")
+    node[parts[-1]] = _parse_value(text, node[parts[-1]], f"config.{key}")
+  return cfg_dict
+
+
+def resolve(path: Optional[str], overrides: List[str]) -> SearchConfig:
+  """Config file + overrides -> validated `SearchConfig`."""
+  if path:
+    raw = load_config_file(path)
+    d = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
+  else:
+    d = SearchConfig().to_dict()
+  d = _plain(d)
+  return SearchConfig.from_dict(apply_overrides(d, overrides))
+
+
+def _plain(x):
+  if isinstance(x, dict):
+    return {k: _plain(v) for k, v in x.items()}
+  if isinstance(x, tuple):
+    return list(x)
+  return x
+
+
+def diff(a: Dict[str, Any], b: Dict[str, Any], prefix: str = "") -> \
+    Optional[Tuple[str, Any, Any]]:
+  """The first field (dotted path) where two config dicts differ."""
+  for key in sorted(set(a) | set(b)):
+    va, vb = a.get(key), b.get(key)
+    if isinstance(va, dict) and isinstance(vb, dict):
+      d = diff(va, vb, f"{prefix}{key}.")
+      if d:
+        return d
+    elif va != vb:
+      return f"{prefix}{key}", va, vb
+  return None
