@@ -25,6 +25,9 @@ COMMANDS = {
                "run a GRAM search (resumes an existing workdir)"),
     "quickstart": ("gram_jax.search.quickstart",
                    "search on digits, then train and evaluate the result"),
+    "prune": ("gram_jax.derive",
+              "pruning profile of a trained meta-graph; pick a level for a "
+              "MACs / parameter budget"),
 }
 
 

@@ -26,6 +26,24 @@ DATASETS = ("digits", "cifar10", "mnist", "fashion_mnist", "svhn_cropped",
 
 # Usual published per-channel mean/std of the training images scaled to
 # [0, 1]; used by `tfds_pipeline`, which cannot compute them on the fly.
+# Native image shape (H, W, C) and class count of each dataset, to size
+# networks without loading data (imagenet2012: the usual 224 crop).
+INFO = {
+    "digits": ((8, 8, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "mnist": ((28, 28, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "svhn_cropped": ((32, 32, 3), 10),
+    "imagenet2012": ((224, 224, 3), 1000),
+}
+
+
+def info(name: str):
+    """``(image_shape, num_classes)`` of a supported dataset, no loading."""
+    _check_name(name)
+    return INFO[name]
+
+
 NORMALISATION = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "mnist": ((0.1307,), (0.3081,)),

@@ -80,3 +80,41 @@ def write_json_atomic(path: str, obj: Any, *, indent: int = 1) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def load_metagraph(path: str):
+  """Reads a `metagraph.json` written by a search into a `MetaGraph`."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
+  from gram_jax.space import SearchSpace  # pylint: disable=import-outside-toplevel
+  try:
+    with open(path) as f:
+      d = json.load(f)
+  except OSError as e:
+    raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path}: not valid JSON ({e.msg} at line "
+                          f"{e.lineno})") from None
+  if not isinstance(d, dict) or d.get("format") != "gram_jax.MetaGraph":
+    raise CheckpointError(f"{path}.format: expected 'gram_jax.MetaGraph'")
+  space = SearchSpace.from_dict(d.get("space"), where=f"{path}.space")
+  dags = d.get("dags")
+  if not isinstance(dags, list) or len(dags) != space.num_dags:
+    raise CheckpointError(f"{path}.dags: expected {space.num_dags} DAGs")
+  n = space.nodes
+  weights, ops = [], []
+  for k, dag in enumerate(dags):
+    w = np.asarray(dag.get("weights"), dtype=np.float32) \
+        if isinstance(dag, dict) else None
+    if w is None or w.shape != (n, n) or not np.all(np.isfinite(w)):
+      raise CheckpointError(f"{path}.dags[{k}].weights: expected {n}x{n} "
+                            "finite numbers")
+    names = dag.get("ops")
+    if not isinstance(names, list) or len(names) != n or any(
+        o not in space.ops for o in names):
+      raise CheckpointError(f"{path}.dags[{k}].ops: expected {n} names from "
+                            f"{list(space.ops)}")
+    weights.append(w)
+    ops.append([space.ops.index(o) for o in names])
+  return mg.MetaGraph(weights=jnp.asarray(np.stack(weights)),
+                      ops=jnp.asarray(ops, jnp.int32), space=space)

@@ -179,3 +179,11 @@ def test_sigkill_and_resume_gives_the_same_metagraph(tmp_path):
   steps = [json.loads(l)["step"] for l in open(
       os.path.join(work, "candidates.jsonl"))]
   assert steps == list(range(6))
+
+
+def test_edge_encoding_round_trip():
+  g = mg.init(SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=7),
+              jax.random.key(0), init_weight=0.5)
+  masks = np.asarray(mg.sample(g, jax.random.key(1)))
+  hexes = loop.encode_edges(masks)
+  np.testing.assert_array_equal(loop.decode_edges(hexes, 7), masks)

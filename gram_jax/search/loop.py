@@ -153,6 +153,33 @@ def _restore(manager: ocp.CheckpointManager, target: Dict[str, np.ndarray],
   return None
 
 
+def encode_edges(masks) -> List[str]:
+  """Per-DAG hex strings of the upper-triangle edge bits (row-major i < j).
+
+  With the run's node ops this rebuilds the candidate exactly
+  (`decode_edges`), so any line of candidates.jsonl can be retrained.
+  """
+  masks = np.asarray(masks, bool)
+  n = masks.shape[-1]
+  rows, cols = np.triu_indices(n, 1)
+  out = []
+  for k in range(masks.shape[0]):
+    bits = masks[k, rows, cols]
+    value = int("".join("1" if b else "0" for b in bits) or "0", 2)
+    out.append(format(value, "x"))
+  return out
+
+
+def decode_edges(edges: List[str], n: int) -> np.ndarray:
+  """Inverse of `encode_edges`: ``bool[K, n, n]``."""
+  rows, cols = np.triu_indices(n, 1)
+  masks = np.zeros((len(edges), n, n), bool)
+  for k, text in enumerate(edges):
+    bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows):]
+    masks[k, rows, cols] = [b == "1" for b in bits]
+  return masks
+
+
 def metagraph_dict(state: gram_lib.GramState) -> Dict[str, Any]:
   g = state.graph
   space = g.space
@@ -252,7 +279,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
              "params": cost.params, "cost": tau, "reward": r,
              "baseline": baseline, "advantage": r - baseline,
              "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
-             "seconds": time.perf_counter() - t0}
+             "seconds": time.perf_counter() - t0,
+             "edges": encode_edges(masks)}
       out.write(json.dumps(rec) + "\n")
       out.flush()
       records.append(rec)

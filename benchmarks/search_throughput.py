@@ -1,0 +1,142 @@
+"""Seconds per GRAM candidate: gram_jax vs a straightforward PyTorch loop.
+
+Runs N iterations of the quickstart search with `gram_jax` (compile time
+included, amortised over N), counts XLA compilations, estimates achieved
+FLOP/s from XLA's cost analysis of the compiled train and eval steps, and
+measures the machine's float32 matmul FLOP/s in the same run. Then, unless
+--no-torch, trains exactly the same N sampled sub-networks (decoded from
+candidates.jsonl) with the PyTorch baseline of `torch_baseline.py` (eager,
+CPU, one exact nn.Module per candidate, same data and settings) and reports
+the ratio. Prints one JSON line.
+
+  python benchmarks/search_throughput.py --iterations 30
+  (torch: pip install -e ".[bench]", on this machine torch==2.13.0)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  pylint: disable=wrong-import-position
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gram_jax import arch as arch_lib  # noqa: E402
+from gram_jax import data as data_lib  # noqa: E402
+from gram_jax import train as train_lib  # noqa: E402
+from gram_jax.search import config as config_lib  # noqa: E402
+from gram_jax.search import loop  # noqa: E402
+
+QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
+
+
+def _flops_per_candidate(cfg, ops, split, num_classes):
+  """XLA's FLOP count of one candidate's training and validation."""
+  t = cfg.train
+  trainer = train_lib.ProxyTrainer(
+      cfg.space, ops, num_classes, x_train=split.x_train,
+      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
+      epochs=t.epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
+      optimizer=t.optimizer, select=t.select)
+  masks = jnp.ones((cfg.space.num_dags, cfg.space.nodes, cfg.space.nodes),
+                   bool)
+  variables, opt_state = trainer._init(jax.random.key(0), masks)  # pylint: disable=protected-access
+  idx = np.arange(t.batch_size)
+  step = trainer._step.lower(variables, opt_state, trainer.x_train,  # pylint: disable=protected-access
+                             trainer.y_train, idx, masks).cost_analysis()
+  eidx = np.arange(trainer.eval_batch_size)
+  ev = trainer._eval.lower(variables, trainer.x_val, trainer.y_val, eidx,  # pylint: disable=protected-access
+                           np.ones(len(eidx), np.float32),
+                           masks).cost_analysis()
+  evals = t.epochs if t.select == "best" else 1
+  chunks = -(-len(split.x_val) // trainer.eval_batch_size)
+  return (step["flops"] * trainer.steps_per_epoch * t.epochs
+          + ev["flops"] * chunks * evals)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument("--iterations", type=int, default=30)
+  p.add_argument("--config", default=QUICKSTART)
+  p.add_argument("--no-torch", action="store_true")
+  p.add_argument("--torch-candidates", type=int, default=None,
+                 help="train only the first K candidates with PyTorch")
+  args, rest = p.parse_known_args()
+  cfg = config_lib.resolve(
+      args.config, rest + [f"--config.search.iterations={args.iterations}",
+                           f"--config.checkpoint_every={args.iterations}"])
+  matmul = common.matmul_flops()
+  c0 = common.compilations()
+  with tempfile.TemporaryDirectory() as work:
+    t0 = time.perf_counter()
+    result = loop.run_search(cfg, work, progress=False)
+    jax_s = time.perf_counter() - t0
+    records = result.records
+  c1 = common.compilations()
+  ds = data_lib.load(cfg.dataset, seed=cfg.seed)
+  split = data_lib.proxy_split(ds, seed=cfg.seed,
+                               num_train=cfg.proxy.num_train,
+                               num_val=cfg.proxy.num_val)
+  flops = _flops_per_candidate(cfg, result.state.graph.ops, split,
+                               ds.num_classes)
+  per_cand = jax_s / args.iterations
+  out = {
+      "benchmark": "search_throughput", "iterations": args.iterations,
+      "jax_seconds_per_candidate": round(per_cand, 4),
+      "jax_total_s": round(jax_s, 2),
+      "jax_steady_s_median": round(statistics.median(
+          r["seconds"] for r in records[1:]), 4) if len(records) > 1 else None,
+      "xla_compilations": c1[0] - c0[0],
+      "xla_compile_s": round(c1[1] - c0[1], 2),
+      "flops_per_candidate": flops,
+      "achieved_gflops": round(flops / per_cand / 1e9, 3),
+      "matmul_gflops": round(matmul / 1e9, 2),
+      "mean_accuracy": round(statistics.mean(r["accuracy"] for r in records),
+                             4),
+      "space": cfg.space.to_dict(),
+      "train": config_lib._to_dict(cfg.train),  # pylint: disable=protected-access
+      "proxy": {"num_train": cfg.proxy.num_train,
+                "num_val": cfg.proxy.num_val},
+      "machine": common.machine(),
+  }
+  if not args.no_torch:
+    import torch  # pylint: disable=import-outside-toplevel
+    import torch_baseline  # pylint: disable=import-outside-toplevel
+    ops = np.asarray(result.state.graph.ops)
+    chosen = records[:args.torch_candidates or len(records)]
+    secs, accs = [], []
+    t = cfg.train
+    for i, rec in enumerate(chosen):
+      masks = loop.decode_edges(rec["edges"], cfg.space.nodes)
+      spec = arch_lib.from_masks(cfg.space, ops, masks,
+                                 num_classes=ds.num_classes)
+      r = torch_baseline.train_candidate(
+          spec, split.x_train, split.y_train, split.x_val, split.y_val,
+          epochs=t.epochs, batch_size=t.batch_size,
+          learning_rate=t.learning_rate, seed=i)
+      secs.append(r["seconds"])
+      accs.append(r["accuracy"])
+    torch_per = statistics.mean(secs)
+    out.update({
+        "torch_seconds_per_candidate": round(torch_per, 4),
+        "torch_candidates": len(secs),
+        "torch_mean_accuracy": round(statistics.mean(accs), 4),
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "speedup_vs_torch": round(torch_per / per_cand, 2),
+    })
+  print(json.dumps(out))
+
+
+if __name__ == "__main__":
+  main()
