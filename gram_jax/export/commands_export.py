@@ -1,0 +1,124 @@
+"""``gram-jax export``: an architecture and its weights to a .tflite file.
+
+  gram-jax export --arch arch.json --params ckpt/ --out model.tflite
+  gram-jax export --arch arch.json --params ckpt/ --out model_int8.tflite \\
+      --int8 --dataset digits
+
+Prints one line: the path, the size, and how far the TFLite model is from
+the JAX model (max |difference| of the logits on a few random inputs for
+float32; on test images, with top-1 agreement, for int8).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import List
+
+import numpy as np
+
+from gram_jax.errors import GramJaxError
+
+NUM_CHECK = 4          # random inputs of the float32 check
+NUM_CHECK_INT8 = 100   # test images of the int8 check
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--arch", help="arch.json of the network (required)")
+  parser.add_argument("--params", help="orbax checkpoint directory of its "
+                      "trained variables, from io.save_variables (required)")
+  parser.add_argument("--out", help="the .tflite file to write (required)")
+  parser.add_argument("--int8", action="store_true",
+                      help="full-integer quantisation, calibrated on "
+                      "training images of --dataset")
+  parser.add_argument("--input-shape", metavar="H,W,C",
+                      help="input image shape (default: the image shape of "
+                      "--dataset)")
+  parser.add_argument("--dataset", default="digits",
+                      help="dataset of the input shape and the calibration "
+                      "images (default: digits)")
+  parser.add_argument("--batch-size", default="1",
+                      help="fixed batch dimension of the model (default: 1)")
+  parser.add_argument("--calibration-size", default="200",
+                      help="training images calibrating --int8 (default: "
+                      "200)")
+
+
+def run(args: argparse.Namespace, rest: List[str]) -> int:
+  # Imported here: `gram-jax export --help` should not wait for jax/TF.
+  from gram_jax import data, io
+  from gram_jax.arch import ArchSpec
+  from gram_jax.export import latency, tflite
+  from gram_jax.models import ExactNet
+
+  if rest:
+    raise GramJaxError(f"unrecognised arguments: {' '.join(rest)}; see "
+                       "gram-jax export --help")
+  for flag in ("arch", "params", "out"):
+    if not getattr(args, flag):
+      raise GramJaxError(f"--{flag}: required; see gram-jax export --help")
+  batch_size = parse_int(args.batch_size, "--batch-size")
+  calibration_size = parse_int(args.calibration_size, "--calibration-size")
+  spec = ArchSpec.load(args.arch)
+  shape = parse_shape(args.input_shape) if args.input_shape else None
+  dataset = None
+  if args.int8 or shape is None:
+    dataset = data.load(args.dataset)
+    if shape is None:
+      shape = tuple(dataset.image_shape)
+    elif shape != tuple(dataset.image_shape):
+      raise GramJaxError(f"--input-shape: {','.join(map(str, shape))} does "
+                         f"not match the {args.dataset} images "
+                         f"{','.join(map(str, dataset.image_shape))} that "
+                         "calibrate --int8")
+  variables = io.load_variables(args.params, spec, shape)
+
+  representative = None
+  if args.int8:
+    rng = np.random.default_rng(0)
+    n = min(calibration_size, len(dataset.x_train))
+    representative = dataset.x_train[rng.permutation(len(dataset.x_train))[
+        :n]]
+  model = tflite.to_tflite(spec, variables, shape, int8=args.int8,
+                           representative=representative,
+                           batch_size=batch_size)
+  tflite.write_tflite(args.out, model)
+
+  if args.int8:
+    x = dataset.x_test[:NUM_CHECK_INT8]
+    where = f"{len(x)} {args.dataset} test images"
+  else:
+    x = np.random.default_rng(0).standard_normal(
+        (NUM_CHECK,) + shape).astype(np.float32)
+    where = f"{len(x)} random inputs"
+  want = np.asarray(ExactNet(spec).apply(variables, x, train=False))
+  got = latency.run_tflite(model, x)
+  diff = float(np.max(np.abs(got - want)))
+  line = (f"wrote {args.out} ({len(model) / 1024:.1f} KB, "
+          f"{'int8' if args.int8 else 'float32'}); max |TFLite - JAX| = "
+          f"{diff:.3g} on {where}")
+  if args.int8:
+    agree = float(np.mean(got.argmax(-1) == want.argmax(-1)))
+    line += f", top-1 agreement {agree:.1%}"
+  print(line)
+  return 0
+
+
+def parse_int(text: str, flag: str, minimum: int = 1) -> int:
+  """An integer flag value, or one GramJaxError line naming the flag."""
+  try:
+    value = int(str(text).strip())
+  except ValueError:
+    value = None
+  if value is None or value < minimum:
+    raise GramJaxError(f"{flag}: {text!r} is not allowed; allowed: an "
+                       f"integer >= {minimum}")
+  return value
+
+
+def parse_shape(text: str):
+  """``"8,8,1"`` -> ``(8, 8, 1)``."""
+  parts = [p.strip() for p in str(text).split(",")]
+  if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+    raise GramJaxError(f"--input-shape: {text!r} is not allowed; allowed: "
+                       "H,W,C as three positive integers, e.g. 32,32,3")
+  return tuple(int(p) for p in parts)
