@@ -105,3 +105,16 @@ def test_upscale_rounding():
   assert up.stem == spec.stem
   with pytest.raises(arch.SpecError, match="factor"):
     arch.upscale(spec, 0)
+
+
+def test_upscaling_multiplies_inner_node_macs_by_about_s_squared():
+  from gram_jax import cost  # pylint: disable=import-outside-toplevel
+  spec, _, _ = _spec(weight=0.7)
+  base = cost.layers(spec, (8, 8, 3))
+  for s in (1.25, 1.5, 2.0):
+    up = cost.layers(arch.upscale(spec, s), (8, 8, 3))
+    # inner nodes: every DAG node except node 0, whose input width is set
+    # by the previous hierarchy's output (scaled) or the stem (not scaled)
+    inner = lambda ls: sum(l.macs for l in ls if "_node" in l.name
+                           and not l.name.endswith("_node0"))
+    assert inner(up) / inner(base) == pytest.approx(s * s, rel=0.08)
