@@ -187,3 +187,14 @@ def test_edge_encoding_round_trip():
   masks = np.asarray(mg.sample(g, jax.random.key(1)))
   hexes = loop.encode_edges(masks)
   np.testing.assert_array_equal(loop.decode_edges(hexes, 7), masks)
+
+
+def test_measured_latency_cost_is_logged(tmp_path):
+  cfg = config_lib.resolve(QUICKSTART, TINY + [
+      "--config.search.iterations=2", "--config.search.cost=measured",
+      "--config.search.gamma=1.0", "--config.search.latency_runs=5"])
+  out = loop.run_search(cfg, str(tmp_path / "run"), progress=False)
+  for rec in out.records:
+    assert rec["latency_ms"] > 0
+    assert rec["cost"] == rec["latency_ms"]
+    assert rec["reward"] == pytest.approx(rec["accuracy"] - rec["latency_ms"])

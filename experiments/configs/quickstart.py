@@ -53,12 +53,15 @@ def get_config(arg=None):
   c.search.alpha = 0.9
   c.search.beta0 = 0.9            # paper: 0.4 on CIFAR proxies; digits proxies reach ~0.95
   c.search.beta_momentum = 0.9
-  c.search.gamma = 0.1            # per unit of cost (per ms for latency)
-  c.search.cost = "macs"          # macs: tau = log10(MACs) - 6
+  c.search.gamma = 0.1            # per unit of cost (paper: 1 per ms for latency)
+  c.search.cost = "macs"          # macs: tau = log10(MACs) - 6 | lut | measured (ms)
   c.search.normalization = "max"
   c.search.init_weight = 0.5     # about half the edges in early samples
   c.search.prune_level = 0.5
   c.search.prune_mode = "threshold"
+  c.search.lut_path = ""          # latency table (gram-jax lut build) for cost=lut
+  c.search.latency_threads = 1    # LiteRT threads for cost=measured
+  c.search.latency_runs = 30
 
   c.checkpoint_every = 10
   c.keep_checkpoints = 3

@@ -76,10 +76,14 @@ class GramSettings:
   init_weight: float = 0.5
   prune_level: float = 0.5
   prune_mode: str = "threshold"
-  _checks = {"iterations": _rng(1), "strategy": _one_of(("gram", "random")),
+  lut_path: str = ""              # latency table for cost = "lut"
+  latency_threads: int = 1        # LiteRT threads for cost = "measured"
+  latency_runs: int = 30          # timed runs per candidate ("measured")
+  _checks = {"latency_threads": _rng(1), "latency_runs": _rng(1),
+             "iterations": _rng(1), "strategy": _one_of(("gram", "random")),
              "alpha": _rng(0), "beta0": _rng(), "gamma": _rng(0),
              "beta_momentum": _rng(0, 1, hi_open=True),
-             "cost": _one_of(("macs",)),
+             "cost": _one_of(rewards.COSTS),
              "normalization": _one_of(mg.NORMALIZATIONS),
              "init_weight": _rng(0, 1, lo_open=True),
              "prune_level": _rng(0, 1), "prune_mode": _one_of(mg.PRUNE_MODES)}
@@ -114,7 +118,13 @@ class SearchConfig:
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "SearchConfig":
-    return _build(cls, d, "config")
+    config = _build(cls, d, "config")
+    s = config.search
+    if s.cost == "lut" and not os.path.isfile(s.lut_path):
+      raise ConfigError(
+          f"config.search.lut_path: {s.lut_path!r} is not a file; cost=lut "
+          "needs a latency table (build one with `gram-jax lut build`)")
+    return config
 
   def to_dict(self) -> Dict[str, Any]:
     return _to_dict(self)

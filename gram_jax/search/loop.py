@@ -180,6 +180,36 @@ def decode_edges(edges: List[str], n: int) -> np.ndarray:
   return masks
 
 
+def latency_cost(config: config_lib.SearchConfig, ops, input_shape,
+                 num_classes: int):
+  """``fn(masks, spec) -> ms`` for a latency cost, or None for ``macs``."""
+  s = config.search
+  if s.cost == "lut":
+    from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
+    table = lut.LatencyTable.load(s.lut_path)
+    predict = jax.jit(lut.jax_predictor(table, config.space, ops,
+                                        input_shape))
+    return lambda masks, spec: float(predict(masks))
+  if s.cost == "measured":
+    from gram_jax.export import latency, tflite  # pylint: disable=import-outside-toplevel
+    from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
+    del num_classes
+
+    def measure(masks, spec):
+      del masks
+      # Latency does not depend on weight values: random ones will do.
+      variables = ExactNet(spec).init(jax.random.key(0),
+                                      jnp.zeros((1,) + tuple(input_shape)))
+      model = tflite.to_tflite(spec, variables, input_shape)
+      stats = latency.measure_tflite(model, threads=s.latency_threads,
+                                     runs=s.latency_runs,
+                                     warmup=max(3, s.latency_runs // 5))
+      return float(stats["median_ms"])
+
+    return measure
+  return None
+
+
 def metagraph_dict(state: gram_lib.GramState) -> Dict[str, Any]:
   g = state.graph
   space = g.space
@@ -254,6 +284,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   update = jax.jit(strategy.update)
   input_shape = tuple(int(d) for d in ds.image_shape)
 
+  latency_fn = latency_cost(config, state.graph.ops, input_shape,
+                            ds.num_classes)
   total = s.iterations
   end = total if stop_after is None else min(total, start + stop_after)
   bar = None
@@ -269,7 +301,11 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
                                  num_classes=ds.num_classes)
       cost = cost_lib.count(spec, input_shape)
       result = trainer(masks, jax.random.fold_in(train_key, t))
-      tau = rewards.macs_cost(cost.macs)
+      latency_ms = None
+      if latency_fn is None:
+        tau = rewards.macs_cost(cost.macs)
+      else:
+        tau = latency_ms = latency_fn(masks, spec)
       r = rewards.reward(result.accuracy, tau, s.gamma)
       baseline = float(state.baseline)
       state = update(state, masks, jnp.float32(r))
@@ -281,6 +317,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
              "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
              "seconds": time.perf_counter() - t0,
              "edges": encode_edges(masks)}
+      if latency_ms is not None:
+        rec["latency_ms"] = latency_ms
       out.write(json.dumps(rec) + "\n")
       out.flush()
       records.append(rec)

@@ -5,8 +5,11 @@ GRAM [SN Eq. 1-3]: ``eta' = eta - gamma * tau``. The cost `tau` is
   * ``"macs"``: ``log10(MACs) - 6``, AutoShrink's analytic stand-in for
     latency (ALGORITHMS.md 1.3 #6); with gamma = 0.1 this is exactly
     AutoShrink's score ``acc - 0.1 * (log10 MACs - 6)``;
-  * ``"latency"`` (a latency table or a measurement): milliseconds per image;
-    the paper uses gamma = 1 per ms.
+  * ``"lut"``: milliseconds per image predicted by a per-op latency table,
+    computed inside the search program from the masks (no compilation per
+    candidate); ``"measured"``: milliseconds per image of the candidate
+    exported to TFLite and timed with LiteRT on this machine. The paper uses
+    gamma = 1 per ms [SN §4.1].
 """
 
 from __future__ import annotations
