@@ -45,6 +45,18 @@ def run(args: argparse.Namespace, rest) -> int:
                            progress=not args.no_progress)
   search_s = time.time() - t0
   spec = result.spec
+  final_dir = os.path.join(args.workdir, "final")
+  done = os.path.join(final_dir, "result.json")
+  if os.path.exists(done) and os.path.isdir(os.path.join(final_dir,
+                                                         "checkpoint")):
+    with open(done) as fh:
+      summary = json.load(fh)
+    print(json.dumps(summary, indent=1))
+    print(f"\nAlready finished (delete {final_dir} to train again): test "
+          f"accuracy {100 * summary['test_accuracy']:.2f}%, "
+          f"{summary['macs'] / 1e6:.3f} M MACs, "
+          f"{summary['params'] / 1e3:.1f} K parameters.")
+    return 0
   f = config.final
   ds = data_lib.load(config.dataset, data_dir=config.data_dir or None,
                      seed=config.seed)
@@ -57,7 +69,6 @@ def run(args: argparse.Namespace, rest) -> int:
                          desc="train found network")
   train_s = time.time() - t1
   c = cost_lib.count(spec, ds.image_shape)
-  final_dir = os.path.join(args.workdir, "final")
   os.makedirs(final_dir, exist_ok=True)
   ckpt = os.path.join(final_dir, "checkpoint")
   if os.path.exists(ckpt):
