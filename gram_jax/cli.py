@@ -25,6 +25,8 @@ COMMANDS = {
                "run a GRAM search (resumes an existing workdir)"),
     "quickstart": ("gram_jax.search.quickstart",
                    "search on digits, then train and evaluate the result"),
+    "train": ("gram_jax.fulltrain",
+              "train a found architecture on a dataset (resumable)"),
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
               "MACs / parameter budget"),

@@ -1,0 +1,402 @@
+"""Full training of a found network: recipes, resumable runs, metrics.
+
+`gram-jax train --arch arch.json --dataset <name> --workdir <dir>` trains
+`ExactNet(spec)` with a recipe chosen by dataset (override any field with
+``--recipe.<field>=<value>``):
+
+  * ``cifar10`` (and the other 32x32 / 28x28 TFDS sets): the paper's CIFAR-10
+    recipe [SN §4.1]: momentum SGD, lr 0.01 x0.1 at 50% and 75% of the
+    epochs, L2 5e-4, pad-4 crop + flip; 200 epochs of batch 128 (the paper
+    gives neither; ALGORITHMS.md 1.5);
+  * ``imagenet2012``: the adaptation recipe: a 3x3/2 stem conv (two at input
+    128) added before the generated model, RMSProp lr 0.045 x0.94 every 2
+    epochs, L2 1e-5, input 96 (ALGORITHMS.md 1.3 #11, 1.5);
+  * ``digits``: Adam 4e-3, 40 epochs, in memory, offline.
+
+Class count and input channels follow the dataset (task adaptation, paper
+§4.4): a spec found on one dataset trains on another without a new search.
+The workdir holds `config.json`, `metrics.jsonl` (one line per epoch),
+TensorBoard events, orbax checkpoints (resumed at the last finished epoch),
+and at the end `final/` (variables for `gram-jax export`) and `result.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from gram_jax import arch as arch_lib
+from gram_jax import cost as cost_lib
+from gram_jax import data as data_lib
+from gram_jax import io
+from gram_jax import train as train_lib
+from gram_jax.errors import GramJaxError
+from gram_jax.models import ExactNet
+from gram_jax.space import parse_op
+
+SCHEDULES = ("constant", "step", "exponential", "cosine")
+AUGMENTS = ("none", "crop_flip")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """Everything a full training run depends on (besides the spec)."""
+  epochs: int = 40
+  batch_size: int = 64
+  optimizer: str = "adam"
+  learning_rate: float = 4e-3
+  schedule: str = "constant"
+  decay_rate: float = 0.1        # "step": x0.1 at 50%, 75%; "exponential"
+  decay_epochs: float = 2.0      # "exponential": every this many epochs
+  weight_decay: float = 0.0      # coupled L2 on kernels
+  augment: str = "none"
+  input_size: int = 0            # 0: the dataset's native size
+  stem: Tuple[str, ...] = ()     # convs added before the model ("conv3x3_32/2")
+  eval_every: int = 1
+  seed: int = 0
+  max_examples: int = 0          # cap on training examples (0: all)
+
+  def __post_init__(self):
+    object.__setattr__(self, "stem", tuple(self.stem))
+    checks = [
+        ("epochs", self.epochs >= 1, ">= 1"),
+        ("batch_size", self.batch_size >= 1, ">= 1"),
+        ("optimizer", self.optimizer in train_lib.OPTIMIZERS,
+         ", ".join(train_lib.OPTIMIZERS)),
+        ("learning_rate", self.learning_rate > 0, "> 0"),
+        ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
+        ("decay_rate", 0 < self.decay_rate <= 1, "0 < value <= 1"),
+        ("decay_epochs", self.decay_epochs > 0, "> 0"),
+        ("weight_decay", self.weight_decay >= 0, ">= 0"),
+        ("augment", self.augment in AUGMENTS, ", ".join(AUGMENTS)),
+        ("input_size", self.input_size >= 0, ">= 0"),
+        ("eval_every", self.eval_every >= 1, ">= 1"),
+        ("seed", self.seed >= 0, ">= 0"),
+        ("max_examples", self.max_examples >= 0, ">= 0"),
+    ]
+    for field, ok, allowed in checks:
+      if not ok:
+        raise GramJaxError(f"recipe.{field}: {getattr(self, field)!r} is "
+                           f"not allowed; allowed: {allowed}")
+    for s in self.stem:
+      parse_op(s, field="recipe.stem", allow_stride=True)
+
+
+RECIPES = {
+    "digits": Recipe(),
+    "cifar10": Recipe(epochs=200, batch_size=128, optimizer="momentum",
+                      learning_rate=0.01, schedule="step", decay_rate=0.1,
+                      weight_decay=5e-4, augment="crop_flip"),
+    "imagenet2012": Recipe(epochs=100, batch_size=256, optimizer="rmsprop",
+                           learning_rate=0.045, schedule="exponential",
+                           decay_rate=0.94, decay_epochs=2.0,
+                           weight_decay=1e-5, input_size=96,
+                           stem=("conv3x3_32/2",)),
+}
+for _name in ("mnist", "fashion_mnist", "svhn_cropped"):
+  RECIPES[_name] = dataclasses.replace(RECIPES["cifar10"], epochs=50,
+                                       augment="none")
+
+
+def recipe_for(dataset: str, overrides=()) -> Recipe:
+  """The default recipe of `dataset` with ``--recipe.<field>=<v>`` applied."""
+  base = dataclasses.asdict(RECIPES.get(dataset, Recipe()))
+  types = {f.name: f.type for f in dataclasses.fields(Recipe)}
+  for item in overrides:
+    if not item.startswith("--recipe.") or "=" not in item:
+      raise GramJaxError(f"{item.split('=')[0]}: unknown argument; allowed: "
+                         "--recipe.<field>=<value>")
+    key, text = item[len("--recipe."):].split("=", 1)
+    if key not in base:
+      raise GramJaxError(f"recipe.{key}: unknown field; allowed: "
+                         f"{', '.join(sorted(base))}")
+    current = base[key]
+    try:
+      if isinstance(current, tuple):
+        base[key] = tuple(s for s in text.split(",") if s)
+      elif isinstance(current, bool):
+        base[key] = text.lower() in ("1", "true", "yes")
+      else:
+        base[key] = type(current)(text)
+    except ValueError:
+      raise GramJaxError(f"recipe.{key}: {text!r} is not allowed; allowed: "
+                         f"{types[key]}") from None
+  return Recipe(**base)
+
+
+def adapt_spec(spec: arch_lib.ArchSpec, *, num_classes: int,
+               stem: Tuple[str, ...] = ()) -> arch_lib.ArchSpec:
+  """Task adaptation [SN §4.4]: the class count of the new dataset and the
+  recipe's stem convs before the generated model."""
+  extra = []
+  for s in stem:
+    op = parse_op(s, field="recipe.stem", allow_stride=True)
+    extra.append(arch_lib.Conv(op.kernel, op.channels, op.stride))
+  return dataclasses.replace(spec, num_classes=num_classes,
+                             stem=tuple(extra) + spec.stem)
+
+
+def schedule_fn(recipe: Recipe, steps_per_epoch: int):
+  lr, total = recipe.learning_rate, recipe.epochs * steps_per_epoch
+  if recipe.schedule == "step":
+    return optax.piecewise_constant_schedule(
+        lr, {int(total * 0.5): recipe.decay_rate,
+             int(total * 0.75): recipe.decay_rate})
+  if recipe.schedule == "exponential":
+    return optax.exponential_decay(
+        lr, transition_steps=max(1, int(recipe.decay_epochs *
+                                        steps_per_epoch)),
+        decay_rate=recipe.decay_rate, staircase=True)
+  if recipe.schedule == "cosine":
+    return optax.cosine_decay_schedule(lr, max(1, total))
+  return lr
+
+
+class _Data:
+  """Training batches and the evaluation split, in memory or from TFDS."""
+
+  def __init__(self, name: str, recipe: Recipe, data_dir: Optional[str]):
+    self.name, self.recipe, self.data_dir = name, recipe, data_dir
+    size = recipe.input_size or None
+    if name == "digits" or name not in RECIPES or recipe.max_examples:
+      ds = data_lib.load(name, data_dir=data_dir, image_size=size,
+                         max_examples=recipe.max_examples or None,
+                         seed=recipe.seed)
+      self.memory = ds
+      self.image_shape = tuple(int(d) for d in ds.image_shape)
+      self.num_classes = ds.num_classes
+      self.train_size = len(ds.x_train)
+    else:
+      self.memory = None
+      shape, self.num_classes = data_lib.info(name)
+      if size:
+        shape = (size, size, shape[2])
+      self.image_shape = tuple(shape)
+      import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+      try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        self.train_size = builder.info.splits["train"].num_examples
+      except Exception:  # pylint: disable=broad-except
+        self.train_size = 0
+      if not self.train_size:
+        raise data_lib.DatasetError(
+            f"dataset {name!r} is not downloaded in "
+            f"{data_dir or '~/tensorflow_datasets'}; download it with "
+            f"tfds.load({name!r}, download=True) on a machine with network")
+    self.steps = self.train_size // recipe.batch_size
+    if self.steps < 1:
+      raise GramJaxError(f"recipe.batch_size: {recipe.batch_size} is larger "
+                         f"than the training set ({self.train_size})")
+
+  def train_epoch(self, epoch: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    seed = self.recipe.seed * 100003 + epoch
+    if self.memory is not None:
+      yield from data_lib.batches(self.memory.x_train, self.memory.y_train,
+                                  self.recipe.batch_size, seed=seed)
+      return
+    ds = data_lib.tfds_pipeline(
+        self.name, "train", batch_size=self.recipe.batch_size,
+        data_dir=self.data_dir, image_size=self.recipe.input_size or None,
+        train=True, seed=seed, augment=self.recipe.augment)
+    for x, y in ds.take(self.steps).as_numpy_iterator():
+      yield x, y
+
+  def eval_batches(self, batch_size: int):
+    if self.memory is not None:
+      yield from data_lib.batches(self.memory.x_test, self.memory.y_test,
+                                  batch_size, seed=None, drop_remainder=False)
+      return
+    split = "validation" if self.name == "imagenet2012" else "test"
+    ds = data_lib.tfds_pipeline(
+        self.name, split, batch_size=batch_size, data_dir=self.data_dir,
+        image_size=self.recipe.input_size or None, train=False)
+    yield from ds.as_numpy_iterator()
+
+
+def run_training(spec: arch_lib.ArchSpec, dataset: str, workdir: str, *,
+                 recipe: Recipe, data_dir: Optional[str] = None,
+                 progress: bool = True,
+                 stop_after_epochs: Optional[int] = None) -> Dict[str, Any]:
+  """Trains `spec` on `dataset` in `workdir` (resuming) and evaluates it."""
+  data = _Data(dataset, recipe, data_dir)
+  spec = adapt_spec(spec, num_classes=data.num_classes, stem=recipe.stem)
+  os.makedirs(workdir, exist_ok=True)
+  run_cfg = {"dataset": dataset, "recipe": dataclasses.asdict(recipe),
+             "arch": spec.to_dict()}
+  run_cfg = json.loads(json.dumps(run_cfg))
+  cfg_path = os.path.join(workdir, "config.json")
+  if os.path.exists(cfg_path):
+    with open(cfg_path) as f:
+      old = json.load(f)
+    if old != run_cfg:
+      from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
+      d = diff(old, run_cfg) or ("?", None, None)
+      raise GramJaxError(f"{d[0]}: the workdir {workdir} holds a run with "
+                         f"{d[1]!r}, this one has {d[2]!r}; use a new "
+                         "--workdir")
+  else:
+    io.write_json_atomic(cfg_path, run_cfg)
+
+  net = ExactNet(spec)
+  x0 = jnp.zeros((1,) + data.image_shape)
+  variables = jax.jit(net.init)(jax.random.key(recipe.seed), x0)
+  tx = train_lib.make_optimizer(recipe.optimizer,
+                                schedule_fn(recipe, data.steps))
+  opt_state = tx.init(variables["params"])
+  train_step = train_lib.make_train_step(net.apply, tx,
+                                         weight_decay=recipe.weight_decay)
+  step = jax.jit(train_step, donate_argnums=(0, 1))
+  evaluate = jax.jit(train_lib.make_eval_step(net.apply, top_k=5))
+
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  start = 0
+  if manager.latest_step() is not None:
+    target = {"variables": variables, "opt_state": opt_state}
+    restored = manager.restore(manager.latest_step(),
+                               args=ocp.args.StandardRestore(target))
+    variables, opt_state = restored["variables"], restored["opt_state"]
+    start = int(manager.latest_step())
+
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  history = []
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if rec.get("epoch", math.inf) <= start:
+          history.append(rec)
+  with open(metrics_path, "w") as f:
+    for rec in history:
+      f.write(json.dumps(rec) + "\n")
+  writer = _tensorboard(os.path.join(workdir, "tensorboard"))
+
+  def run_eval(variables):
+    correct = top5 = loss = 0.0
+    n = 0
+    for x, y in data.eval_batches(500):
+      c, c5, l = evaluate(variables, jnp.asarray(x), jnp.asarray(y, jnp.int32),
+                          jnp.ones(len(y), jnp.float32))
+      correct, top5, loss, n = correct + c, top5 + c5, loss + l, n + len(y)
+    return float(correct) / n, float(top5) / n, float(loss) / n
+
+  end = recipe.epochs if stop_after_epochs is None else min(
+      recipe.epochs, start + stop_after_epochs)
+  bar = None
+  if progress and start < end:
+    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+    bar = tqdm(total=recipe.epochs, initial=start, unit="epoch",
+               desc=f"train on {dataset}", dynamic_ncols=True)
+  with open(metrics_path, "a") as out:
+    for epoch in range(start, end):
+      t0 = time.perf_counter()
+      losses = []
+      for x, y in data.train_epoch(epoch):
+        variables, opt_state, loss = step(
+            variables, opt_state, jnp.asarray(x), jnp.asarray(y, jnp.int32))
+        losses.append(loss)
+      train_loss = float(jnp.mean(jnp.stack(losses)))
+      if not math.isfinite(train_loss):
+        raise GramJaxError(f"training diverged at epoch {epoch + 1} (loss "
+                           f"{train_loss}); lower recipe.learning_rate")
+      rec = {"epoch": epoch + 1, "train_loss": train_loss,
+             "seconds": time.perf_counter() - t0}
+      if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+        rec["top1"], rec["top5"], rec["test_loss"] = run_eval(variables)
+      out.write(json.dumps(rec) + "\n")
+      out.flush()
+      history.append(rec)
+      if writer is not None:
+        writer(rec)
+      manager.save(epoch + 1, args=ocp.args.StandardSave(
+          {"variables": variables, "opt_state": opt_state}))
+      if bar is not None:
+        bar.set_postfix(loss=f"{train_loss:.3f}",
+                        top1=f"{rec.get('top1', float('nan')):.4f}",
+                        refresh=False)
+        bar.update(1)
+  manager.wait_until_finished()
+  manager.close()
+  if bar is not None:
+    bar.close()
+  if end < recipe.epochs:
+    return {"complete": False, "epoch": end}
+  top1, top5, test_loss = run_eval(variables)
+  c = cost_lib.count(spec, data.image_shape)
+  final = os.path.join(workdir, "final")
+  if not os.path.exists(final):
+    io.save_variables(final, variables)
+  spec.save(os.path.join(workdir, "arch.json"))
+  result = {"complete": True, "dataset": dataset, "top1": top1,
+            "top5": top5, "test_loss": test_loss, "macs": c.macs,
+            "params": c.params,
+            "accuracy_density": cost_lib.accuracy_density(100 * top1, c.macs),
+            "input_shape": list(data.image_shape), "epochs": recipe.epochs,
+            "arch": os.path.join(workdir, "arch.json"), "variables": final}
+  io.write_json_atomic(os.path.join(workdir, "result.json"), result)
+  return result
+
+
+def _tensorboard(logdir: str):
+  """A writer of epoch records as TensorBoard scalars (TF's summary API)."""
+  try:
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  writer = tf.summary.create_file_writer(logdir)
+
+  def write(rec):
+    with writer.as_default():
+      for key, value in rec.items():
+        if key != "epoch" and isinstance(value, (int, float)):
+          tf.summary.scalar(key, value, step=rec["epoch"])
+    writer.flush()
+
+  return write
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--arch", required=True, help="arch.json to train")
+  parser.add_argument("--dataset", default="digits",
+                      choices=data_lib.DATASETS)
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--data-dir", default=None)
+  parser.add_argument("--upscale", type=float, default=1.0,
+                      help="node-wise channel up-scaling factor [SN §3.3]")
+  parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument("--stop-after-epochs", type=int, default=None,
+                      help=argparse.SUPPRESS)
+  parser.epilog = ("Override recipe fields with --recipe.<field>=<value>, "
+                   "e.g. --recipe.epochs=10")
+
+
+def run(args: argparse.Namespace, rest) -> int:
+  recipe = recipe_for(args.dataset, rest)
+  spec = arch_lib.ArchSpec.load(args.arch)
+  if args.upscale != 1.0:
+    spec = arch_lib.upscale(spec, args.upscale)
+  result = run_training(spec, args.dataset, args.workdir, recipe=recipe,
+                        data_dir=args.data_dir,
+                        progress=not args.no_progress,
+                        stop_after_epochs=args.stop_after_epochs)
+  if not result["complete"]:
+    print(f"stopped after epoch {result['epoch']}; run the same command to "
+          "resume")
+    return 0
+  print(json.dumps(result, indent=1))
+  return 0
