@@ -27,6 +27,8 @@ COMMANDS = {
                    "search on digits, then train and evaluate the result"),
     "train": ("gram_jax.fulltrain",
               "train a found architecture on a dataset (resumable)"),
+    "report": ("gram_jax.report.command",
+               "drawing, Pareto plot and summary of a run"),
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
               "MACs / parameter budget"),
