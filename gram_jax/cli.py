@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import importlib.util
 import sys
 from typing import List, Optional
@@ -57,9 +58,43 @@ def _extra_commands() -> None:
       COMMANDS[name] = (module, help_text)
 
 
+def _compilation_cache(argv: List[str]) -> List[str]:
+  """Handles ``--compilation-cache DIR`` (any command): XLA programs are
+  stored in DIR and reused, so a resumed run or a sweep worker does not
+  compile again. Also read from $GRAM_JAX_COMPILATION_CACHE."""
+  out, cache = [], os.environ.get("GRAM_JAX_COMPILATION_CACHE")
+  it = iter(argv)
+  for a in it:
+    if a == "--compilation-cache":
+      cache = next(it, None)
+      if not cache:
+        raise GramJaxError("--compilation-cache: missing directory")
+    elif a.startswith("--compilation-cache="):
+      cache = a.split("=", 1)[1]
+    else:
+      out.append(a)
+  if cache:
+    enable_compilation_cache(cache)
+  return out
+
+
+def enable_compilation_cache(directory: str) -> None:
+  """Turns on JAX's persistent compilation cache in `directory`."""
+  import jax  # pylint: disable=import-outside-toplevel
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   _extra_commands()
   argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    argv = _compilation_cache(argv)
+  except GramJaxError as e:
+    print(f"gram-jax: error: {e}", file=sys.stderr)
+    return 2
   parser = argparse.ArgumentParser(
       prog="gram-jax",
       description="Hardware-aware neural architecture search in JAX.")

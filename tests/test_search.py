@@ -198,3 +198,14 @@ def test_measured_latency_cost_is_logged(tmp_path):
     assert rec["latency_ms"] > 0
     assert rec["cost"] == rec["latency_ms"]
     assert rec["reward"] == pytest.approx(rec["accuracy"] - rec["latency_ms"])
+
+
+def test_compilation_cache_flag(tmp_path):
+  cache = str(tmp_path / "cache")
+  code = ("import jax, jax.numpy as jnp; from gram_jax import cli; "
+          "rest = cli._compilation_cache(['search', '--compilation-cache', "
+          f"{cache!r}]); assert rest == ['search'], rest; "
+          "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0);"
+          " jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8))).block_until_ready()")
+  subprocess.run([sys.executable, "-c", code], check=True)
+  assert os.listdir(cache)
