@@ -271,19 +271,8 @@ def run_training(spec: arch_lib.ArchSpec, dataset: str, workdir: str, *,
     start = int(manager.latest_step())
 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  history = []
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      for line in f:
-        try:
-          rec = json.loads(line)
-        except json.JSONDecodeError:
-          continue
-        if rec.get("epoch", math.inf) <= start:
-          history.append(rec)
-  with open(metrics_path, "w") as f:
-    for rec in history:
-      f.write(json.dumps(rec) + "\n")
+  history = io.read_jsonl(metrics_path, "epoch", start + 1)
+  io.write_jsonl_atomic(metrics_path, history)
   writer = _tensorboard(os.path.join(workdir, "tensorboard"))
 
   def run_eval(variables):

@@ -65,14 +65,14 @@ def load_variables(path: str, spec: ArchSpec,
   return restored
 
 
-def write_json_atomic(path: str, obj: Any, *, indent: int = 1) -> None:
-  """Writes JSON through a temporary file and a rename: never half a file."""
+def write_bytes_atomic(path: str, data: bytes) -> None:
+  """Writes through a temporary file and a rename: never half a file."""
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_",
                              suffix=os.path.basename(path))
   try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=indent)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -80,6 +80,32 @@ def write_json_atomic(path: str, obj: Any, *, indent: int = 1) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def write_json_atomic(path: str, obj: Any, *, indent: int = 1) -> None:
+  """Writes JSON atomically (see `write_bytes_atomic`)."""
+  write_bytes_atomic(path, json.dumps(obj, indent=indent).encode())
+
+
+def read_jsonl(path: str, key: str, before: float) -> list:
+  """Records of a JSONL log whose `key` is below `before`; a torn last line
+  (a kill mid-write) is dropped. Used to rewind logs to a checkpoint."""
+  records = []
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if isinstance(rec, dict) and rec.get(key, float("inf")) < before:
+          records.append(rec)
+  return records
+
+
+def write_jsonl_atomic(path: str, records: list) -> None:
+  write_bytes_atomic(path, "".join(json.dumps(r) + "\n"
+                                   for r in records).encode())
 
 
 def load_metagraph(path: str):

@@ -11,20 +11,7 @@ from gram_jax import cost
 from gram_jax import metagraph as mg
 from gram_jax.models import ExactNet
 from gram_jax.space import SearchSpace
-
-
-def _free_linear(next_fun, args, kwargs, context):
-  """Replaces Conv/Dense by a zero-FLOP op of the same output shape."""
-  mod = context.module
-  if context.method_name != "__call__" or not isinstance(mod, (nn.Conv,
-                                                               nn.Dense)):
-    return next_fun(*args, **kwargs)
-  x = args[0]
-  if isinstance(mod, nn.Dense):
-    return jnp.broadcast_to(x[..., :1], x.shape[:-1] + (mod.features,))
-  s = mod.strides[0] if mod.strides else 1
-  y = x[:, ::s, ::s, :1]  # SAME padding: ceil(H / s) rows, as the conv
-  return jnp.broadcast_to(y, y.shape[:-1] + (mod.features,))
+from helpers import free_linear
 
 
 def _xla_flops(spec, shape, probe):
@@ -34,7 +21,7 @@ def _xla_flops(spec, shape, probe):
 
   def f(v, x):
     if probe:
-      with nn.intercept_methods(_free_linear):
+      with nn.intercept_methods(free_linear):
         return net.apply(v, x)
     return net.apply(v, x)
 

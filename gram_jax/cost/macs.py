@@ -35,13 +35,13 @@ class Layer(NamedTuple):
   params: int
 
 
-def _same_out(size: int, stride: int) -> int:
+def same_out(size: int, stride: int) -> int:
   return -(-size // stride)
 
 
-def _valid_taps(size: int, kernel: int, stride: int) -> int:
+def valid_taps(size: int, kernel: int, stride: int) -> int:
   """Sum over output positions of kernel taps that land inside the input."""
-  out = _same_out(size, stride)
+  out = same_out(size, stride)
   pad_before = max((out - 1) * stride + kernel - size, 0) // 2
   total = 0
   for o in range(out):
@@ -53,9 +53,9 @@ def _valid_taps(size: int, kernel: int, stride: int) -> int:
 def _conv(name, hw, cin, cout, kernel, stride, padding_aware) -> Layer:
   h, w = hw
   if padding_aware:
-    taps = _valid_taps(h, kernel, stride) * _valid_taps(w, kernel, stride)
+    taps = valid_taps(h, kernel, stride) * valid_taps(w, kernel, stride)
   else:
-    taps = _same_out(h, stride) * _same_out(w, stride) * kernel * kernel
+    taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
   return Layer(name, "conv", kernel, stride, (h, w), cin, cout,
                macs=taps * cin * cout,
                params=kernel * kernel * cin * cout + 2 * cout)
@@ -79,12 +79,12 @@ def layers(spec: ArchSpec, input_shape: Sequence[int], *,
   for i, conv in enumerate(spec.stem):
     out.append(_conv(f"stem{i}", (h, w), c, conv.channels, conv.kernel,
                      conv.stride, padding_aware))
-    h, w, c = _same_out(h, conv.stride), _same_out(w, conv.stride), \
+    h, w, c = same_out(h, conv.stride), same_out(w, conv.stride), \
         conv.channels
   m = spec.dags_per_hierarchy
   for hi in range(spec.hierarchies):
     if hi > 0:
-      h, w = _same_out(h, 2), _same_out(w, 2)
+      h, w = same_out(h, 2), same_out(w, 2)
     cout_total = 0
     for j, dag in enumerate(spec.hierarchy(hi)):
       k = hi * m + j

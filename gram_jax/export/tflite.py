@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jex_core
 
+from gram_jax import io
 from gram_jax.arch import ArchSpec
 from gram_jax.errors import GramJaxError
 
@@ -141,18 +142,7 @@ def write_tflite(path: str, model: bytes) -> None:
   if not os.path.isdir(directory):
     raise ExportError(f"{path}: directory {directory} does not exist; "
                       "create it first")
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_",
-                             suffix=os.path.basename(path))
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(model)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  io.write_bytes_atomic(path, model)
 
 
 def list_ops(model: bytes) -> List[str]:

@@ -37,7 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gram_jax.cost.macs import Cost
+from gram_jax.cost.macs import Cost, same_out, valid_taps
 from gram_jax.errors import GramJaxError
 
 # (t, c, n, s): expansion factor, output channels at width 1, blocks, stride
@@ -241,24 +241,15 @@ class Layer(NamedTuple):
   params: int
 
 
-def _same_out(size: int, stride: int) -> int:
-  return -(-size // stride)
 
-
-def _valid_taps(size: int, kernel: int, stride: int) -> int:
-  """Kernel taps inside the input, summed over SAME output positions."""
-  out = _same_out(size, stride)
-  pad_before = max((out - 1) * stride + kernel - size, 0) // 2
-  return sum(min(o * stride - pad_before + kernel, size)
-             - max(o * stride - pad_before, 0) for o in range(out))
 
 
 def _conv(name, hw, cin, cout, kernel, stride, groups, padding_aware):
   h, w = hw
   if padding_aware:
-    taps = _valid_taps(h, kernel, stride) * _valid_taps(w, kernel, stride)
+    taps = valid_taps(h, kernel, stride) * valid_taps(w, kernel, stride)
   else:
-    taps = _same_out(h, stride) * _same_out(w, stride) * kernel * kernel
+    taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
   per_tap = cin * cout // groups
   return Layer(name, "depthwise" if groups > 1 else "conv", kernel, stride,
                (h, w), cin, cout, groups, macs=taps * per_tap,
@@ -305,14 +296,14 @@ def mobilenet_v2_layers(width: float, input_size: Union[int, Sequence[int]],
   stem, plan, last = blocks(width)
   aware = padding_aware
   out = [_conv("stem", (h, w), in_channels, stem, 3, 2, 1, aware)]
-  h, w = _same_out(h, 2), _same_out(w, 2)
+  h, w = same_out(h, 2), same_out(w, 2)
   for i, b in enumerate(plan):
     if b.expands:
       out.append(_conv(f"block{i}/expand", (h, w), b.cin, b.expanded, 1, 1, 1,
                        aware))
     out.append(_conv(f"block{i}/depthwise", (h, w), b.expanded, b.expanded, 3,
                      b.stride, b.expanded, aware))
-    h, w = _same_out(h, b.stride), _same_out(w, b.stride)
+    h, w = same_out(h, b.stride), same_out(w, b.stride)
     out.append(_conv(f"block{i}/project", (h, w), b.expanded, b.cout, 1, 1, 1,
                      aware))
   out.append(_conv("last", (h, w), plan[-1].cout, last, 1, 1, 1, aware))

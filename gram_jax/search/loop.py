@@ -97,32 +97,6 @@ def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
   return True
 
 
-def _read_records(path: str, before_step: int) -> List[Dict[str, Any]]:
-  """Lines of candidates.jsonl for steps < `before_step`; a torn last line
-  (a kill mid-write) is dropped."""
-  records = []
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        try:
-          rec = json.loads(line)
-        except json.JSONDecodeError:
-          continue
-        if isinstance(rec, dict) and rec.get("step", math.inf) < before_step:
-          records.append(rec)
-  return records
-
-
-def _rewrite_records(path: str, records: List[Dict[str, Any]]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    for rec in records:
-      f.write(json.dumps(rec) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def _state_tree(state: gram_lib.GramState) -> Dict[str, np.ndarray]:
   return {"weights": np.asarray(state.graph.weights),
           "ops": np.asarray(state.graph.ops),
@@ -270,8 +244,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
                              step=jnp.asarray(restored["step"]))
       start = int(restored["step"])
   cand_path = os.path.join(workdir, CANDIDATES)
-  records = _read_records(cand_path, start)
-  _rewrite_records(cand_path, records)
+  records = io.read_jsonl(cand_path, "step", start)
+  io.write_jsonl_atomic(cand_path, records)
 
   trainer = train_lib.ProxyTrainer(
       space, state.graph.ops, ds.num_classes,

@@ -1,0 +1,18 @@
+"""Helpers shared by tests."""
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+def free_linear(next_fun, args, kwargs, context):
+  """Replaces Conv/Dense by a zero-FLOP op of the same output shape."""
+  mod = context.module
+  if context.method_name != "__call__" or not isinstance(mod, (nn.Conv,
+                                                               nn.Dense)):
+    return next_fun(*args, **kwargs)
+  x = args[0]
+  if isinstance(mod, nn.Dense):
+    return jnp.broadcast_to(x[..., :1], x.shape[:-1] + (mod.features,))
+  s = mod.strides[0] if mod.strides else 1
+  y = x[:, ::s, ::s, :1]  # SAME padding: ceil(H / s) rows, as the conv
+  return jnp.broadcast_to(y, y.shape[:-1] + (mod.features,))
