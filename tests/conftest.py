@@ -5,7 +5,6 @@ import os
 # Eight fake CPU devices for sharding tests; must be set before jax starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from gram_jax.space import SearchSpace  # noqa: E402

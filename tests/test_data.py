@@ -1,7 +1,5 @@
 """Tests for gram_jax.data (offline: digits and mocked TFDS only)."""
 
-import os
-import pathlib
 import subprocess
 import sys
 

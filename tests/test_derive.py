@@ -1,7 +1,6 @@
 """Pruning profile, budget selection and the `gram-jax prune` command."""
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp

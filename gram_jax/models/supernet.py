@@ -19,7 +19,7 @@ supernet starts from the distribution the exact network would.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Tuple
 
 import flax.linen as nn
 import jax
