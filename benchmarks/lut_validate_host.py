@@ -13,9 +13,10 @@ lut.json, validation.json and validation.png there.
       [--config.<field>=<value> ...]
 
 Target (issue): at least 90% of architectures within ±10%. Measured on the
-project's 2-core AMD EPYC VM, threads=1, 50 architectures of 23-113 us:
-100% within ±10% and ±5%, RMSE 0.6 us, Spearman 0.999; build about 1.8 min,
-validation about 2.3 min (both mostly TFLite conversion).
+project's 2-core AMD EPYC VM, threads=1, 50 architectures of 23-115 us, two
+runs: 100% within ±10% both times, 98-100% within ±5%, RMSE 0.6-1.3 us,
+Spearman 0.999; build 1.8-2.3 min, validation 1.4-2.3 min (mostly TFLite
+conversion; the machine was shared with other jobs).
 """
 
 from __future__ import annotations
