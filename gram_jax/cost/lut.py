@@ -86,6 +86,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_jax import arch as arch_lib
+from gram_jax import io
 from gram_jax import metagraph as mg
 from gram_jax.errors import GramJaxError
 from gram_jax.space import POOLS, SearchSpace
@@ -487,15 +488,7 @@ class LatencyTable:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
       raise LutError(f"{path}: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_lut_")
-    try:
-      with os.fdopen(fd, "w") as f:
-        f.write(self.to_json())
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    io.write_bytes_atomic(path, self.to_json().encode())
 
   @classmethod
   def load(cls, path: str) -> "LatencyTable":
