@@ -23,7 +23,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import metagraph as mg
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_shape
 
 
 def profile(graph: mg.MetaGraph, levels: Sequence[float], *,
@@ -96,17 +96,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--out", default=None,
                       help="arch.json to write for the budget (default: "
                       "<workdir>/arch_budget.json)")
-
-
-def parse_shape(text: str) -> tuple:
-  try:
-    shape = tuple(int(s) for s in text.split(","))
-  except ValueError:
-    shape = ()
-  if len(shape) != 3 or min(shape) < 1:
-    raise GramJaxError(f"--input-shape: {text!r} is not allowed; allowed: "
-                       "H,W,C positive integers, e.g. 32,32,3")
-  return shape
 
 
 def run(args: argparse.Namespace, rest) -> int:

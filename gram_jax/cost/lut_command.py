@@ -25,9 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_int, parse_shape
 
 _ANDROID = ("serial", "benchmark_binary", "cpu_mask", "no_xnnpack")
 
@@ -93,28 +93,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="print every layer's latency")
 
 
-def _int(text: Any, flag: str, minimum: int = 1) -> int:
-  try:
-    value = int(str(text).strip())
-  except ValueError:
-    value = None
-  if value is None or value < minimum:
-    raise GramJaxError(f"{flag}: {text!r} is not allowed; allowed: an "
-                       f"integer >= {minimum}")
-  return value
-
-
 def _opt_int(text: Optional[str], flag: str, minimum: int = 1
              ) -> Optional[int]:
-  return None if text is None else _int(text, flag, minimum)
-
-
-def _shape(text: str, flag: str) -> Tuple[int, int, int]:
-  parts = [p.strip() for p in str(text).split(",")]
-  if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):
-    raise GramJaxError(f"{flag}: {text!r} is not allowed; allowed: H,W,C "
-                       "positive integers, e.g. 8,8,1")
-  return tuple(int(p) for p in parts)
+  return None if text is None else parse_int(text, flag, minimum)
 
 
 def _resolve(args, rest: List[str]):
@@ -124,9 +105,9 @@ def _resolve(args, rest: List[str]):
   config = config_lib.resolve(args.space, rest)
   shape, classes = data_lib.info(config.dataset)
   if args.input_shape:
-    shape = _shape(args.input_shape, "--input-shape")
+    shape = parse_shape(args.input_shape, "--input-shape")
   if args.num_classes is not None:
-    classes = _int(args.num_classes, "--num-classes")
+    classes = parse_int(args.num_classes, "--num-classes")
   return config.space, tuple(int(s) for s in shape), int(classes)
 
 
@@ -160,13 +141,13 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     space, shape, classes = _resolve(args, rest)
     table = lut.build(
         space, shape, classes, target=args.target,
-        threads=_int(args.threads, "--threads"),
+        threads=parse_int(args.threads, "--threads"),
         runs=_opt_int(args.runs, "--runs"),
         rounds=_opt_int(args.rounds, "--rounds"),
         warmup=_opt_int(args.warmup, "--warmup", 0),
-        max_points=_int(args.max_points, "--max-points", 2),
-        calibrate=_int(args.calibrate, "--calibrate", 0),
-        seed=_int(args.seed, "--seed", 0), log=_log,
+        max_points=parse_int(args.max_points, "--max-points", 2),
+        calibrate=parse_int(args.calibrate, "--calibrate", 0),
+        seed=parse_int(args.seed, "--seed", 0), log=_log,
         **_device(args, args.target))
     table.save(args.out)
     entries = sum(len(c.x) for c in table.curves.values())
@@ -179,14 +160,14 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
   table = lut.LatencyTable.load(args.lut)
   space, shape, classes = _resolve(args, rest)
   _check_matches(table, space, shape, args.lut)
-  num_archs = _int(args.num_archs, "--num-archs", 2)
+  num_archs = parse_int(args.num_archs, "--num-archs", 2)
   if args.out:
     if os.path.exists(args.out) and not os.path.isdir(args.out):
       raise GramJaxError(f"--out: {args.out} exists and is not a directory")
     os.makedirs(args.out, exist_ok=True)
   report = lut.validate(
       table, space, shape, classes, num_archs,
-      seed=_int(args.seed, "--seed", 0),
+      seed=parse_int(args.seed, "--seed", 0),
       runs=_opt_int(args.runs, "--runs"),
       rounds=_opt_int(args.rounds, "--rounds"),
       warmup=_opt_int(args.warmup, "--warmup", 0), log=_log,
@@ -244,7 +225,7 @@ def _predict(args, rest: List[str]) -> int:
   table = lut.LatencyTable.load(args.lut)
   spec = arch_lib.ArchSpec.load(args.arch)
   if args.input_shape:
-    shape = _shape(args.input_shape, "--input-shape")
+    shape = parse_shape(args.input_shape, "--input-shape")
   elif table.meta.get("input_shape"):
     shape = tuple(table.meta["input_shape"])
   else:

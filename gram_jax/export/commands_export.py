@@ -16,7 +16,7 @@ from typing import List
 
 import numpy as np
 
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_int, parse_shape
 
 NUM_CHECK = 4          # random inputs of the float32 check
 NUM_CHECK_INT8 = 100   # test images of the int8 check
@@ -101,24 +101,3 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     line += f", top-1 agreement {agree:.1%}"
   print(line)
   return 0
-
-
-def parse_int(text: str, flag: str, minimum: int = 1) -> int:
-  """An integer flag value, or one GramJaxError line naming the flag."""
-  try:
-    value = int(str(text).strip())
-  except ValueError:
-    value = None
-  if value is None or value < minimum:
-    raise GramJaxError(f"{flag}: {text!r} is not allowed; allowed: an "
-                       f"integer >= {minimum}")
-  return value
-
-
-def parse_shape(text: str):
-  """``"8,8,1"`` -> ``(8, 8, 1)``."""
-  parts = [p.strip() for p in str(text).split(",")]
-  if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):
-    raise GramJaxError(f"--input-shape: {text!r} is not allowed; allowed: "
-                       "H,W,C as three positive integers, e.g. 32,32,3")
-  return tuple(int(p) for p in parts)

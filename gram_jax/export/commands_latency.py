@@ -17,7 +17,7 @@ import json
 from typing import List
 
 from gram_jax.errors import GramJaxError
-from gram_jax.export.commands_export import parse_int
+from gram_jax.errors import parse_int
 
 _ANDROID_ONLY = ("serial", "benchmark_binary", "cpu_mask", "no_xnnpack")
 
