@@ -205,7 +205,7 @@ class TorchExactNet(nn.Module):
               spec.bn_epsilon)
           widths[node.id] = node.channels
         out_width += arch_lib.aggregate_width(
-            spec.aggregate, [widths[s] for s in dag.outputs])
+            spec.aggregate, [widths[s] for s in spec.outputs(dag)])
       width = out_width
     self.head = nn.Linear(width, spec.num_classes)
     glorot_normal_(self.head.weight)
@@ -215,7 +215,7 @@ class TorchExactNet(nn.Module):
         [[(f"dag{h * m + j}_node{n.id}", n.id, n.inputs) for n in dag.nodes]
          for j, dag in enumerate(spec.hierarchy(h))]
         for h in range(spec.hierarchies)]
-    self._outputs = [[dag.outputs for dag in spec.hierarchy(h)]
+    self._outputs = [[spec.outputs(dag) for dag in spec.hierarchy(h)]
                      for h in range(spec.hierarchies)]
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -76,6 +76,7 @@ class ArchSpec:
   aggregate: str = "sum"
   pool: str = "max"
   stem: Tuple[Conv, ...] = ()
+  dag_output: str = "all"
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
 
@@ -85,6 +86,12 @@ class ArchSpec:
   def hierarchy(self, i: int) -> Tuple[Dag, ...]:
     m = self.dags_per_hierarchy
     return self.dags[i * m:(i + 1) * m]
+
+  def outputs(self, dag: Dag) -> Tuple[int, ...]:
+    """Ids of the nodes of `dag` that feed its output (`dag_output`)."""
+    if self.dag_output == "all":
+      return tuple(node.id for node in dag.nodes)
+    return dag.outputs
 
   @property
   def num_nodes(self) -> int:
@@ -104,6 +111,7 @@ class ArchSpec:
         "dags_per_hierarchy": self.dags_per_hierarchy,
         "num_classes": self.num_classes,
         "aggregate": self.aggregate,
+        "dag_output": self.dag_output,
         "pool": self.pool,
         "bn_momentum": self.bn_momentum,
         "bn_epsilon": self.bn_epsilon,
@@ -187,7 +195,7 @@ def from_masks(space: space_lib.SearchSpace, ops: Any, masks: Any, *,
       dags_per_hierarchy=space.dags_per_hierarchy,
       dags=tuple(dags), num_classes=num_classes, aggregate=space.aggregate,
       pool=space.pool, stem=stem, bn_momentum=space.bn_momentum,
-      bn_epsilon=space.bn_epsilon)
+      bn_epsilon=space.bn_epsilon, dag_output=space.dag_output)
 
 
 def upscale(spec: ArchSpec, factor: float, *, divisor: int = 1) -> ArchSpec:
@@ -229,6 +237,9 @@ def _validate(spec: ArchSpec) -> None:
   if spec.aggregate not in space_lib.AGGREGATES:
     raise SpecError(f"aggregate: {spec.aggregate!r} is not allowed; allowed: "
                     f"{', '.join(space_lib.AGGREGATES)}")
+  if spec.dag_output not in space_lib.DAG_OUTPUTS:
+    raise SpecError(f"dag_output: {spec.dag_output!r} is not allowed; "
+                    f"allowed: {', '.join(space_lib.DAG_OUTPUTS)}")
   if spec.pool not in space_lib.POOLS:
     raise SpecError(f"pool: {spec.pool!r} is not allowed; allowed: "
                     f"{', '.join(space_lib.POOLS)}")
@@ -281,7 +292,7 @@ def _validate(spec: ArchSpec) -> None:
 
 
 _TOP_FIELDS = ("format", "version", "hierarchies", "dags_per_hierarchy",
-               "num_classes", "aggregate", "pool", "bn_momentum",
+               "num_classes", "aggregate", "dag_output", "pool", "bn_momentum",
                "bn_epsilon", "stem", "dags")
 
 
@@ -345,6 +356,9 @@ def _from_dict(d: Any, where: str) -> ArchSpec:
         dags_per_hierarchy=need(d, "dags_per_hierarchy", int, where),
         num_classes=need(d, "num_classes", int, where),
         aggregate=need(d, "aggregate", str, where),
+        # Files written before the field existed used sinks.
+        dag_output=(need(d, "dag_output", str, where)
+                    if "dag_output" in d else "sinks"),
         pool=need(d, "pool", str, where),
         bn_momentum=float(need(d, "bn_momentum", (int, float), where)),
         bn_epsilon=float(need(d, "bn_epsilon", (int, float), where)),

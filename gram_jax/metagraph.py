@@ -11,8 +11,9 @@ Conventions (ALGORITHMS.md 1.1-1.3, DESIGN.md decision 1):
   * edges leaving a node that is not live are dropped (`effective`), so a
     mask returned by `sample` or `prune` lists exactly the edges of the
     sub-network;
-  * sinks are live nodes with no edge to a live node; they form the DAG
-    output.
+  * sinks are live nodes with no edge to a live node;
+  * the DAG output aggregates every live node (``space.dag_output="all"``,
+    the default) or only the sinks (``"sinks"``); see `output_nodes`.
 
 Every function here is pure, jittable and vmappable (e.g. over seeds).
 """
@@ -94,6 +95,22 @@ def sinks(masks: jax.Array) -> jax.Array:
   """``bool[..., n]``: live nodes with no edge to a live node."""
   eff = effective(masks)
   return live_nodes(masks) & ~jnp.any(eff, axis=-1)
+
+
+def output_nodes(masks: jax.Array, dag_output: str = "all") -> jax.Array:
+  """``bool[..., n]``: the nodes that feed the DAG output.
+
+  Args:
+    masks: ``bool[..., n, n]`` edges.
+    dag_output: ``"all"`` (every live node) or ``"sinks"``
+      (`SearchSpace.dag_output`).
+  """
+  if dag_output == "all":
+    return live_nodes(masks)
+  if dag_output == "sinks":
+    return sinks(masks)
+  raise ValueError(f"dag_output: {dag_output!r} is not allowed; allowed: "
+                   "all, sinks")
 
 
 def sample(graph: MetaGraph, key: jax.Array) -> jax.Array:

@@ -42,6 +42,17 @@ def test_json_round_trip_and_hash():
   assert other != spec
 
 
+def test_files_without_dag_output_mean_sinks():
+  # arch.json files written before `dag_output` existed used sinks.
+  spec, _, _ = _spec()
+  d = spec.to_dict()
+  assert d.pop("dag_output") == "all"
+  old = arch.ArchSpec.from_json(json.dumps(d))
+  assert old.dag_output == "sinks"
+  assert old.outputs(old.dags[0]) == old.dags[0].outputs
+  assert spec.outputs(spec.dags[0]) == tuple(n.id for n in spec.dags[0].nodes)
+
+
 def test_save_and_load(tmp_path):
   spec, _, _ = _spec()
   spec.save(str(tmp_path / "arch.json"))
@@ -71,6 +82,8 @@ def _edit(spec, fn):
      "arch.json.dags[3].nodes[0].colour: unknown field"),
     (lambda d: d.update(aggregate="mean"),
      "arch.json.aggregate: 'mean' is not allowed; allowed: sum, concat"),
+    (lambda d: d.update(dag_output="leaves"),
+     "arch.json.dag_output: 'leaves' is not allowed; allowed: all, sinks"),
     (lambda d: d.update(format="other"), "arch.json.format: expected"),
     (lambda d: d.update(depth=3), "arch.json.depth: unknown field"),
     (lambda d: d["dags"].pop(), "arch.json.dags: expected hierarchies"),

@@ -1,5 +1,6 @@
 """Analytic MACs and parameters against the networks themselves and XLA."""
 
+import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -69,10 +70,14 @@ def test_hand_counted_example():
   dag = arch.Dag((arch.Node(0, 3, 8), arch.Node(1, 1, 16, (0,)),
                   arch.Node(2, 3, 4, (0, 1))))
   spec = arch.ArchSpec(hierarchies=1, dags_per_hierarchy=1, dags=(dag,),
-                       num_classes=10)
+                       num_classes=10, dag_output="sinks")
   hw = 8 * 8
   want = hw * 9 * 3 * 8 + hw * 1 * 8 * 16 + hw * 9 * 16 * 4 + 4 * 10
   assert cost.count(spec, (8, 8, 3)).macs == want
+  # dag_output="all": the head reads the zero-padded sum of all three
+  # nodes (16 channels) instead of the sink's 4.
+  every = dataclasses.replace(spec, dag_output="all")
+  assert cost.count(every, (8, 8, 3)).macs == want - 4 * 10 + 16 * 10
   # padding-aware: 3x3 SAME on 8 rows touches 22 taps per axis, not 24
   aware = 22 * 22 * 3 * 8 + hw * 8 * 16 + 22 * 22 * 16 * 4 + 40
   assert cost.count(spec, (8, 8, 3), padding_aware=True).macs == aware

@@ -152,10 +152,17 @@ def test_requirements_sum_and_concat():
   assert need[("head", (10, 4, 4))] == (24, 32, 40, 48, 56, 64, 72, 80, 96)
   assert need[("pad", (32, 8, 8))] == (8, 16)
   cat = lut.requirements(space.__class__(**{**space.to_dict(),
-                                            "aggregate": "concat"}),
+                                            "aggregate": "concat",
+                                            "dag_output": "sinks"}),
                          SHAPE, 10, max_points=5)
   assert all(len(xs) <= 5 for xs in cat.values())
+  # At most n - 1 = 7 sinks; a node reads at most 7 inputs.
   assert ("concat", (7, 8, 8)) in cat and ("concat", (8, 8, 8)) not in cat
+  every = lut.requirements(space.__class__(**{**space.to_dict(),
+                                              "aggregate": "concat"}),
+                           SHAPE, 10, max_points=5)
+  # dag_output="all": a DAG output concatenates up to all 8 nodes.
+  assert ("concat", (8, 8, 8)) in every
   assert cat[("conv", (1, 1, 8, 8, 8))][-1] == 7 * 32
 
 

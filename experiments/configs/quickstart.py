@@ -32,6 +32,7 @@ def get_config(arg=None):
   c.space.width = 0.25
   c.space.stem = ()
   c.space.aggregate = "sum"
+  c.space.dag_output = "all"     # every live node feeds the DAG output
   c.space.pool = "max"
   c.space.max_filters = 0         # 0 = no cap
 

@@ -250,10 +250,10 @@ def items(spec: arch_lib.ArchSpec, input_shape: Sequence[int]) -> List[Item]:
                         cin))
         widths[node.id] = node.channels
       if fold:
-        outs.append(sum(widths[s] for s in dag.outputs))
-        inputs += len(dag.outputs)
+        outs.append(sum(widths[s] for s in spec.outputs(dag)))
+        inputs += len(spec.outputs(dag))
       else:
-        outs.append(aggregate(f"dag{k}_out", dag.outputs, widths, seen))
+        outs.append(aggregate(f"dag{k}_out", spec.outputs(dag), widths, seen))
         inputs += 1
     if m > 1:
       out.append(Item(f"hierarchy{hi}_concat", "concat", (inputs, h, w),
@@ -319,12 +319,14 @@ def requirements(space: SearchSpace, input_shape: Sequence[int],
   ops = [space.op(i) for i in range(space.num_ops)]
   widths = sorted({op.channels for op in ops})
   n, m = space.nodes, space.dags_per_hierarchy
+  # Most nodes a DAG output reads: all n, or the n - 1 sinks of a DAG.
+  most = n if space.dag_output == "all" else n - 1
   if space.aggregate == "sum":
     node_in = set(widths)          # the widest live predecessor
-    dag_out = set(widths)          # the widest sink
+    dag_out = set(widths)          # the widest output node
   else:
     node_in = _sums(widths, range(1, n))
-    dag_out = _sums(widths, range(1, n))
+    dag_out = _sums(widths, range(1, most + 1))
   hier_out = _sums(dag_out, [m])   # m DAG outputs, concatenated
   hier_in = {c}
   for hi in range(space.hierarchies):
@@ -344,12 +346,12 @@ def requirements(space: SearchSpace, input_shape: Sequence[int],
         add("concat", (m, h, w), hier_out)
     else:
       # Node (and, for m = 1, DAG output) concatenations of j inputs, and
-      # for m > 1 the hierarchy's of all sinks; counts of inputs between
+      # for m > 1 the hierarchy's of all output nodes; counts of inputs between
       # the measured ones are interpolated (`LatencyTable.curve`).
-      for j in _grid(range(2, n), max_points):
+      for j in _grid(range(2, most + 1), max_points):
         add("concat", (j, h, w), _sums(widths, [j]))
       if m > 1:
-        for j in _grid(range(m, m * (n - 1) + 1), max_points):
+        for j in _grid(range(m, m * most + 1), max_points):
           add("concat", (j, h, w), hier_out)
     hier_in = hier_out
   add("head", (num_classes, h, w), hier_in)
@@ -665,6 +667,7 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
             np.asarray(pts, np.int32).reshape(shape))
 
   fold = space.aggregate == "concat" and m > 1    # as in `items`
+  most = n if space.dag_output == "all" else n - 1  # as in `requirements`
   blocks = []                    # per hierarchy: its arrays
   for hi in range(space.hierarchies):
     d: Dict[str, Any] = {"pool": None}
@@ -689,13 +692,14 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
       if m > 1:
         d["hier_concat"] = stack([table.curve("concat", (m, h, w))], ())
     else:
-      # Row j: a concatenation of j inputs (nodes: j < n; with m > 1 the
-      # hierarchy's folded one: m <= j <= m * (n - 1)).
-      top = m * (n - 1) if fold else n - 1
+      # Row j: a concatenation of j inputs (nodes and DAG outputs: j <=
+      # most; with m > 1 the hierarchy's folded one: m <= j <= m * most).
+      top = m * most if fold else most
       d["concat"] = stack(
           [table.curve("concat", (j, h, w))
-           if 2 <= j < n or (fold and m <= j <= top) else Curve((1,), (0.0,))
-           for j in range(max(n, top) + 1)], (max(n, top) + 1,))
+           if 2 <= j <= most or (fold and m <= j <= top)
+           else Curve((1,), (0.0,))
+           for j in range(top + 1)], (top + 1,))
     d["widths"] = widths[hi * m:(hi + 1) * m]
     blocks.append(d)
   head = stack([table.curve("head", (num_classes, h, w))], ())
@@ -713,8 +717,10 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
                    jnp.broadcast_to(pts, shape), xp=jnp)
 
   def block_cost(d, eff, live, sink, cin0):
-    """Latency of one hierarchy's DAGs, their output width and sinks."""
-    # Consumers: the n nodes, then the DAG output (which reads the sinks).
+    """Latency of one hierarchy's DAGs, their output width and the number
+    of nodes the DAG outputs read."""
+    # Consumers: the n nodes, then the DAG output (which reads `sink`: the
+    # output nodes of `dag_output`).
     e = jnp.concatenate([eff, sink[:, :, None]], axis=2)   # [m, n, n+1]
     ef = e.astype(jnp.float32)
     wd = jnp.asarray(d["widths"])[:, :, None]                # [m, n, 1]
@@ -739,7 +745,7 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
       width = jnp.sum(ef * wd, axis=1)
       dup = jnp.any(earlier[None] & same[..., -1], axis=1)    # [m, n+1]
       xs, ys, pts = (jnp.asarray(a) for a in d["concat"])
-      j = jnp.clip(count, 0, n)
+      j = jnp.clip(count, 0, xs.shape[0] - 1)
       cost = _interp(width, xs[j], ys[j], pts[j], xp=jnp)
       if fold:  # the DAG outputs are part of the hierarchy's concat
         cost = cost.at[:, n].set(0.0)
@@ -752,7 +758,7 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
     masks = jnp.asarray(masks, bool)
     eff = mg.effective(masks)
     live = mg.live_nodes(masks)
-    sink = live & ~jnp.any(eff, axis=-1)
+    sink = mg.output_nodes(eff, space.dag_output)
     total = jnp.float32(stem)
     cin = jnp.float32(c0)
     for hi, d in enumerate(blocks):

@@ -98,7 +98,7 @@ def layers(spec: ArchSpec, input_shape: Sequence[int], *,
         widths[node.id] = node.channels
         out.append(_conv(f"dag{k}_node{node.id}", (h, w), cin, node.channels,
                          node.kernel, 1, padding_aware))
-      outs = [widths[s] for s in dag.outputs]
+      outs = [widths[s] for s in spec.outputs(dag)]
       cout_total += max(outs) if spec.aggregate == "sum" else sum(outs)
     c = cout_total
   out.append(Layer("head", "dense", 1, 1, (1, 1), c, spec.num_classes,

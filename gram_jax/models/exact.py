@@ -48,7 +48,7 @@ class ExactNet(nn.Module):
           feats[node.id] = layers.ConvBNAct(
               node.channels, node.kernel, 1, spec.bn_momentum,
               spec.bn_epsilon, name=f"dag{k}_node{node.id}")(inp, train=train)
-        outs.append(layers.aggregate([feats[s] for s in dag.outputs],
+        outs.append(layers.aggregate([feats[s] for s in spec.outputs(dag)],
                                      spec.aggregate))
       x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
     return layers.head(x, spec.num_classes)

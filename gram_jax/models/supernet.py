@@ -8,7 +8,8 @@ supernet equals the exact sub-network (`ExactNet`) because
     absent edge contributes zeros (sum: zero-padded to the widest possible
     predecessor; concat: a block of zero channels);
   * a node that is not live outputs zeros *after* its activation
-    (ELU(BN(0)) is not 0), and only sinks feed the DAG output;
+    (ELU(BN(0)) is not 0), and only output nodes (live nodes, or sinks
+    under ``dag_output="sinks"``) feed the DAG output;
   * zero input channels meet weights that the exact network does not have,
     so slicing those weights away (`to_exact_variables`) changes nothing.
 
@@ -82,7 +83,7 @@ class Supernet(nn.Module):
     space, lay = self.space, Layout(self.space, self.ops)
     masks = mg.effective(masks)
     live = mg.live_nodes(masks).astype(x.dtype)
-    sink = (mg.live_nodes(masks) & ~jnp.any(masks, axis=-1)).astype(x.dtype)
+    sink = mg.output_nodes(masks, space.dag_output).astype(x.dtype)
     edge = masks.astype(x.dtype)
     for i, c in enumerate(space.stem_layers()):
       x = layers.ConvBNAct(c.channels, c.kernel, c.stride, space.bn_momentum,
@@ -129,7 +130,7 @@ def _actual_widths(lay: Layout, masks: jax.Array):
   space = lay.space
   widths = jnp.asarray(lay.widths, jnp.float32)            # [K, n]
   masks = mg.effective(masks)
-  sink = mg.live_nodes(masks) & ~jnp.any(masks, axis=-1)   # [K, n]
+  sink = mg.output_nodes(masks, space.dag_output)          # [K, n]
   m_f = masks.astype(jnp.float32)
   if space.aggregate == "sum":
     node_in = jnp.max(m_f * widths[:, :, None], axis=1)    # [K, n]
@@ -249,11 +250,11 @@ def _channel_maps(lay: Layout, spec: ArchSpec, in_channels: int):
                                 for u in node.inputs])
         node_maps[f"dag{k}_node{node.id}"] = idx
       if space.aggregate == "sum":
-        out = np.arange(max(widths[s] for s in dag.outputs))
+        out = np.arange(max(widths[s] for s in spec.outputs(dag)))
       else:
         starts = np.cumsum([0] + widths)
         out = np.concatenate([starts[s] + np.arange(widths[s])
-                              for s in dag.outputs])
+                              for s in spec.outputs(dag)])
       out_maps.append(offset + out)
       offset += lay.dag_out_width(k)
     hier_in = np.concatenate(out_maps)

@@ -77,7 +77,8 @@ def draw(spec: ArchSpec, path: str, *, title: str = "") -> None:
   ax.set_ylim(y0 + 0.3, 0.3)
   agg = "sum" if spec.aggregate == "sum" else "concat"
   ax.set_title(title or f"{spec.num_nodes} nodes, {spec.num_edges} edges "
-               f"(inputs: {agg}; red: DAG outputs; blue 1x1, orange kxk)",
+               f"(inputs: {agg}; output: {spec.dag_output}; red: sinks; "
+               "blue 1x1, orange kxk)",
                fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=130)

@@ -132,6 +132,7 @@ class SearchConfig:
 
 _SPACE_TYPES = {"hierarchies": int, "dags_per_hierarchy": int, "nodes": int,
                 "ops": tuple, "width": float, "stem": tuple, "aggregate": str,
+                "dag_output": str,
                 "pool": str, "max_filters": int, "bn_momentum": float,
                 "bn_epsilon": float}
 
