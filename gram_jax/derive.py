@@ -1,9 +1,15 @@
 """From a trained meta-graph to a network: the pruning profile [SN §3.3, §4.2].
 
 `profile` sweeps pruning levels and records the derived network's MACs and
-parameters (the paper's Figure 5); `select` picks the level whose network is
-the largest one within a budget. `gram-jax prune --workdir <run>` does both
-and writes the table, the plot and the chosen `arch.json`.
+parameters (the paper's Figure 5), and its predicted latency when a latency
+table is given; `select` picks the level whose network is the largest one
+within a budget. `gram-jax prune --workdir <run>` does both and writes the
+table, the plot and the chosen `arch.json`.
+
+With the default ``space.dag_output="all"`` a higher level keeps a subset
+of the edges, so nodes, edges, MACs and parameters never grow with the level
+(tested); the predicted latency follows MACs closely but is not guaranteed
+monotone (e.g. a removed input can turn a two-input add into none).
 """
 
 from __future__ import annotations
@@ -28,8 +34,18 @@ from gram_jax.errors import GramJaxError, parse_shape
 
 def profile(graph: mg.MetaGraph, levels: Sequence[float], *,
             input_shape: Sequence[int], num_classes: int,
-            mode: str = "threshold") -> List[Dict[str, Any]]:
-  """MACs, parameters, nodes and edges of the network at each level."""
+            mode: str = "threshold",
+            table: Optional[Any] = None) -> List[Dict[str, Any]]:
+  """MACs, parameters, nodes and edges of the network at each level.
+
+  Args:
+    graph: the trained meta-graph.
+    levels: pruning levels.
+    input_shape: ``(H, W, C)`` of one input.
+    num_classes: classifier width.
+    mode: `metagraph.PRUNE_MODES`.
+    table: optional `cost.lut.LatencyTable`; adds ``latency_ms``.
+  """
   rows = []
   prune = jax.jit(mg.prune, static_argnames="mode")
   for level in levels:
@@ -37,27 +53,33 @@ def profile(graph: mg.MetaGraph, levels: Sequence[float], *,
     spec = arch_lib.from_masks(graph.space, graph.ops, masks,
                                num_classes=num_classes)
     c = cost_lib.count(spec, tuple(input_shape))
-    rows.append({"level": round(float(level), 6), "macs": c.macs,
-                 "params": c.params, "nodes": spec.num_nodes,
-                 "edges": spec.num_edges, "spec": spec})
+    row = {"level": round(float(level), 6), "macs": c.macs,
+           "params": c.params, "nodes": spec.num_nodes,
+           "edges": spec.num_edges}
+    if table is not None:
+      row["latency_ms"] = round(float(table.predict(spec, input_shape)), 6)
+    rows.append({**row, "spec": spec})
   return rows
 
 
 def select(rows: List[Dict[str, Any]], *, max_macs: Optional[float] = None,
-           max_params: Optional[float] = None) -> Dict[str, Any]:
+           max_params: Optional[float] = None,
+           max_latency_ms: Optional[float] = None) -> Dict[str, Any]:
   """The row with the most MACs that meets every given budget."""
-  ok = [r for r in rows
-        if (max_macs is None or r["macs"] <= max_macs)
-        and (max_params is None or r["params"] <= max_params)]
+  budgets = [("macs", max_macs, "--max-macs", "MACs"),
+             ("params", max_params, "--max-params", "parameters"),
+             ("latency_ms", max_latency_ms, "--max-latency-ms",
+              "ms predicted")]
+  budgets = [b for b in budgets if b[1] is not None]
+  for key, _, flag, _ in budgets:
+    if any(key not in r for r in rows):
+      raise GramJaxError(f"{flag}: the profile has no {key} column (give a "
+                         "latency table with --lut)")
+  ok = [r for r in rows if all(r[key] <= limit for key, limit, _, _ in budgets)]
   if not ok:
-    smallest = min(rows, key=lambda r: (r["macs"], r["params"]))
-    parts = []
-    if max_macs is not None:
-      parts.append(f"--max-macs {max_macs:g}: the smallest network has "
-                   f"{smallest['macs']} MACs")
-    if max_params is not None:
-      parts.append(f"--max-params {max_params:g}: the smallest network has "
-                   f"{min(r['params'] for r in rows)} parameters")
+    parts = [f"{flag} {limit:g}: the smallest network has "
+             f"{min(r[key] for r in rows):g} {unit}"
+             for key, limit, flag, unit in budgets]
     raise GramJaxError("no pruning level meets the budget; "
                        + "; ".join(parts))
   return max(ok, key=lambda r: (r["macs"], r["params"], -r["level"]))
@@ -93,6 +115,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--num-classes", type=int, default=None)
   parser.add_argument("--max-macs", type=float, default=None)
   parser.add_argument("--max-params", type=float, default=None)
+  parser.add_argument("--lut", default=None,
+                      help="latency table (`gram-jax lut build`): adds the "
+                      "predicted latency to the profile")
+  parser.add_argument("--max-latency-ms", type=float, default=None,
+                      help="latency budget; needs --lut")
   parser.add_argument("--out", default=None,
                       help="arch.json to write for the budget (default: "
                       "<workdir>/arch_budget.json)")
@@ -111,30 +138,47 @@ def run(args: argparse.Namespace, rest) -> int:
   if args.input_shape:
     shape = parse_shape(args.input_shape)
   classes = args.num_classes or classes
+  if args.max_latency_ms is not None and not args.lut:
+    raise GramJaxError("--max-latency-ms: needs a latency table; allowed: "
+                       "with --lut <table.json> (build one with `gram-jax "
+                       "lut build`)")
+  table = None
+  if args.lut:
+    from gram_jax.cost import lut as lut_lib  # pylint: disable=import-outside-toplevel
+    table = lut_lib.LatencyTable.load(args.lut)
   levels = np.round(np.arange(0.0, 1.0 + 1e-9, args.step), 6)
   rows = profile(graph, levels, input_shape=shape, num_classes=classes,
-                 mode=args.mode)
-  table = [{k: v for k, v in r.items() if k != "spec"} for r in rows]
+                 mode=args.mode, table=table)
+  flat = [{k: v for k, v in r.items() if k != "spec"} for r in rows]
   with open(os.path.join(args.workdir, "prune_profile.csv"), "w",
             newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(table[0]))
+    w = csv.DictWriter(f, fieldnames=list(flat[0]))
     w.writeheader()
-    w.writerows(table)
+    w.writerows(flat)
   io.write_json_atomic(os.path.join(args.workdir, "prune_profile.json"),
                        {"input_shape": list(shape), "num_classes": classes,
-                        "mode": args.mode, "levels": table})
+                        "mode": args.mode,
+                        "lut": os.path.abspath(args.lut) if args.lut else None,
+                        "levels": flat})
   chosen = None
-  if args.max_macs is not None or args.max_params is not None:
-    chosen = select(rows, max_macs=args.max_macs, max_params=args.max_params)
+  if any(b is not None for b in (args.max_macs, args.max_params,
+                                 args.max_latency_ms)):
+    chosen = select(rows, max_macs=args.max_macs, max_params=args.max_params,
+                    max_latency_ms=args.max_latency_ms)
     out = args.out or os.path.join(args.workdir, "arch_budget.json")
     io.write_json_atomic(out, chosen["spec"].to_dict())
   plot_profile(rows, os.path.join(args.workdir, "prune_profile.png"),
                chosen["level"] if chosen else None)
-  print(f"{'level':>6} {'MACs':>12} {'params':>10} {'nodes':>6} {'edges':>6}")
-  for r in table:
+  lat = table is not None
+  print(f"{'level':>6} {'MACs':>12} {'params':>10} {'nodes':>6} {'edges':>6}"
+        + (f" {'ms':>9}" if lat else ""))
+  for r in rows:
     print(f"{r['level']:6.2f} {r['macs']:12d} {r['params']:10d} "
-          f"{r['nodes']:6d} {r['edges']:6d}")
+          f"{r['nodes']:6d} {r['edges']:6d}"
+          + (f" {r['latency_ms']:9.4f}" if lat else ""))
   if chosen:
     print(f"chosen level {chosen['level']:g}: {chosen['macs']} MACs, "
-          f"{chosen['params']} params -> {out}")
+          f"{chosen['params']} params"
+          + (f", {chosen['latency_ms']:.4f} ms" if lat else "")
+          + f" -> {out}")
   return 0

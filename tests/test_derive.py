@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gram_jax import arch
 from gram_jax import cli
 from gram_jax import derive
 from gram_jax import io
@@ -93,3 +94,39 @@ def test_prune_command(tmp_path, capsys):
                    "--max-macs", "1"]) == 2
   err = capsys.readouterr().err
   assert "--max-macs" in err and "smallest network" in err
+
+
+def test_prune_with_a_latency_budget(tmp_path, capsys):
+  from test_lut import synthetic_table  # pylint: disable=import-outside-toplevel
+  g = _graph()
+  state = gram_lib.GramState(g, jnp.float32(0.5), jnp.int32(3))
+  io.write_json_atomic(str(tmp_path / "metagraph.json"),
+                       loop.metagraph_dict(state))
+  io.write_json_atomic(str(tmp_path / "config.json"), {"dataset": "digits"})
+  table = synthetic_table(SPACE, (8, 8, 1), classes=10)
+  table.save(str(tmp_path / "lut.json"))
+  rows = derive.profile(g, np.linspace(0, 1, 11), input_shape=(8, 8, 1),
+                        num_classes=10, table=table)
+  for r in rows:
+    assert r["latency_ms"] == pytest.approx(
+        table.predict(r["spec"], (8, 8, 1)), rel=1e-5)
+  budget = float(np.median([r["latency_ms"] for r in rows]))
+  chosen = derive.select(rows, max_latency_ms=budget)
+  assert chosen["latency_ms"] <= budget
+  assert cli.main(["prune", "--workdir", str(tmp_path), "--step", "0.1",
+                   "--lut", str(tmp_path / "lut.json"),
+                   "--max-latency-ms", str(budget)]) == 0
+  written = arch.ArchSpec.load(str(tmp_path / "arch_budget.json"))
+  assert written == chosen["spec"]
+  profile = json.loads((tmp_path / "prune_profile.json").read_text())
+  assert all("latency_ms" in r for r in profile["levels"])
+  capsys.readouterr()
+  # A budget without a table, and one nothing meets: one line, exit 2.
+  assert cli.main(["prune", "--workdir", str(tmp_path),
+                   "--max-latency-ms", "1"]) == 2
+  assert "--max-latency-ms: needs a latency table" in capsys.readouterr().err
+  assert cli.main(["prune", "--workdir", str(tmp_path), "--lut",
+                   str(tmp_path / "lut.json"), "--max-latency-ms",
+                   "1e-9"]) == 2
+  err = capsys.readouterr().err
+  assert "smallest network has" in err and "ms predicted" in err
