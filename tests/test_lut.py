@@ -399,3 +399,45 @@ def test_command_errors(micro_table, tmp_path, capsys):
   assert main(["lut", "build", "--out", str(tmp_path / "x.json"),
                "--config.space.colour=1"]) == 2
   assert "colour" in capsys.readouterr().err
+
+
+def test_search_with_a_lut_cost_from_the_command_line(tmp_path, capsys):
+  """lut build -> search with cost=lut, all through `gram-jax`."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  config = os.path.join(root, "experiments", "configs", "quickstart.py")
+  space = ["--config.space.hierarchies=2",
+           "--config.space.dags_per_hierarchy=1", "--config.space.nodes=3",
+           "--config.space.ops=conv1x1_4,conv3x3_8",
+           "--config.space.width=1.0"]
+  path = str(tmp_path / "lut.json")
+  assert main(["lut", "build", "--space", config, "--out", path, "--runs",
+               "10", "--rounds", "1", "--calibrate", "2"] + space) == 0
+  table = lut.LatencyTable.load(path)
+  search = ["search", "--config", config, "--workdir",
+            str(tmp_path / "run"), "--config.proxy.num_train=40",
+            "--config.proxy.num_val=20", "--config.train.epochs=1",
+            "--config.train.batch_size=20", "--config.search.iterations=3",
+            "--config.search.cost=lut", f"--config.search.lut_path={path}",
+            "--config.search.gamma=1.0"]
+  assert main(search + space) == 0
+  recs = [json.loads(l) for l in open(tmp_path / "run" / "candidates.jsonl")]
+  assert len(recs) == 3
+  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
+  from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.resolve(config, space)
+  from gram_jax import io  # pylint: disable=import-outside-toplevel
+  ops = io.load_metagraph(str(tmp_path / "run" / "metagraph.json")).ops
+  for rec in recs:
+    masks = loop.decode_edges(rec["edges"], 3)
+    spec = arch.from_masks(cfg.space, ops, masks, num_classes=10)
+    assert rec["cost"] == rec["latency_ms"]
+    assert rec["latency_ms"] == pytest.approx(
+        table.predict(spec, (8, 8, 1)), rel=1e-4)
+  # A table built for another space: one line, exit 2, no workdir.
+  capsys.readouterr()
+  other = search[:4] + [str(tmp_path / "other")] + search[5:]
+  assert main(other + space[:-1] + ["--config.space.width=0.5"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert "config.space: the config's space.width is 0.5" in err, err
+  assert "\n" not in err
+  assert not os.path.exists(tmp_path / "other")

@@ -610,6 +610,35 @@ def _from_dict(d: Any, where: str) -> LatencyTable:
 # --- the jittable predictor ---------------------------------------------------
 
 
+def check_table(table: LatencyTable, space: SearchSpace,
+                input_shape: Sequence[int], *, where: str,
+                space_flag: str = "space",
+                shape_flag: str = "input_shape") -> None:
+  """Raises a one-line `LutError` unless `table` was built for `space` and
+  `input_shape` (as recorded in its metadata by `build`).
+
+  Args:
+    table: the latency table.
+    space: the search space it is used for.
+    input_shape: ``(H, W, C)`` it is used at.
+    where: the table's file, for the message.
+    space_flag, shape_flag: how the caller names the space and the shape.
+  """
+  recorded = table.meta.get("space")
+  if isinstance(recorded, dict):
+    mine = space.to_dict()
+    for field in sorted(set(recorded) | set(mine)):
+      if recorded.get(field) != mine.get(field):
+        raise LutError(
+            f"{space_flag}: the config's space.{field} is "
+            f"{mine.get(field)!r} but {where} was built for "
+            f"{recorded.get(field)!r}; build a table for this space")
+  built = table.meta.get("input_shape")
+  if built is not None and tuple(built) != tuple(input_shape):
+    raise LutError(f"{shape_flag}: {','.join(map(str, input_shape))} but "
+                   f"{where} was built for {','.join(map(str, built))}")
+
+
 def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
                   input_shape: Sequence[int],
                   num_classes: Optional[int] = None

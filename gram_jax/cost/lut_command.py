@@ -199,21 +199,9 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
 
 
 def _check_matches(table, space, shape, where: str) -> None:
-  """The table must have been built for this space and input shape."""
-  recorded = table.meta.get("space")
-  if isinstance(recorded, dict):
-    mine = space.to_dict()
-    for field in sorted(set(recorded) | set(mine)):
-      if recorded.get(field) != mine.get(field):
-        raise GramJaxError(
-            f"--space: the config's space.{field} is {mine.get(field)!r} but "
-            f"{where} was built for {recorded.get(field)!r}; build a table "
-            "for this space")
-  built = table.meta.get("input_shape")
-  if built is not None and tuple(built) != tuple(shape):
-    raise GramJaxError(f"--input-shape: {','.join(map(str, shape))} but "
-                       f"{where} was built for "
-                       f"{','.join(map(str, built))}")
+  from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
+  lut.check_table(table, space, shape, where=where, space_flag="--space",
+                  shape_flag="--input-shape")
 
 
 def _predict(args, rest: List[str]) -> int:

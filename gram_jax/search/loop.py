@@ -154,13 +154,24 @@ def decode_edges(edges: List[str], n: int) -> np.ndarray:
   return masks
 
 
+def _checked_table(config: config_lib.SearchConfig, input_shape):
+  """The latency table of ``cost="lut"``, checked against the space."""
+  from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
+  path = config.search.lut_path
+  table = lut.LatencyTable.load(path)
+  lut.check_table(table, config.space, input_shape, where=path,
+                  space_flag="config.space",
+                  shape_flag="config.dataset (input shape)")
+  return table
+
+
 def latency_cost(config: config_lib.SearchConfig, ops, input_shape,
                  num_classes: int):
   """``fn(masks, spec) -> ms`` for a latency cost, or None for ``macs``."""
   s = config.search
   if s.cost == "lut":
     from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
-    table = lut.LatencyTable.load(s.lut_path)
+    table = _checked_table(config, input_shape)
     predict = jax.jit(lut.jax_predictor(table, config.space, ops,
                                         input_shape))
     return lambda masks, spec: float(predict(masks))
@@ -214,6 +225,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
     A `SearchResult`; `spec` is the pruned architecture once the run is
     complete.
   """
+  if config.search.cost == "lut":   # a table for another space: fail early
+    _checked_table(config, data_lib.info(config.dataset)[0])
   resumed = prepare_workdir(config, workdir)
   ds = data_lib.load(config.dataset, data_dir=config.data_dir or None,
                      seed=config.seed)
