@@ -33,6 +33,9 @@ COMMANDS = {
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
               "MACs / parameter budget"),
+    "experiment": ("gram_jax.experiment",
+                   "a paper table in one resumable command: search, prune "
+                   "at several levels, up-scale, train each, tabulate"),
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
