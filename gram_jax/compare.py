@@ -287,8 +287,9 @@ def _export_and_time(c: Candidate, cfg: CompareConfig, model_dir: str,
   tflite.write_tflite(path, model)
   x = np.random.default_rng(0).standard_normal((4,) + shape).astype(
       np.float32)
+  import jax  # pylint: disable=import-outside-toplevel
   diff = float(np.max(np.abs(latency.run_tflite(model, x)
-                             - np.asarray(forward(x)))))
+                             - np.asarray(jax.jit(forward)(x)))))
   stats = latency.measure_tflite(path, threads=cfg.threads, runs=cfg.runs,
                                  warmup=cfg.warmup)
   stats["tflite_max_abs_diff"] = diff

@@ -113,7 +113,7 @@ def test_registry():
   assert {"mobilenet_v2", "fbnet_a", "fbnet_b", "fbnet_c",
           "fbnet_96_035_1", "mbconv_tiny"} <= set(registry.MODELS)
   with pytest.raises(GramJaxError, match="--model: 'resnet50' is not "
-                     "allowed; allowed: fbnet_a"):
+                     "allowed; allowed: fbnet_96_035_1, fbnet_a"):
     registry.get("resnet50")
   with pytest.raises(GramJaxError, match="width"):
     registry.build("mobilenet_v2", num_classes=10, width=0)

@@ -7,10 +7,10 @@ Command (after a CIFAR-10 search in runs/gram_cifar10 and
 
 Recipe: the paper's CIFAR-10 full training [SN §4.1] (fulltrain.RECIPES:
 momentum SGD 0.01, x0.1 at 50% and 75%, L2 5e-4, crop + flip, batch 128),
-200 epochs, for every model at 32x32 (the baselines' 32x downsampling ends
-in a 1x1 map, as in the usual CIFAR ports of MobileNetV2 only when their
-first strides are removed; here they are kept, so the baselines are
-handicapped at this resolution; say so when quoting the table).
+200 epochs, for every model at 32x32. The baselines keep their ImageNet
+strides, so at 32x32 their last stages run on 1x1 maps (the usual CIFAR
+ports of MobileNetV2 drop the first strides; these are the published
+networks, unchanged): say so when quoting the table.
 
 Expected accelerator time: about 10-20 GPU-minutes per model on one
 modern GPU (200 epochs x 50k images of a < 100M-MAC network), about 2-3

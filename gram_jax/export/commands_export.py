@@ -58,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rest: List[str]) -> int:
   # Imported here: `gram-jax export --help` should not wait for jax/TF.
+  import jax
   from gram_jax import data, io
   from gram_jax.arch import ArchSpec
   from gram_jax.export import latency, tflite
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     x = np.random.default_rng(0).standard_normal(
         (NUM_CHECK,) + shape).astype(np.float32)
     where = f"{len(x)} random inputs"
-  want = np.asarray(module.apply(variables, x, train=False))
+  want = np.asarray(jax.jit(forward)(x))
   got = latency.run_tflite(model, x)
   diff = float(np.max(np.abs(got - want)))
   line = (f"wrote {args.out} ({len(model) / 1024:.1f} KB, "
