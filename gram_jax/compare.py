@@ -39,7 +39,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from gram_jax import fulltrain
 from gram_jax import io
@@ -229,7 +229,20 @@ def _swiftnet_candidates(sw: Dict[str, Any], dataset: str
 # --- running ------------------------------------------------------------------
 
 
-def _check_finished(model_dir: str, cfg: CompareConfig) -> bool:
+def _network_config(c: Candidate, cfg: CompareConfig) -> Dict[str, Any]:
+  """The network part of the model's config.json, as fulltrain writes it."""
+  from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
+  classes = data_lib.info(cfg.dataset)[1]
+  if c.kind == "swiftnet":
+    spec = fulltrain.adapt_spec(c.arch, num_classes=classes,
+                                stem=cfg.recipe.stem)
+    return {"arch": spec.to_dict()}
+  return {"model": {"name": c.model, "width": float(c.width),
+                    "num_classes": classes}}
+
+
+def _check_finished(c: Candidate, model_dir: str, cfg: CompareConfig
+                    ) -> bool:
   """True when the model is trained and timed; raises if trained otherwise."""
   result_path = os.path.join(model_dir, "result.json")
   config_path = os.path.join(model_dir, "config.json")
@@ -237,7 +250,8 @@ def _check_finished(model_dir: str, cfg: CompareConfig) -> bool:
     with open(config_path) as f:
       old = json.load(f)
     want = json.loads(json.dumps(
-        {"dataset": cfg.dataset, "recipe": dataclasses.asdict(cfg.recipe)}))
+        {"dataset": cfg.dataset, "recipe": dataclasses.asdict(cfg.recipe),
+         **_network_config(c, cfg)}))
     from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
     d = diff({k: old.get(k) for k in want}, want)
     if d:
@@ -306,7 +320,7 @@ def run_compare(cfg: CompareConfig, workdir: str, *,
   rows = []
   for i, c in enumerate(cfg.candidates):
     model_dir = os.path.join(workdir, "models", c.name)
-    done = _check_finished(model_dir, cfg)
+    done = _check_finished(c, model_dir, cfg)
     print(f"[{i + 1}/{len(cfg.candidates)}] {c.name}: "
           f"{'finished before' if done else 'training'}", flush=True)
     if done:
