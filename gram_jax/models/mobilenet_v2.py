@@ -23,10 +23,11 @@ so a 32 x 32 input ends in a 1 x 1 feature map.
 
 The layers come from the shared block-list builder `gram_jax.models.mobile`
 (also used by FBNet). `mobilenet_v2_layers` and `mobilenet_v2_cost` give
-the analytic MACs and parameters with the conventions of `gram_jax.cost.macs`: MACs of the convs
-and the classifier (``H_out * W_out * k^2 * C_in * C_out / groups``, padding
-taps included; BN, ReLU6, additions and pooling not counted); trainable
-parameters (conv kernels, BN scale and bias, dense kernel and bias).
+the analytic MACs and parameters with the conventions of
+`gram_jax.cost.macs`: MACs of the convs and the classifier (``H_out * W_out
+* k^2 * C_in * C_out / groups``, padding taps included; BN, ReLU6,
+additions and pooling not counted); trainable parameters (conv kernels, BN
+scale and bias, dense kernel and bias).
 """
 
 from __future__ import annotations
