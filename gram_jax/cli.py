@@ -39,6 +39,9 @@ COMMANDS = {
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
+    "compare": ("gram_jax.compare",
+                "train SwiftNet candidates and baselines (MobileNetV2, "
+                "FBNet) alike; table and plot of accuracy, MACs, latency"),
 }
 
 

@@ -1,7 +1,9 @@
 """Full training of a found network: recipes, resumable runs, metrics.
 
 `gram-jax train --arch arch.json --dataset <name> --workdir <dir>` trains
-`ExactNet(spec)` with a recipe chosen by dataset (override any field with
+`ExactNet(spec)`, and `gram-jax train --model mobilenet_v2 --width 0.35
+[--resolution 96] ...` a registered baseline (`gram_jax.models.registry`),
+with a recipe chosen by dataset (override any field with
 ``--recipe.<field>=<value>``):
 
   * ``cifar10`` (and the other 32x32 / 28x28 TFDS sets): the paper's CIFAR-10
@@ -17,7 +19,9 @@ Class count and input channels follow the dataset (task adaptation, paper
 §4.4): a spec found on one dataset trains on another without a new search.
 The workdir holds `config.json`, `metrics.jsonl` (one line per epoch),
 TensorBoard events, orbax checkpoints (resumed at the last finished epoch),
-and at the end `final/` (variables for `gram-jax export`) and `result.json`.
+and at the end `final/` (variables for `gram-jax export`), `arch.json` (or
+`model.json` for a baseline) and `result.json`. ``recipe.stem`` applies to
+SwiftNet architectures only: the baselines have their own stride-2 stem.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +47,7 @@ from gram_jax import io
 from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError
 from gram_jax.models import ExactNet
+from gram_jax.models import registry
 from gram_jax.space import parse_op
 
 SCHEDULES = ("constant", "step", "exponential", "cosine")
@@ -224,6 +229,14 @@ class _Data:
     yield from ds.as_numpy_iterator()
 
 
+class _Network(NamedTuple):
+  """What the training loop needs to know about the network it trains."""
+  module: Any                             # Flax module, NHWC in, logits out
+  config: Dict[str, Any]                  # its part of config.json
+  cost: Callable[[Tuple[int, ...]], Any]  # input shape -> Cost
+  save: Callable[[str], Dict[str, Any]]   # workdir -> result.json fields
+
+
 def run_training(spec: arch_lib.ArchSpec, dataset: str, workdir: str, *,
                  recipe: Recipe, data_dir: Optional[str] = None,
                  progress: bool = True,
@@ -231,9 +244,57 @@ def run_training(spec: arch_lib.ArchSpec, dataset: str, workdir: str, *,
   """Trains `spec` on `dataset` in `workdir` (resuming) and evaluates it."""
   data = _Data(dataset, recipe, data_dir)
   spec = adapt_spec(spec, num_classes=data.num_classes, stem=recipe.stem)
+
+  def save(workdir):
+    path = os.path.join(workdir, "arch.json")
+    spec.save(path)
+    return {"arch": path}
+
+  network = _Network(ExactNet(spec), {"arch": spec.to_dict()},
+                     lambda shape: cost_lib.count(spec, shape), save)
+  return _run(network, data, dataset, workdir, recipe=recipe,
+              progress=progress, stop_after_epochs=stop_after_epochs)
+
+
+def run_model_training(model: str, dataset: str, workdir: str, *,
+                       recipe: Recipe, width: float = 1.0,
+                       data_dir: Optional[str] = None, progress: bool = True,
+                       stop_after_epochs: Optional[int] = None
+                       ) -> Dict[str, Any]:
+  """Trains the registered baseline `model` at `width` like `run_training`.
+
+  The class count and input channels follow the dataset; the input size is
+  ``recipe.input_size`` (0: the dataset's). ``recipe.stem`` is not used.
+  `result.json` gets ``model``, ``width`` and ``model_json`` (a
+  `model.json` naming the model, width, classes and input shape) instead
+  of ``arch``.
+  """
+  registry.spec(model, width)     # bad name or width: fail before any work
+  data = _Data(dataset, recipe, data_dir)
+  classes = data.num_classes
+  module = registry.build(model, num_classes=classes, width=width)
+  desc = {"name": model, "width": float(width), "num_classes": classes}
+
+  def save(workdir):
+    path = os.path.join(workdir, "model.json")
+    io.write_json_atomic(path, {**desc,
+                                "input_shape": list(data.image_shape)})
+    return {"model": model, "width": float(width), "model_json": path}
+
+  network = _Network(module, {"model": desc},
+                     lambda shape: registry.cost(model, shape,
+                                                 num_classes=classes,
+                                                 width=width), save)
+  return _run(network, data, dataset, workdir, recipe=recipe,
+              progress=progress, stop_after_epochs=stop_after_epochs)
+
+
+def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
+         recipe: Recipe, progress: bool,
+         stop_after_epochs: Optional[int]) -> Dict[str, Any]:
   os.makedirs(workdir, exist_ok=True)
   run_cfg = {"dataset": dataset, "recipe": dataclasses.asdict(recipe),
-             "arch": spec.to_dict()}
+             **network.config}
   run_cfg = json.loads(json.dumps(run_cfg))
   cfg_path = os.path.join(workdir, "config.json")
   if os.path.exists(cfg_path):
@@ -248,7 +309,7 @@ def run_training(spec: arch_lib.ArchSpec, dataset: str, workdir: str, *,
   else:
     io.write_json_atomic(cfg_path, run_cfg)
 
-  net = ExactNet(spec)
+  net = network.module
   x0 = jnp.zeros((1,) + data.image_shape)
   variables = jax.jit(net.init)(jax.random.key(recipe.seed), x0)
   tx = train_lib.make_optimizer(recipe.optimizer,
@@ -326,17 +387,17 @@ def run_training(spec: arch_lib.ArchSpec, dataset: str, workdir: str, *,
   if end < recipe.epochs:
     return {"complete": False, "epoch": end}
   top1, top5, test_loss = run_eval(variables)
-  c = cost_lib.count(spec, data.image_shape)
+  c = network.cost(data.image_shape)
   final = os.path.join(workdir, "final")
   if not os.path.exists(final):
     io.save_variables(final, variables)
-  spec.save(os.path.join(workdir, "arch.json"))
+  described = network.save(workdir)
   result = {"complete": True, "dataset": dataset, "top1": top1,
             "top5": top5, "test_loss": test_loss, "macs": c.macs,
             "params": c.params,
             "accuracy_density": cost_lib.accuracy_density(100 * top1, c.macs),
             "input_shape": list(data.image_shape), "epochs": recipe.epochs,
-            "arch": os.path.join(workdir, "arch.json"), "variables": final}
+            **described, "variables": final}
   io.write_json_atomic(os.path.join(workdir, "result.json"), result)
   return result
 
@@ -360,7 +421,14 @@ def _tensorboard(logdir: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--arch", required=True, help="arch.json to train")
+  parser.add_argument("--arch", help="arch.json to train (or --model)")
+  parser.add_argument("--model", help="a registered baseline instead of "
+                      "--arch: " + ", ".join(sorted(registry.MODELS)))
+  parser.add_argument("--width", type=float, default=None,
+                      help="width multiplier of --model (default 1.0)")
+  parser.add_argument("--resolution", type=int, default=None,
+                      help="input size (images resized to it); the same as "
+                      "--recipe.input_size")
   parser.add_argument("--dataset", default="digits",
                       choices=data_lib.DATASETS)
   parser.add_argument("--workdir", required=True)
@@ -375,14 +443,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, rest) -> int:
+  if bool(args.arch) == bool(args.model):
+    raise GramJaxError("--arch / --model: give exactly one (an arch.json, "
+                       "or a baseline: " + ", ".join(sorted(registry.MODELS))
+                       + ")")
+  if args.model and args.upscale != 1.0:
+    raise GramJaxError("--upscale: only used with --arch (baselines scale "
+                       "with --width)")
+  if args.arch and args.width is not None:
+    raise GramJaxError("--width: only used with --model (architectures "
+                       "scale with --upscale)")
+  if args.resolution is not None:
+    if args.resolution < 1:
+      raise GramJaxError(f"--resolution: {args.resolution} is not allowed; "
+                         "allowed: an integer >= 1")
+    rest = list(rest) + [f"--recipe.input_size={args.resolution}"]
+    given = {r for r in rest if r.startswith("--recipe.input_size=")}
+    if len(given) > 1:
+      raise GramJaxError("--resolution: conflicts with "
+                         "--recipe.input_size; give one")
   recipe = recipe_for(args.dataset, rest)
-  spec = arch_lib.ArchSpec.load(args.arch)
-  if args.upscale != 1.0:
-    spec = arch_lib.upscale(spec, args.upscale)
-  result = run_training(spec, args.dataset, args.workdir, recipe=recipe,
-                        data_dir=args.data_dir,
-                        progress=not args.no_progress,
-                        stop_after_epochs=args.stop_after_epochs)
+  if args.model:
+    result = run_model_training(
+        args.model, args.dataset, args.workdir, recipe=recipe,
+        width=1.0 if args.width is None else args.width,
+        data_dir=args.data_dir, progress=not args.no_progress,
+        stop_after_epochs=args.stop_after_epochs)
+  else:
+    spec = arch_lib.ArchSpec.load(args.arch)
+    if args.upscale != 1.0:
+      spec = arch_lib.upscale(spec, args.upscale)
+    result = run_training(spec, args.dataset, args.workdir, recipe=recipe,
+                          data_dir=args.data_dir,
+                          progress=not args.no_progress,
+                          stop_after_epochs=args.stop_after_epochs)
   if not result["complete"]:
     print(f"stopped after epoch {result['epoch']}; run the same command to "
           "resume")

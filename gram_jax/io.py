@@ -38,12 +38,23 @@ def load_variables(path: str, spec: ArchSpec,
                    input_shape: Sequence[int]) -> Dict[str, Any]:
   """Restores the variables of `ExactNet(spec)` at `input_shape` (H, W, C)."""
   from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
+  return load_module_variables(path, ExactNet(spec), input_shape,
+                               what="this architecture")
+
+
+def load_module_variables(path: str, module, input_shape: Sequence[int], *,
+                          what: str = "this model") -> Dict[str, Any]:
+  """Restores the variables of the Flax `module` at `input_shape` (H, W, C).
+
+  The checkpoint must hold exactly the variables ``module.init`` makes;
+  `what` names the model in the error.
+  """
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise CheckpointError(f"{path}: no such checkpoint directory")
-  target = jax.eval_shape(ExactNet(spec).init, jax.random.key(0),
+  target = jax.eval_shape(module.init, jax.random.key(0),
                           jnp.zeros((1,) + tuple(input_shape)))
-  where = (f"{path}: does not hold the variables of this architecture at "
+  where = (f"{path}: does not hold the variables of {what} at "
            f"input {tuple(input_shape)}")
   try:
     with ocp.StandardCheckpointer() as ckptr:
@@ -60,7 +71,7 @@ def load_variables(path: str, spec: ArchSpec,
       name = jax.tree_util.keystr(key)
       raise CheckpointError(
           f"{where}: {name} has shape "
-          f"{None if have is None else tuple(have.shape)}, the architecture "
+          f"{None if have is None else tuple(have.shape)}, the model "
           f"needs {tuple(leaf.shape)}")
   return restored
 

@@ -3,6 +3,12 @@
   gram-jax export --arch arch.json --params ckpt/ --out model.tflite
   gram-jax export --arch arch.json --params ckpt/ --out model_int8.tflite \\
       --int8 --dataset digits
+  gram-jax export --model mobilenet_v2 --width 0.35 --params run/final \\
+      --input-shape 32,32,1 --out mbv2.tflite
+
+A baseline (`--model`, see `gram_jax.models.registry`) needs its width and
+class count (`--num-classes`, default: the class count of --dataset) to
+rebuild the network the variables belong to.
 
 Prints one line: the path, the size, and how far the TFLite model is from
 the JAX model (max |difference| of the logits on a few random inputs for
@@ -23,7 +29,14 @@ NUM_CHECK_INT8 = 100   # test images of the int8 check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--arch", help="arch.json of the network (required)")
+  parser.add_argument("--arch", help="arch.json of the network (or --model)")
+  parser.add_argument("--model", help="a registered baseline instead of "
+                      "--arch (mobilenet_v2, fbnet_a, ...)")
+  parser.add_argument("--width", default=None,
+                      help="width multiplier of --model (default 1.0)")
+  parser.add_argument("--num-classes", default=None,
+                      help="classes of --model (default: those of "
+                      "--dataset)")
   parser.add_argument("--params", help="orbax checkpoint directory of its "
                       "trained variables, from io.save_variables (required)")
   parser.add_argument("--out", help="the .tflite file to write (required)")
@@ -45,20 +58,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, rest: List[str]) -> int:
   # Imported here: `gram-jax export --help` should not wait for jax/TF.
+  import jax
   from gram_jax import data, io
   from gram_jax.arch import ArchSpec
   from gram_jax.export import latency, tflite
-  from gram_jax.models import ExactNet
+  from gram_jax.models import ExactNet, registry
 
   if rest:
     raise GramJaxError(f"unrecognised arguments: {' '.join(rest)}; see "
                        "gram-jax export --help")
-  for flag in ("arch", "params", "out"):
+  if bool(args.arch) == bool(args.model):
+    raise GramJaxError("--arch / --model: give exactly one; see gram-jax "
+                       "export --help")
+  for flag in ("params", "out"):
     if not getattr(args, flag):
       raise GramJaxError(f"--{flag}: required; see gram-jax export --help")
+  if args.arch:
+    for flag in ("width", "num_classes"):
+      if getattr(args, flag) is not None:
+        raise GramJaxError(f"--{flag.replace('_', '-')}: only used with "
+                           "--model")
   batch_size = parse_int(args.batch_size, "--batch-size")
   calibration_size = parse_int(args.calibration_size, "--calibration-size")
-  spec = ArchSpec.load(args.arch)
+  if args.model:
+    width = _parse_width(args.width)
+    registry.spec(args.model, width)   # a bad name or width fails here
+    if args.num_classes is not None:
+      classes = parse_int(args.num_classes, "--num-classes")
+    else:
+      classes = data.info(args.dataset)[1]
+    module = registry.build(args.model, num_classes=classes, width=width)
+    what = f"{args.model} at width {width:g} with {classes} classes"
+  else:
+    spec = ArchSpec.load(args.arch)
+    module = ExactNet(spec)
+    what = "this architecture"
   shape = parse_shape(args.input_shape) if args.input_shape else None
   dataset = None
   if args.int8 or shape is None:
@@ -70,7 +104,8 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
                          f"not match the {args.dataset} images "
                          f"{','.join(map(str, dataset.image_shape))} that "
                          "calibrate --int8")
-  variables = io.load_variables(args.params, spec, shape)
+  variables = io.load_module_variables(args.params, module, shape,
+                                      what=what)
 
   representative = None
   if args.int8:
@@ -78,9 +113,12 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     n = min(calibration_size, len(dataset.x_train))
     representative = dataset.x_train[rng.permutation(len(dataset.x_train))[
         :n]]
-  model = tflite.to_tflite(spec, variables, shape, int8=args.int8,
-                           representative=representative,
-                           batch_size=batch_size)
+  def forward(x):
+    return module.apply(variables, x, train=False)
+
+  model = tflite.function_to_tflite(forward, (batch_size,) + shape,
+                                    int8=args.int8,
+                                    representative=representative)
   tflite.write_tflite(args.out, model)
 
   if args.int8:
@@ -90,7 +128,7 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     x = np.random.default_rng(0).standard_normal(
         (NUM_CHECK,) + shape).astype(np.float32)
     where = f"{len(x)} random inputs"
-  want = np.asarray(ExactNet(spec).apply(variables, x, train=False))
+  want = np.asarray(jax.jit(forward)(x))
   got = latency.run_tflite(model, x)
   diff = float(np.max(np.abs(got - want)))
   line = (f"wrote {args.out} ({len(model) / 1024:.1f} KB, "
@@ -101,3 +139,16 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     line += f", top-1 agreement {agree:.1%}"
   print(line)
   return 0
+
+
+def _parse_width(text) -> float:
+  if text is None:
+    return 1.0
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not value > 0 or value != value or value == float("inf"):
+    raise GramJaxError(f"--width: {text!r} is not allowed; allowed: a "
+                       "number > 0")
+  return value
