@@ -36,6 +36,9 @@ COMMANDS = {
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
+    "sweep": ("gram_jax.scale.sweep",
+              "hyperparameter grid of searches (batched over seeds): table "
+              "and Pareto front"),
 }
 
 
