@@ -338,7 +338,7 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
         state = _from_tree(state, restored, num_seeds)
   # Process 0's state (restored or fresh) is everyone's.
   state = _from_tree(state, distributed.broadcast_from_primary(
-      _state_tree(state)), num_seeds)
+      _state_tree(state, squeeze)), num_seeds)
   start = int(state.step[0]) // per_iter
   records = [[] for _ in dirs]
   if primary:
