@@ -43,7 +43,7 @@ GRAM_ALIASES = {
     "prune_level": "search.prune_level", "prune_mode": "search.prune_mode",
     "init_weight": "search.init_weight", "iterations": "search.iterations",
     "strategy": "search.strategy", "cost": "search.cost", "seed": "seed",
-    "ops_seed": "search.ops_seed", "epochs": "train.epochs",
+    "shared_seed": "search.shared_seed", "epochs": "train.epochs",
     "learning_rate": "train.learning_rate", "dataset": "dataset",
 }
 # Fields used only after the search: points differing in them share a run.
@@ -170,6 +170,7 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
 
   config = config_lib.resolve(config_path, overrides + group.overrides)
   s = config.search
+  shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
   done_path = os.path.join(workdir, "points.json")
   if os.path.exists(done_path):
     with open(done_path) as f:
@@ -179,7 +180,7 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
   result = loop.run_search(config, workdir, progress=progress)
   runs = result.seeds or (result,)
   ds = data_lib.load(config.dataset, data_dir=config.data_dir or None,
-                     seed=config.seed)
+                     seed=shared_seed)
   input_shape = result.input_shape
   ops = runs[0].state.graph.ops
   latency_fn = loop.latency_cost(config, ops, input_shape, ds.num_classes)
@@ -196,7 +197,7 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
     seeds.append(seed)
   accs: List[Optional[float]] = [None] * len(specs)
   if evaluate == "proxy":
-    split = data_lib.proxy_split(ds, seed=config.seed,
+    split = data_lib.proxy_split(ds, seed=shared_seed,
                                  num_train=config.proxy.num_train,
                                  num_val=config.proxy.num_val,
                                  per_class=config.proxy.per_class)

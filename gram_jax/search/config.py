@@ -80,18 +80,19 @@ class GramSettings:
   latency_threads: int = 1        # LiteRT threads for cost = "measured"
   latency_runs: int = 30          # timed runs per candidate ("measured")
   # Scale (DESIGN.md decision 10, docs/scale.md). `num_seeds` searches with
-  # seeds seed, seed+1, ... run as one program and share the node ops drawn
-  # from `ops_seed` (-1: from `seed`); `candidates_per_iteration` candidates
-  # are sampled from the same weights and trained together each iteration;
-  # `batch_candidates` says how ("vmap": one vmapped program, sharded over
-  # `devices` devices, 0 = all; "loop": one after another).
+  # seeds seed, seed+1, ... run as one program and share the proxy split and
+  # node ops drawn from `shared_seed` (-1: from `seed`);
+  # `candidates_per_iteration` candidates are sampled from the same weights
+  # and trained together each iteration; `batch_candidates` says how
+  # ("vmap": one vmapped program, sharded over `devices` devices, 0 = all;
+  # "loop": one after another).
   num_seeds: int = 1
-  ops_seed: int = -1
+  shared_seed: int = -1
   candidates_per_iteration: int = 1
   batch_candidates: str = "loop"
   devices: int = 1
   _checks = {"latency_threads": _rng(1), "latency_runs": _rng(1),
-             "num_seeds": _rng(1), "ops_seed": _rng(-1),
+             "num_seeds": _rng(1), "shared_seed": _rng(-1),
              "candidates_per_iteration": _rng(1),
              "batch_candidates": _one_of(("loop", "vmap")),
              "devices": _rng(0),

@@ -301,16 +301,16 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   primary = distributed.is_primary()
   resumed = prepare_workdir(config, workdir) if primary else False
   dirs = seed_dirs(config, workdir)
+  # Seeds share the proxy split and the node ops (the supernet's layout is
+  # static in the program); all they draw afterwards comes from their seed.
+  shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
   ds = data_lib.load(config.dataset, data_dir=config.data_dir or None,
-                     seed=config.seed)
-  split = data_lib.proxy_split(ds, seed=config.seed,
+                     seed=shared_seed)
+  split = data_lib.proxy_split(ds, seed=shared_seed,
                                num_train=config.proxy.num_train,
                                num_val=config.proxy.num_val,
                                per_class=config.proxy.per_class)
-  # Seeds share the node ops (the supernet's layout is static in the
-  # program); everything they draw afterwards comes from their own seed.
-  ops_seed = config.seed if s.ops_seed < 0 else s.ops_seed
-  graph_key = jax.random.fold_in(jax.random.key(ops_seed), 0)
+  graph_key = jax.random.fold_in(jax.random.key(shared_seed), 0)
   roots = [jax.random.key(config.seed + i) for i in range(num_seeds)]
   sample_keys = jnp.stack([jax.random.fold_in(r, 1) for r in roots])
   train_keys = jnp.stack([jax.random.fold_in(r, 2) for r in roots])
