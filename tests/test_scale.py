@@ -236,14 +236,15 @@ from gram_jax import cli
 from gram_jax.search import config as config_lib, loop
 cli.enable_compilation_cache(sys.argv[1])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-count = [0]
-def listener(event, duration, **kw):
-  if event == "/jax/core/compile/backend_compile_duration":
-    count[0] += 1
-jax.monitoring.register_event_duration_secs_listener(listener)
+counts = {"hits": 0, "misses": 0}
+def listener(event, **kw):
+  for name in counts:
+    if event == f"/jax/compilation_cache/cache_{name}":
+      counts[name] += 1
+jax.monitoring.register_event_listener(listener)
 cfg = config_lib.resolve(sys.argv[3], sys.argv[4:])
 loop.run_search(cfg, sys.argv[2], progress=False)
-print(json.dumps({"compiles": count[0]}))
+print(json.dumps(counts))
 """
 
 
@@ -258,5 +259,7 @@ def test_compilation_cache_second_run_does_not_compile(tmp_path):
          str(tmp_path / f"run{i}"), QUICKSTART] + TINY
         + ["--config.search.iterations=1"], env=env, check=True,
         capture_output=True, text=True).stdout
-    counts.append(json.loads(out.strip().splitlines()[-1])["compiles"])
-  assert counts[0] > 0 and counts[1] == 0, counts
+    counts.append(json.loads(out.strip().splitlines()[-1]))
+  # the first run compiles and stores; the second only loads
+  assert counts[0]["misses"] > 0, counts
+  assert counts[1]["misses"] == 0 and counts[1]["hits"] > 0, counts
