@@ -119,7 +119,7 @@ def _state_tree(state: gram_lib.GramState,
           "ops": np.asarray(state.graph.ops),
           "baseline": np.asarray(state.baseline),
           "step": np.asarray(state.step)}
-  return {k: v[0] for k, v in tree.items()} if squeeze else tree
+  return {k: np.asarray(v[0]) for k, v in tree.items()} if squeeze else tree
 
 
 def _from_tree(state: gram_lib.GramState, tree: Dict[str, np.ndarray],
