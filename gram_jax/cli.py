@@ -42,6 +42,9 @@ COMMANDS = {
     "compare": ("gram_jax.compare",
                 "train SwiftNet candidates and baselines (MobileNetV2, "
                 "FBNet) alike; table and plot of accuracy, MACs, latency"),
+    "sweep": ("gram_jax.scale.sweep",
+              "hyperparameter grid of searches (batched over seeds): table "
+              "and Pareto front"),
 }
 
 

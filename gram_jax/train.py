@@ -108,6 +108,11 @@ def padded_chunks(n: int, batch: int):
     yield np.minimum(idx, n - 1), weight
 
 
+def data_rng(key: jax.Array) -> np.random.Generator:
+  """The host RNG that orders a candidate's proxy batches."""
+  return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+
+
 class ProxyResult(NamedTuple):
   accuracy: float      # validation accuracy in [0, 1]; 0 if diverged
   loss: float          # validation loss (nan if diverged)
@@ -178,6 +183,9 @@ class ProxyTrainer:
     def eval_fn(variables, x_all, y_all, idx, weight, masks):
       return eval_step(variables, x_all[idx], y_all[idx], weight, masks)
 
+    # The unjitted functions are kept for `scale.BatchedProxyTrainer`, which
+    # vmaps them over a batch of candidates.
+    self.init_fn, self.step_fn, self.eval_fn = init, step_fn, eval_fn
     self._init = jax.jit(init)
     self._step = jax.jit(step_fn, donate_argnums=(0, 1))
     self._eval = jax.jit(eval_fn)
@@ -201,8 +209,7 @@ class ProxyTrainer:
     variables, opt_state = self._init(init_key, masks)
     n, b = len(self.x_train), self.batch_size
     best_acc, best_loss, train_loss = -1.0, math.nan, math.nan
-    seed = np.asarray(jax.random.key_data(data_key)).ravel()
-    rng = np.random.default_rng(seed)
+    rng = data_rng(data_key)
     for epoch in range(self.epochs):
       perm = rng.permutation(n)
       losses = []

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+import jax.numpy as jnp
+
 from gram_jax import cost as cost_lib
 from gram_jax.search import config as config_lib
+from gram_jax.scale import distributed
 from gram_jax.search import loop
 
 
@@ -19,22 +22,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="no progress bar")
   parser.add_argument("--stop-after", type=int, default=None,
                       help=argparse.SUPPRESS)
+  distributed.add_arguments(parser)
   parser.epilog = ("Override any config field with --config.<field>=<value>, "
                    "e.g. --config.search.iterations=100")
 
 
 def run(args: argparse.Namespace, rest) -> int:
   config = config_lib.resolve(args.config, rest)
+  distributed.initialize_from_args(args)
   result = loop.run_search(config, args.workdir,
                            progress=not args.no_progress,
                            stop_after=args.stop_after)
   if not result.complete:
-    print(f"stopped at iteration {int(result.state.step)} of "
-          f"{config.search.iterations}; run the same command to resume")
+    done = (int(jnp.ravel(result.state.step)[0])
+            // config.search.candidates_per_iteration)
+    print(f"stopped at iteration {done} of {config.search.iterations}; run "
+          "the same command to resume")
     return 0
-  c = cost_lib.count(result.spec, result.input_shape)
-  print(f"search done: {os.path.join(args.workdir, loop.ARCH)} "
-        f"(prune level {config.search.prune_level}): {result.spec.num_nodes} "
-        f"nodes, {result.spec.num_edges} edges, {c.macs / 1e6:.3f} M MACs, "
-        f"{c.params / 1e3:.1f} K params")
+  if not distributed.is_primary():
+    return 0
+  for one in result.seeds or (result,):
+    c = cost_lib.count(one.spec, one.input_shape)
+    print(f"search done: {os.path.join(one.workdir or args.workdir, loop.ARCH)}"
+          f" (prune level {config.search.prune_level}): "
+          f"{one.spec.num_nodes} nodes, {one.spec.num_edges} edges, "
+          f"{c.macs / 1e6:.3f} M MACs, {c.params / 1e3:.1f} K params")
   return 0

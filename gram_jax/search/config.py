@@ -79,7 +79,23 @@ class GramSettings:
   lut_path: str = ""              # latency table for cost = "lut"
   latency_threads: int = 1        # LiteRT threads for cost = "measured"
   latency_runs: int = 30          # timed runs per candidate ("measured")
+  # Scale (DESIGN.md decision 10, docs/scale.md). `num_seeds` searches with
+  # seeds seed, seed+1, ... run as one program and share the proxy split and
+  # node ops drawn from `shared_seed` (-1: from `seed`);
+  # `candidates_per_iteration` candidates are sampled from the same weights
+  # and trained together each iteration; `batch_candidates` says how
+  # ("vmap": one vmapped program, sharded over `devices` devices, 0 = all;
+  # "loop": one after another).
+  num_seeds: int = 1
+  shared_seed: int = -1
+  candidates_per_iteration: int = 1
+  batch_candidates: str = "loop"
+  devices: int = 1
   _checks = {"latency_threads": _rng(1), "latency_runs": _rng(1),
+             "num_seeds": _rng(1), "shared_seed": _rng(-1),
+             "candidates_per_iteration": _rng(1),
+             "batch_candidates": _one_of(("loop", "vmap")),
+             "devices": _rng(0),
              "iterations": _rng(1), "strategy": _one_of(("gram", "random")),
              "alpha": _rng(0), "beta0": _rng(), "gamma": _rng(0),
              "beta_momentum": _rng(0, 1, hi_open=True),
@@ -124,6 +140,10 @@ class SearchConfig:
       raise ConfigError(
           f"config.search.lut_path: {s.lut_path!r} is not a file; cost=lut "
           "needs a latency table (build one with `gram-jax lut build`)")
+    if s.batch_candidates == "loop" and s.devices != 1:
+      raise ConfigError(
+          f"config.search.devices: {s.devices} is not allowed with "
+          "batch_candidates='loop'; allowed: 1 (or batch_candidates='vmap')")
     return config
 
   def to_dict(self) -> Dict[str, Any]:
@@ -287,10 +307,24 @@ def resolve(path: Optional[str], overrides: List[str]) -> SearchConfig:
   if path:
     raw = load_config_file(path)
     d = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
+    # Fields a config file leaves out take their defaults (and can then be
+    # overridden), so older config files gain newer fields.
+    d = merge_defaults(SearchConfig().to_dict(), _plain(d))
   else:
     d = SearchConfig().to_dict()
   d = _plain(d)
   return SearchConfig.from_dict(apply_overrides(d, overrides))
+
+
+def merge_defaults(defaults: Dict[str, Any], d: Dict[str, Any]) -> Dict:
+  """`d` with the groups and fields it lacks filled in from `defaults`."""
+  out = dict(defaults)
+  for key, value in d.items():
+    if isinstance(value, dict) and isinstance(out.get(key), dict):
+      out[key] = merge_defaults(out[key], value)
+    else:
+      out[key] = value
+  return out
 
 
 def _plain(x):

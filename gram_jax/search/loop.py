@@ -46,12 +46,17 @@ ARCH = "arch.json"
 
 
 class SearchResult(NamedTuple):
+  """One search, or (``search.num_seeds > 1``) several: then `state` is
+  stacked over seeds, `spec` is None, `records` holds every seed's lines and
+  `seeds` one `SearchResult` per seed (its workdir is ``seed_<seed>/``)."""
   state: gram_lib.GramState
   spec: Optional[arch_lib.ArchSpec]
   records: List[Dict[str, Any]]
   complete: bool
   input_shape: tuple
   num_classes: int
+  seeds: tuple = ()
+  workdir: str = ""
 
 
 def _strategy(s: config_lib.GramSettings):
@@ -62,12 +67,18 @@ def _strategy(s: config_lib.GramSettings):
                        normalization=s.normalization)
 
 
+# Fields that may differ on resume: the length of the run, and how (not
+# what) it computes: batching and device count change only float rounding.
+_MAY_CHANGE = ("iterations", "batch_candidates", "devices")
+
+
 def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
   """Creates `workdir` or checks it holds a run of the same config.
 
-  Returns True when resuming. Only ``search.iterations`` may differ (to
-  extend or shorten a run); any other difference is a `ConfigError` and
-  nothing in the workdir is touched.
+  Returns True when resuming. Only ``search.iterations`` (to extend or
+  shorten a run), ``search.batch_candidates`` and ``search.devices`` may
+  differ; any other difference is a `ConfigError` and nothing in the
+  workdir is touched.
   """
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, CONFIG)
@@ -81,10 +92,13 @@ def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
   except (OSError, json.JSONDecodeError) as e:
     raise config_lib.ConfigError(
         f"{path}: unreadable ({e}); use a new --workdir") from None
-  old_cmp = json.loads(json.dumps(old))
+  # Fields added since the run was written take their defaults.
+  old_cmp = config_lib.merge_defaults(json.loads(json.dumps(
+      config_lib.SearchConfig().to_dict())), json.loads(json.dumps(old)))
   new_cmp = json.loads(json.dumps(new))
-  old_cmp.get("search", {}).pop("iterations", None)
-  new_cmp["search"].pop("iterations", None)
+  for d in (old_cmp, new_cmp):
+    for field in _MAY_CHANGE:
+      d.get("search", {}).pop(field, None)
   d = config_lib.diff(old_cmp, new_cmp)
   if d:
     field, was, now = d
@@ -97,11 +111,69 @@ def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
   return True
 
 
-def _state_tree(state: gram_lib.GramState) -> Dict[str, np.ndarray]:
-  return {"weights": np.asarray(state.graph.weights),
+def _state_tree(state: gram_lib.GramState,
+                squeeze: bool = False) -> Dict[str, np.ndarray]:
+  """The checkpointed arrays; `squeeze` drops a seed axis of size 1, so a
+  one-seed run keeps the checkpoint layout it always had."""
+  tree = {"weights": np.asarray(state.graph.weights),
           "ops": np.asarray(state.graph.ops),
           "baseline": np.asarray(state.baseline),
           "step": np.asarray(state.step)}
+  return {k: np.asarray(v[0]) for k, v in tree.items()} if squeeze else tree
+
+
+def _from_tree(state: gram_lib.GramState, tree: Dict[str, np.ndarray],
+               num_seeds: int) -> gram_lib.GramState:
+  """`state` (stacked over seeds) with the arrays of a checkpoint tree."""
+  if num_seeds == 1:
+    tree = {k: np.asarray(v)[None] for k, v in tree.items()}
+  graph = state.graph.replace(weights=jnp.asarray(tree["weights"]),
+                              ops=jnp.asarray(tree["ops"]))
+  return state._replace(graph=graph, baseline=jnp.asarray(tree["baseline"]),
+                        step=jnp.asarray(tree["step"]))
+
+
+def _stack(tree, n: int):
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + jnp.shape(x)), tree)
+
+
+def _index(tree, i: int):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def seed_dirs(config: config_lib.SearchConfig, workdir: str) -> List[str]:
+  """Where each seed's outputs go: the workdir itself for one seed."""
+  n = config.search.num_seeds
+  if n == 1:
+    return [workdir]
+  return [os.path.join(workdir, f"seed_{config.seed + i}") for i in range(n)]
+
+
+def batched_steps(strategy):
+  """Jitted ``sample(states[S], keys[S, K]) -> masks[S, K, ...]`` and
+  ``update(states[S], masks[S, K, ...], rewards[S, K]) -> (states,
+  baselines[S, K])``: S searches at once; each applies its K candidates'
+  updates in order (one Algorithm 1 update per candidate)."""
+  sample = jax.vmap(jax.vmap(strategy.sample, in_axes=(None, 0)))
+
+  def update_in_order(state, masks, rewards):
+    def body(st, xs):
+      m, r = xs
+      return strategy.update(st, m, r), st.baseline
+    return jax.lax.scan(body, state, (masks, rewards))
+
+  return jax.jit(sample), jax.jit(jax.vmap(update_in_order))
+
+
+def candidate_keys(base_keys: jax.Array, first: int, k: int) -> jax.Array:
+  """``keys[s, i] = fold_in(base_keys[s], first + i)`` for i < k.
+
+  With ``first = t * k`` every candidate of a run has its own index, and one
+  candidate per iteration draws exactly the keys it always did.
+  """
+  data = jnp.arange(first, first + k, dtype=jnp.uint32)
+  return jax.vmap(lambda key: jax.vmap(
+      lambda d: jax.random.fold_in(key, d))(data))(base_keys)
 
 
 def _restore(manager: ocp.CheckpointManager, target: Dict[str, np.ndarray],
@@ -212,7 +284,14 @@ def metagraph_dict(state: gram_lib.GramState) -> Dict[str, Any]:
 def run_search(config: config_lib.SearchConfig, workdir: str, *,
                progress: bool = True,
                stop_after: Optional[int] = None) -> SearchResult:
-  """Runs (or resumes) a GRAM search.
+  """Runs (or resumes) a GRAM search, or ``search.num_seeds`` of them.
+
+  Each iteration samples ``search.candidates_per_iteration`` candidates per
+  seed from the current weights, trains all of them (one after another, or
+  as one vmapped program sharded over ``search.devices``: see
+  docs/scale.md), and applies their updates in order. Under
+  `jax.distributed` every process runs this function; they compute the same
+  updates and only process 0 touches `workdir`.
 
   Args:
     config: validated settings.
@@ -227,108 +306,174 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   """
   if config.search.cost == "lut":   # a table for another space: fail early
     _checked_table(config, data_lib.info(config.dataset)[0])
-  resumed = prepare_workdir(config, workdir)
+  from gram_jax.scale import batched, distributed  # pylint: disable=import-outside-toplevel
+  space, s = config.space, config.search
+  num_seeds, per_iter = s.num_seeds, s.candidates_per_iteration
+  mesh = (distributed.make_mesh(s.devices)
+          if s.batch_candidates == "vmap" else None)
+  primary = distributed.is_primary()
+  resumed = prepare_workdir(config, workdir) if primary else False
+  dirs = seed_dirs(config, workdir)
+  # Seeds share the proxy split and the node ops (the supernet's layout is
+  # static in the program); all they draw afterwards comes from their seed.
+  shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
   ds = data_lib.load(config.dataset, data_dir=config.data_dir or None,
-                     seed=config.seed)
-  split = data_lib.proxy_split(ds, seed=config.seed,
+                     seed=shared_seed)
+  split = data_lib.proxy_split(ds, seed=shared_seed,
                                num_train=config.proxy.num_train,
                                num_val=config.proxy.num_val,
                                per_class=config.proxy.per_class)
-  space, s = config.space, config.search
-  root = jax.random.key(config.seed)
-  graph_key, sample_key, train_key = (jax.random.fold_in(root, i)
-                                      for i in range(3))
+  graph_key = jax.random.fold_in(jax.random.key(shared_seed), 0)
+  roots = [jax.random.key(config.seed + i) for i in range(num_seeds)]
+  sample_keys = jnp.stack([jax.random.fold_in(r, 1) for r in roots])
+  train_keys = jnp.stack([jax.random.fold_in(r, 2) for r in roots])
   strategy = _strategy(s)
-  state = strategy.init(mg.init(space, graph_key, init_weight=s.init_weight),
-                        graph_key)
+  state = _stack(strategy.init(mg.init(space, graph_key,
+                                       init_weight=s.init_weight),
+                               graph_key), num_seeds)
 
-  ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  manager = ocp.CheckpointManager(
-      ckpt_dir, options=ocp.CheckpointManagerOptions(
-          max_to_keep=config.keep_checkpoints, create=True))
-  start = 0
-  if resumed:
-    restored = _restore(manager, _state_tree(state), workdir)
-    if restored is not None:
-      graph = state.graph.replace(weights=jnp.asarray(restored["weights"]),
-                                  ops=jnp.asarray(restored["ops"]))
-      state = state._replace(graph=graph,
-                             baseline=jnp.asarray(restored["baseline"]),
-                             step=jnp.asarray(restored["step"]))
-      start = int(restored["step"])
-  cand_path = os.path.join(workdir, CANDIDATES)
-  records = io.read_jsonl(cand_path, "step", start)
-  io.write_jsonl_atomic(cand_path, records)
+  squeeze = num_seeds == 1
+  manager = None
+  if primary:
+    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    opts = {"max_to_keep": config.keep_checkpoints, "create": True}
+    if jax.process_count() > 1:
+      # Only process 0 checkpoints: the state is the same everywhere.
+      os.makedirs(ckpt_dir, exist_ok=True)
+      opts.update(create=False,
+                  multiprocessing_options=ocp.options.MultiprocessingOptions(
+                      primary_host=0, active_processes={0}))
+    manager = ocp.CheckpointManager(
+        ckpt_dir, options=ocp.CheckpointManagerOptions(**opts))
+    if resumed:
+      restored = _restore(manager, _state_tree(state, squeeze), workdir)
+      if restored is not None:
+        state = _from_tree(state, restored, num_seeds)
+  # Process 0's state (restored or fresh) is everyone's.
+  state = _from_tree(state, distributed.broadcast_from_primary(
+      _state_tree(state, squeeze)), num_seeds)
+  start = int(state.step[0]) // per_iter
+  records = [[] for _ in dirs]
+  if primary:
+    for i, d in enumerate(dirs):
+      os.makedirs(d, exist_ok=True)
+      path = os.path.join(d, CANDIDATES)
+      records[i] = io.read_jsonl(path, "step", start)
+      io.write_jsonl_atomic(path, records[i])
 
+  ops = state.graph.ops[0]
   trainer = train_lib.ProxyTrainer(
-      space, state.graph.ops, ds.num_classes,
+      space, ops, ds.num_classes,
       x_train=split.x_train, y_train=split.y_train, x_val=split.x_val,
       y_val=split.y_val, epochs=config.train.epochs,
       batch_size=config.train.batch_size,
       learning_rate=config.train.learning_rate,
       optimizer=config.train.optimizer, select=config.train.select)
-  sample = jax.jit(strategy.sample)
-  update = jax.jit(strategy.update)
+  evaluate = batched.make_evaluator(trainer, s.batch_candidates, mesh=mesh)
+  sample, update = batched_steps(strategy)
   input_shape = tuple(int(d) for d in ds.image_shape)
 
-  latency_fn = latency_cost(config, state.graph.ops, input_shape,
-                            ds.num_classes)
+  latency_fn = latency_cost(config, ops, input_shape, ds.num_classes)
   total = s.iterations
   end = total if stop_after is None else min(total, start + stop_after)
   bar = None
-  if progress and start < end:
+  if progress and primary and start < end:
     from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
     bar = tqdm(total=total, initial=start, desc="GRAM search", unit="it",
                dynamic_ncols=True)
-  with open(cand_path, "a") as out:
+  outs = ([open(os.path.join(d, CANDIDATES), "a") for d in dirs]
+          if primary else [])
+  num = num_seeds * per_iter
+  try:
     for t in range(start, end):
       t0 = time.perf_counter()
-      masks = sample(state, jax.random.fold_in(sample_key, t))
-      spec = arch_lib.from_masks(space, state.graph.ops, masks,
-                                 num_classes=ds.num_classes)
-      cost = cost_lib.count(spec, input_shape)
-      result = trainer(masks, jax.random.fold_in(train_key, t))
-      latency_ms = None
-      if latency_fn is None:
-        tau = rewards.macs_cost(cost.macs)
-      else:
-        tau = latency_ms = latency_fn(masks, spec)
-      r = rewards.reward(result.accuracy, tau, s.gamma)
-      baseline = float(state.baseline)
-      state = update(state, masks, jnp.float32(r))
-      rec = {"step": t, "accuracy": result.accuracy,
-             "val_loss": None if math.isnan(result.loss) else result.loss,
-             "diverged": result.diverged, "macs": cost.macs,
-             "params": cost.params, "cost": tau, "reward": r,
-             "baseline": baseline, "advantage": r - baseline,
-             "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
-             "seconds": time.perf_counter() - t0,
-             "edges": encode_edges(masks)}
-      if latency_ms is not None:
-        rec["latency_ms"] = latency_ms
-      out.write(json.dumps(rec) + "\n")
-      out.flush()
-      records.append(rec)
-      if (t + 1) % config.checkpoint_every == 0 or t + 1 == total:
-        manager.save(t + 1, args=ocp.args.StandardSave(_state_tree(state)))
+      first = t * per_iter
+      masks = sample(state, candidate_keys(sample_keys, first, per_iter))
+      flat = masks.reshape((num,) + masks.shape[2:])
+      results = evaluate(flat, candidate_keys(train_keys, first,
+                                              per_iter).reshape(num))
+      masks_np = np.asarray(masks)
+      rows, rewards_ = [], np.zeros((num_seeds, per_iter), np.float32)
+      for c in range(num):
+        i, j = divmod(c, per_iter)
+        spec = arch_lib.from_masks(space, ops, masks_np[i, j],
+                                   num_classes=ds.num_classes)
+        cost = cost_lib.count(spec, input_shape)
+        latency_ms = None
+        if latency_fn is None:
+          tau = rewards.macs_cost(cost.macs)
+        else:
+          tau = latency_ms = latency_fn(masks_np[i, j], spec)
+        r = rewards.reward(results[c].accuracy, tau, s.gamma)
+        rewards_[i, j] = r
+        rows.append((spec, cost, tau, latency_ms, r))
+      state, baselines = update(state, masks, jnp.asarray(rewards_))
+      baselines = np.asarray(baselines)
+      seconds = time.perf_counter() - t0
+      for c, (spec, cost, tau, latency_ms, r) in enumerate(rows):
+        i, j = divmod(c, per_iter)
+        res, base = results[c], float(baselines[i, j])
+        rec = {"step": t, "accuracy": res.accuracy,
+               "val_loss": None if math.isnan(res.loss) else res.loss,
+               "diverged": res.diverged, "macs": cost.macs,
+               "params": cost.params, "cost": tau, "reward": r,
+               "baseline": base, "advantage": r - base,
+               "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
+               "seconds": seconds / num,
+               "edges": encode_edges(masks_np[i, j])}
+        if per_iter > 1:
+          rec["candidate"] = j
+        if num_seeds > 1:
+          rec["seed"] = config.seed + i
+        if latency_ms is not None:
+          rec["latency_ms"] = latency_ms
+        if primary:
+          outs[i].write(json.dumps(rec) + "\n")
+          records[i].append(rec)
+      for out in outs:
+        out.flush()
+      if primary and ((t + 1) % config.checkpoint_every == 0
+                      or t + 1 == total):
+        manager.save(t + 1, args=ocp.args.StandardSave(
+            _state_tree(state, squeeze)))
       if bar is not None:
-        bar.set_postfix(acc=f"{result.accuracy:.3f}", reward=f"{r:.3f}",
-                        beta=f"{float(state.baseline):.3f}",
-                        edges=spec.num_edges, refresh=False)
+        accs = [res.accuracy for res in results]
+        bar.set_postfix(acc=f"{max(accs):.3f}", reward=f"{rewards_.max():.3f}",
+                        beta=f"{float(state.baseline.mean()):.3f}",
+                        edges=rows[0][0].num_edges, refresh=False)
         bar.update(1)
-  manager.wait_until_finished()
-  manager.close()
-  if bar is not None:
-    bar.close()
+  finally:
+    for out in outs:
+      out.close()
+    if manager is not None:
+      manager.wait_until_finished()
+      manager.close()
+    if bar is not None:
+      bar.close()
 
-  complete = int(state.step) >= total
-  spec = None
-  if complete:
-    spec = finish(state, records, workdir, num_classes=ds.num_classes,
-                  level=s.prune_level, mode=s.prune_mode)
-  return SearchResult(state=state, spec=spec, records=records,
+  complete = int(state.step[0]) >= total * per_iter
+  per_seed = []
+  for i, d in enumerate(dirs):
+    st = _index(state, i)
+    spec = None
+    if complete:
+      if primary:
+        spec = finish(st, records[i], d, num_classes=ds.num_classes,
+                      level=s.prune_level, mode=s.prune_mode)
+      else:
+        spec = arch_lib.from_masks(space, ops, mg.prune(
+            st.graph, s.prune_level, mode=s.prune_mode),
+                                   num_classes=ds.num_classes)
+    per_seed.append(SearchResult(state=st, spec=spec, records=records[i],
+                                 complete=complete, input_shape=input_shape,
+                                 num_classes=ds.num_classes, workdir=d))
+  if num_seeds == 1:
+    return per_seed[0]
+  return SearchResult(state=state, spec=None,
+                      records=[r for rs in records for r in rs],
                       complete=complete, input_shape=input_shape,
-                      num_classes=ds.num_classes)
+                      num_classes=ds.num_classes, seeds=tuple(per_seed),
+                      workdir=workdir)
 
 
 def finish(state: gram_lib.GramState, records: List[Dict[str, Any]],
