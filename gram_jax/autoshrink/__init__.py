@@ -1,0 +1,1 @@
+"""AutoShrink: progressive edge shrinking of CNN and RNN cells."""
