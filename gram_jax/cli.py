@@ -33,6 +33,9 @@ COMMANDS = {
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
               "MACs / parameter budget"),
+    "train-rnn": ("gram_jax.autoshrink.train_rnn",
+                  "train a ShrinkRNN language model (released or found "
+                  "cell) on a PTB-format corpus (resumable)"),
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
