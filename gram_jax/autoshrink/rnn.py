@@ -157,6 +157,10 @@ class CellSpec:
 
   @classmethod
   def from_dict(cls, d: Any, where: str = "cell") -> "CellSpec":
+    """From `to_dict` output, or from an RNN search's best.json (whose
+    ``description`` holds the cell)."""
+    if isinstance(d, dict) and d.get("format") == "gram_jax.AutoShrinkResult":
+      d, where = d.get("description"), f"{where}.description"
     if not isinstance(d, dict) or d.get("format") != "gram_jax.ShrinkRNNCell":
       raise GramJaxError(f"{where}.format: expected 'gram_jax.ShrinkRNNCell'")
     edges = d.get("edges")

@@ -225,6 +225,16 @@ class RNNEvaluator:
     """The cell of a mask with this search's node activations."""
     return rnn.CellSpec.from_mask(mask, self.ops)
 
+  def describe(self, mask) -> Dict[str, Any]:
+    """The cell as JSON (`rnn.CellSpec`; `gram-jax train-rnn --cell` reads
+    it, also inside best.json) with its leaves and proxy-size parameters."""
+    cell = self.cell(mask)
+    d = cell.to_dict()
+    d.update(leaves=list(cell.leaves), nhid=self.settings.nhid,
+             params=rnn.lm_params(len(self.corpus.vocab), self.settings.nhid,
+                                  cell.num_edges))
+    return d
+
   def __call__(self, masks: np.ndarray, key: jax.Array) -> List[Dict]:
     masks = np.asarray(masks, bool)
     if masks.ndim != 3 or masks.shape[1:] != (self.settings.nodes,) * 2:
@@ -301,6 +311,11 @@ class RNNEvaluator:
       if not active.any():
         break
     return {"best_loss": best, "train_loss": train_loss, "epochs": epochs}
+
+
+def validate(config: Any) -> Dict[str, Any]:
+  """The validated ``config["rnn"]`` group with defaults filled."""
+  return RNNSearchSettings.from_config(config).to_dict()
 
 
 def make_evaluator(config: Any) -> Tuple[RNNEvaluator, Callable, int]:

@@ -90,7 +90,7 @@ def load_cell(name: str) -> rnn.CellSpec:
     return rnn.released_cell()
   if not os.path.isfile(name):
     raise GramJaxError(f"config.cell: {name!r} is not a file; allowed: "
-                       "'released' or a cell.json path")
+                       "'released', a cell.json or an RNN search's best.json")
   return rnn.CellSpec.load(name)
 
 
