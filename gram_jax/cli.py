@@ -33,6 +33,9 @@ COMMANDS = {
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
               "MACs / parameter budget"),
+    "autoshrink": ("gram_jax.autoshrink.command",
+                   "run an AutoShrink edge-shrinking search (ShrinkCNN or "
+                   "ShrinkRNN; resumes an existing workdir)"),
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),

@@ -135,6 +135,24 @@ def edge_threshold(max_edges: int, keep_fraction: float) -> int:
   return int(round(max_edges * keep_fraction))
 
 
+def encode_mask(mask: np.ndarray) -> str:
+  """Hex string of the upper-triangle bits (row-major i < j), the encoding
+  of the GRAM search's candidates.jsonl."""
+  mask = np.asarray(mask, bool)
+  bits = mask[np.triu_indices(mask.shape[-1], 1)]
+  return format(int("".join("1" if b else "0" for b in bits) or "0", 2), "x")
+
+
+def decode_mask(text: str, n: int) -> np.ndarray:
+  """Inverse of `encode_mask`."""
+  rows, cols = np.triu_indices(n, 1)
+  bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows):] if len(rows) \
+      else ""
+  mask = np.zeros((n, n), bool)
+  mask[rows, cols] = [b == "1" for b in bits]
+  return mask
+
+
 def best_snapshot(state: ShrinkState) -> Tuple[np.ndarray, float, int]:
   """``(mask, score, round)`` of the best-scoring snapshot so far.
 
@@ -260,16 +278,19 @@ def shrink_round(strategy: ShrinkStrategy, state: ShrinkState,
                  key: jax.Array) -> RoundResult:
   """One round: propose, evaluate through `evaluate`, score, remove.
 
-  `evaluate(masks, key)` receives ``bool[m, n, n]`` and the round's key
-  ``fold_in(key, round)``; it returns one metrics dict per candidate.
+  The proposal draws from ``fold_in(fold_in(key, 0), round)``;
+  `evaluate(masks, key)` receives ``bool[m, n, n]`` and
+  ``fold_in(fold_in(key, 1), round)`` and returns one metrics dict per
+  candidate.
   The records are those dicts plus ``round``, ``candidate``, ``removed``
   (the candidate's edge), ``edges`` (its edges left), ``score`` and
   ``chosen``.
   """
   r = int(state.round)
-  proposal = strategy.propose(state, key)
+  proposal = strategy.propose(state, jax.random.fold_in(key, 0))
   t0 = time.perf_counter()
-  metrics = evaluate(proposal.masks, jax.random.fold_in(key, r))
+  metrics = evaluate(proposal.masks,
+                     jax.random.fold_in(jax.random.fold_in(key, 1), r))
   if len(metrics) != len(proposal.edges):
     raise ValueError(f"evaluate returned {len(metrics)} results for "
                      f"{len(proposal.edges)} candidates")
@@ -282,6 +303,7 @@ def shrink_round(strategy: ShrinkStrategy, state: ShrinkState,
     edge = [int(e) for e in proposal.edges[c]]
     rec = {"round": r, "candidate": c, "removed": edge,
            "edges": int(proposal.masks[c].sum()),
+           "cell": encode_mask(proposal.masks[c]),
            "score": None if math.isnan(s) else s,
            "chosen": tuple(edge) == chosen}
     rec.update(m)
