@@ -33,6 +33,9 @@ COMMANDS = {
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
               "MACs / parameter budget"),
+    "autoshrink": ("gram_jax.autoshrink.command",
+                   "run an AutoShrink edge-shrinking search (ShrinkCNN or "
+                   "ShrinkRNN; resumes an existing workdir)"),
     "train-rnn": ("gram_jax.autoshrink.train_rnn",
                   "train a ShrinkRNN language model (released or found "
                   "cell) on a PTB-format corpus (resumable)"),
