@@ -428,10 +428,11 @@ def run_epoch(train_step: Callable, state, hidden, data: np.ndarray,
   return state, hidden, losses
 
 
-def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+def epoch_rng(seed, epoch: int) -> np.random.Generator:
   """The window-length generator of an epoch (a resumed run draws the same
-  windows as an uninterrupted one)."""
-  return np.random.default_rng([int(seed), int(epoch)])
+  windows as an uninterrupted one); `seed` is an int or a list of ints."""
+  seed = list(seed) if isinstance(seed, (list, tuple)) else [seed]
+  return np.random.default_rng([int(v) for v in seed] + [int(epoch)])
 
 
 def moving_loss(losses: Sequence, momentum: float) -> np.ndarray:

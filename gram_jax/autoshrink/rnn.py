@@ -334,12 +334,6 @@ class ShrinkRNN(nn.Module):
 # --- the language model ----------------------------------------------------
 
 
-def _locked_dropout(rng, x, rate):
-  """One mask per sequence and unit, shared over time ([T, B, D] input)."""
-  keep = jax.random.bernoulli(rng, 1.0 - rate, (1,) + x.shape[1:])
-  return x * keep / (1.0 - rate)
-
-
 class RNNLM(nn.Module):
   """Word-level language model with a ShrinkRNN cell
   ([AS: evaluation/rnn/model.py `RNN`]).
@@ -382,29 +376,33 @@ class RNNLM(nn.Module):
     bias = self.param("decoder_bias", nn.initializers.zeros,
                       (self.vocab_size,))
     b = tokens.shape[1]
-    x_mask = h_mask = None
     table = emb
-    if train and self.dropoute > 0:
-      keep = jax.random.bernoulli(self.make_rng("dropout"), 1 - self.dropoute,
-                                  (self.vocab_size, 1))
-      table = emb * keep / (1 - self.dropoute)
+    # All dropout masks come from one uniform draw (independent slices): one
+    # PRNG kernel compiles much faster on the CPU than five.
+    rates = {"e": (self.dropoute, (self.vocab_size, 1)),
+             "i": (self.dropouti, (1, b, self.nhid)),
+             "x": (self.dropoutx, (b, self.nhid)),
+             "h": (self.dropouth, (b, self.nhid)),
+             "o": (self.dropout, (1, b, self.nhid))}
+    masks = {}
+    if train and any(p > 0 for p, _ in rates.values()):
+      live = {k: v for k, v in rates.items() if v[0] > 0}
+      sizes = [int(np.prod(shape)) for _, shape in live.values()]
+      u = jax.random.uniform(self.make_rng("dropout"), (sum(sizes),))
+      at = 0
+      for (name, (p, shape)), size in zip(live.items(), sizes):
+        keep = u[at:at + size].reshape(shape) >= p
+        masks[name] = keep.astype(jnp.float32) / (1.0 - p)
+        at += size
+    if "e" in masks:
+      table = emb * masks["e"]
     x = jnp.take(table, tokens, axis=0)
-    if train:
-      if self.dropouti > 0:
-        x = _locked_dropout(self.make_rng("dropout"), x, self.dropouti)
-      if self.dropoutx > 0:
-        x_mask = jax.random.bernoulli(
-            self.make_rng("dropout"), 1 - self.dropoutx,
-            (b, self.nhid)) / (1 - self.dropoutx)
-      if self.dropouth > 0:
-        h_mask = jax.random.bernoulli(
-            self.make_rng("dropout"), 1 - self.dropouth,
-            (b, self.nhid)) / (1 - self.dropouth)
+    if "i" in masks:
+      x = x * masks["i"]
+    x_mask, h_mask = masks.get("x"), masks.get("h")
     raw, new_h = ShrinkRNN(self.nhid, self.ops, self.edges, r, name="cell")(
         x, hidden, mask, x_mask=x_mask, h_mask=h_mask, valid=valid)
-    out = raw
-    if train and self.dropout > 0:
-      out = _locked_dropout(self.make_rng("dropout"), raw, self.dropout)
+    out = raw * masks["o"] if "o" in masks else raw
     logits = out @ emb.T + bias
     return logits, new_h, raw, out
 
@@ -423,6 +421,39 @@ def masked_lm(nodes: int, ops: Sequence[str], vocab_size: int, nhid: int,
     raise GramJaxError(f"rnn.ops: {len(ops)} names for {nodes} nodes")
   return RNNLM(vocab_size=vocab_size, nhid=nhid, ops=tuple(ops), edges=None,
                **kw)
+
+
+def param_shapes(model: RNNLM) -> Dict[str, Any]:
+  """The parameter shapes of `model` (``jax.eval_shape``: nothing runs)."""
+  tokens = jnp.zeros((2, 1), jnp.int32)
+  hidden = jnp.zeros((1, model.nhid), jnp.float32)
+  args = (tokens, hidden)
+  if model.edges is None:
+    args += (jnp.asarray(complete_mask(len(model.ops))),)
+  return jax.eval_shape(model.init, jax.random.key(0), *args)["params"]
+
+
+def init_params(model: RNNLM, key: jax.Array) -> Dict[str, Any]:
+  """Fresh parameters drawn as `model.init` draws them (every weight
+  U(-init_range, init_range), decoder bias 0) without tracing the forward
+  pass, so jitting it compiles in a fraction of a second. Jittable and
+  vmappable over `key`."""
+  shapes = param_shapes(model)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  r = model.init_range
+  # One draw for all weights: a single PRNG kernel compiles much faster on
+  # the CPU than one per parameter.
+  total = sum(int(np.prod(s.shape)) for _, s in flat)
+  u = jax.random.uniform(key, (total,), jnp.float32, -r, r)
+  leaves, at = [], 0
+  for path, s in flat:
+    size = int(np.prod(s.shape))
+    if getattr(path[-1], "key", None) == "decoder_bias":
+      leaves.append(jnp.zeros(s.shape, s.dtype))
+    else:
+      leaves.append(u[at:at + size].reshape(s.shape).astype(s.dtype))
+    at += size
+  return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def count_params(model: RNNLM, mask: Optional[np.ndarray] = None) -> int:

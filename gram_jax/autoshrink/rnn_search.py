@@ -27,6 +27,7 @@ and fresh U(+-0.04) cell weights.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import Any, Callable, Dict, List, Tuple
@@ -211,11 +212,9 @@ class RNNEvaluator:
     self._train_step = jax.jit(train_step, donate_argnums=(0,))
     self._eval_step = jax.jit(jax.vmap(lm.make_eval_step(self.model),
                                        in_axes=(0, 0, None, None, None, 0)))
-    tokens = jnp.zeros((2, 1), jnp.int32)
-    hidden = jnp.zeros((1, s.nhid))
 
-    def init(key, mask):
-      params = self.model.init(key, tokens, hidden, mask)["params"]
+    def init(key):
+      params = rnn.init_params(self.model, key)
       params["embedding"] = jnp.asarray(self.embedding)
       return lm.init_state(params)
 
@@ -274,11 +273,11 @@ class RNNEvaluator:
   def _train(self, masks: np.ndarray, keys: jax.Array, key: jax.Array):
     s = self.settings
     c = len(masks)
-    state = self._init(keys, jnp.asarray(masks))
+    state = self._init(keys)
     jmasks = jnp.asarray(masks)
     # Same window lengths for every candidate of the round.
-    wseed = int(jax.random.randint(jax.random.fold_in(key, 1 << 20), (), 0,
-                                   2 ** 31 - 1))
+    wseed = np.asarray(jax.random.key_data(
+        jax.random.fold_in(key, 1 << 20))).ravel().tolist()
     active = np.ones(c, bool)
     best = np.full(c, np.inf)
     fails = np.zeros(c, int)
@@ -324,5 +323,12 @@ def make_evaluator(config: Any) -> Tuple[RNNEvaluator, Callable, int]:
   (`RNNSearchSettings`)."""
   settings = RNNSearchSettings.from_config(config)
   seed = _get(config, "seed", 0) or 0
-  evaluator = RNNEvaluator(settings, seed=int(seed))
+  evaluator = _evaluator(settings, int(seed))
   return evaluator, make_score_fn(settings), settings.nodes
+
+
+@functools.lru_cache(maxsize=4)
+def _evaluator(settings: RNNSearchSettings, seed: int) -> RNNEvaluator:
+  # Keyed by the (hashable) settings: a search resumed in the same process
+  # (tests, notebooks) reuses the compiled programs.
+  return RNNEvaluator(settings, seed=seed)

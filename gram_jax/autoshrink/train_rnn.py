@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -132,18 +133,13 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
                        dropouti=r.dropouti, dropoute=r.dropoute,
                        init_range=r.init_range)
   key = jax.random.key(r.seed)
-  params = jax.jit(model.init)(jax.random.fold_in(key, 0),
-                               jnp.zeros((2, 1), jnp.int32),
-                               jnp.zeros((1, r.nhid)))["params"]
+  params = jax.jit(rnn.init_params, static_argnums=0)(
+      model, jax.random.fold_in(key, 0))
   num_params = int(sum(x.size for x in jax.tree.leaves(params)))
   target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                         params)
   state = lm.init_state(params)
-  step = jax.jit(lm.make_train_step(model, clip=r.clip,
-                                    weight_decay=r.weight_decay,
-                                    alpha=r.alpha, beta=r.beta),
-                 donate_argnums=(0,))
-  eval_step = jax.jit(lm.make_eval_step(model))
+  step, eval_step = _programs(model, r.clip, r.weight_decay, r.alpha, r.beta)
 
   def evaluate(p, data):
     h = jnp.zeros((data.shape[1], r.nhid))
@@ -234,6 +230,17 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
             "cell": os.path.join(workdir, "cell.json")}
   io.write_json_atomic(os.path.join(workdir, "result.json"), result)
   return result
+
+
+@functools.lru_cache(maxsize=4)
+def _programs(model: rnn.RNNLM, clip: float, weight_decay: float,
+              alpha: float, beta: float):
+  """The jitted train and eval steps, cached by (hashable) model and
+  hyperparameters: a run resumed in the same process does not recompile."""
+  step = jax.jit(lm.make_train_step(model, clip=clip,
+                                    weight_decay=weight_decay, alpha=alpha,
+                                    beta=beta), donate_argnums=(0,))
+  return step, jax.jit(lm.make_eval_step(model))
 
 
 def resolve(path: Optional[str], overrides) -> LMRecipe:
