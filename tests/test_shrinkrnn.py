@@ -12,11 +12,17 @@ import numpy as np
 import pytest
 
 from gram_jax import cli
+from gram_jax.autoshrink import command
 from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
 from gram_jax.autoshrink import rnn_search
 from gram_jax.autoshrink import train_rnn
 from gram_jax.errors import GramJaxError
+
+def _jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f]
+
 
 # --- the cell --------------------------------------------------------------
 
@@ -237,7 +243,6 @@ def test_evaluator_is_deterministic_and_scores():
 
 
 def test_rnn_search_command_resumes(tmp_path, capsys):
-  from gram_jax.autoshrink import command  # pylint: disable=import-outside-toplevel
   cfg = "experiments/configs/autoshrink_rnn_runlocal.py"
   over = [f"--config.rnn.{k}={v}" for k, v in TINY_RNN.items()] + [
       "--config.search.k=2", "--config.search.keep_fraction=0.0"]
@@ -248,7 +253,7 @@ def test_rnn_search_command_resumes(tmp_path, capsys):
   assert not first["complete"]
   best = command.run_autoshrink(config, workdir, progress=False)
   assert best["complete"]
-  rounds = [json.loads(l) for l in open(os.path.join(workdir, "rounds.jsonl"))]
+  rounds = _jsonl(os.path.join(workdir, "rounds.jsonl"))
   assert [r["round"] for r in rounds][:2] == [0, 0]
   assert all(r["edges"] <= 3 and "ppl" in r for r in rounds)
   cell = rnn.CellSpec.load(os.path.join(workdir, "best.json"))
@@ -285,10 +290,8 @@ def test_train_rnn_resume_equals_uninterrupted(tmp_path):
   ra = train_rnn.run_lm_training(recipe, a, progress=False)
   rb = train_rnn.run_lm_training(recipe, b, progress=False)
   assert ra["val_ppl"] == rb["val_ppl"] and ra["test_ppl"] == rb["test_ppl"]
-  la = [json.loads(l)["val_loss"] for l in open(os.path.join(a,
-                                                              "metrics.jsonl"))]
-  lb = [json.loads(l)["val_loss"] for l in open(os.path.join(b,
-                                                              "metrics.jsonl"))]
+  la = [x["val_loss"] for x in _jsonl(os.path.join(a, "metrics.jsonl"))]
+  lb = [x["val_loss"] for x in _jsonl(os.path.join(b, "metrics.jsonl"))]
   assert la == lb and len(la) == 3
   assert ra["params"] == rnn.lm_params(73, 8, 3)
   with pytest.raises(GramJaxError, match="holds a run"):

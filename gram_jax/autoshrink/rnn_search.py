@@ -39,6 +39,7 @@ import numpy as np
 from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
 from gram_jax.errors import GramJaxError
+from gram_jax.search import config as config_lib
 
 
 def _rng(lo=None, hi=None, lo_open=False):
@@ -100,7 +101,6 @@ class RNNSearchSettings:
   @classmethod
   def from_config(cls, config: Any) -> "RNNSearchSettings":
     """From a config (ConfigDict, dict or object) with an ``rnn`` group."""
-    from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
     group = _get(config, "rnn")
     if group is None:
       return cls()
@@ -109,7 +109,8 @@ class RNNSearchSettings:
     d = _plain(group.to_dict() if hasattr(group, "to_dict") else group)
     if dataclasses.is_dataclass(d):
       d = dataclasses.asdict(d)
-    return config_lib._build(cls, d, "config.rnn")  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    return config_lib._build(cls, d, "config.rnn")
 
   def to_dict(self) -> Dict[str, Any]:
     d = dataclasses.asdict(self)

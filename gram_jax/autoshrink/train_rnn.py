@@ -38,6 +38,7 @@ from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
 from gram_jax.autoshrink.rnn_search import _rng
 from gram_jax.errors import GramJaxError
+from gram_jax.search import config as config_lib
 
 _rate = _rng(0, 0.99)
 
@@ -82,8 +83,8 @@ class LMRecipe:
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "LMRecipe":
-    from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
-    return config_lib._build(cls, d, "config")  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    return config_lib._build(cls, d, "config")
 
 
 def load_cell(name: str) -> rnn.CellSpec:
@@ -101,8 +102,7 @@ def _check_workdir(workdir: str, run_cfg: Dict[str, Any]) -> None:
     with open(path) as f:
       old = json.load(f)
     if old != run_cfg:
-      from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
-      d = diff(old, run_cfg) or ("?", None, None)
+      d = config_lib.diff(old, run_cfg) or ("?", None, None)
       raise GramJaxError(f"{d[0]}: the workdir {workdir} holds a run with "
                          f"{d[1]!r}, this one has {d[2]!r}; use a new "
                          "--workdir")
@@ -245,7 +245,6 @@ def _programs(model: rnn.RNNLM, clip: float, weight_decay: float,
 
 def resolve(path: Optional[str], overrides) -> LMRecipe:
   """Config file (a ConfigDict of `LMRecipe` fields) + overrides."""
-  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
   d = dataclasses.asdict(LMRecipe())
   if path:
     raw = config_lib.load_config_file(path)
