@@ -113,6 +113,7 @@ def resolve(path: str, overrides: List[str]) -> Dict[str, Any]:
   if kind not in KINDS:
     raise GramJaxError(f"config.kind: {kind!r} is not allowed; allowed: "
                        f"{', '.join(KINDS)}")
+  module = kind_module(kind)
   schema = dict(COMMON)
   schema[kind] = ({}, None, None)
   unknown = sorted(set(d) - set(schema))
@@ -125,7 +126,6 @@ def resolve(path: str, overrides: List[str]) -> Dict[str, Any]:
   if out["search"]["keep_fraction"] is None:
     out["search"]["keep_fraction"] = DEFAULT_KEEP[kind]
   out[kind] = group
-  module = kind_module(kind)
   if hasattr(module, "validate"):
     out[kind] = module.validate(out)
   return out
