@@ -392,3 +392,15 @@ def test_command_outputs_sigkill_resume_and_config_guard(tmp_path, capsys):
   err = capsys.readouterr().err
   assert code == 2 and "config.seed" in err and "--workdir" in err
   assert _files(work) == before
+
+
+def test_imagenet_learning_rate_is_per_epoch_warmup_then_cosine():
+  assert shrinkcnn.learning_rate(1) == pytest.approx(0.01)
+  assert shrinkcnn.learning_rate(10) == pytest.approx(0.1)
+  assert shrinkcnn.learning_rate(155) == pytest.approx(0.05)
+  assert shrinkcnn.learning_rate(300) == pytest.approx(0.0, abs=1e-12)
+  assert shrinkcnn.learning_rate(301) == 0.0
+  fn = shrinkcnn.schedule(steps_per_epoch=5)
+  # step 0..4 is epoch 1, constant within the epoch
+  assert [float(fn(s)) for s in (0, 4, 5, 49, 50)] == pytest.approx(
+      [0.01, 0.01, 0.02, 0.1, 0.1])
