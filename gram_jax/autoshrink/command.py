@@ -227,7 +227,8 @@ def run_autoshrink(config: Dict[str, Any], workdir: str, *,
       done_rounds += 1
       if bar is not None:
         chosen = [r for r in result.records if r["chosen"]][0]
-        bar.set_postfix(score=f"{chosen['score']:.4f}",
+        score = chosen["score"]
+        bar.set_postfix(score="nan" if score is None else f"{score:.4f}",
                         edges=int(state.mask.sum()), refresh=False)
         bar.update(before - int(state.mask.sum()))
   manager.wait_until_finished()
