@@ -408,22 +408,43 @@ def _fans(cfg: NetConfig, mask: jax.Array) -> Dict[Tuple[str, str], Any]:
 def init_candidate(net: MaskedNet, key: jax.Array, x: jax.Array,
                    mask: jax.Array) -> Dict[str, Any]:
   """Fresh variables for one candidate (jittable, vmappable over keys and
-  masks): glorot-normal kernels rescaled from the supernet's widths to the
-  candidate's real ones; BN scale 1, bias 0."""
-  variables = net.init(key, x, mask)
-  params = jax.tree_util.tree_map(lambda a: a, variables["params"])
-  for (layer, sub), (fi, fo) in _fans(net.cfg, mask).items():
-    group = params[layer]
-    kern = group["kernel"] if sub is None else group[sub]["kernel"]
-    recept = float(np.prod(kern.shape[:-2]))
-    fi_s, fo_s = recept * kern.shape[-2], recept * kern.shape[-1]
-    scale = jnp.sqrt((fi_s + fo_s) / jnp.maximum(fi + fo, 1.0))
-    if sub is None:
-      params[layer] = dict(group, kernel=kern * scale)
+  masks).
+
+  Kernels are glorot-normal (flax's truncated normal) with the candidate's
+  REAL fan-in and fan-out, not the supernet's padded widths; BN scale 1,
+  biases 0, BN statistics 0 and 1. All kernels come from one random draw
+  and the network is never traced here (only its shapes), which keeps the
+  compile time of this function small on the CPU.
+  """
+  shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, mask))
+  fans = _fans(net.cfg, mask)
+  flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  kernels = [(p, s) for p, s in flat if p[-1].key == "kernel"]
+  total = sum(int(np.prod(s.shape)) for _, s in kernels)
+  noise = jax.random.truncated_normal(key, -2.0, 2.0, (total,), x.dtype)
+  noise = noise / np.float32(0.87962566103423978)   # unit variance
+  values, offset = {}, 0
+  for path, s in kernels:
+    size = int(np.prod(s.shape))
+    names = [p.key for p in path[1:-1]]              # drop "params"
+    layer, sub = names[0], (names[1] if len(names) > 1 else None)
+    if (layer, sub) in fans:
+      fi, fo = fans[(layer, sub)]
     else:
-      params[layer] = dict(group, **{sub: dict(group[sub],
-                                               kernel=kern * scale)})
-  return {"params": params, "batch_stats": variables["batch_stats"]}
+      recept = float(np.prod(s.shape[:-2]))
+      fi, fo = recept * s.shape[-2], recept * s.shape[-1]
+    std = jnp.sqrt(2.0 / jnp.maximum(fi + fo, 1.0)).astype(x.dtype)
+    values[path] = noise[offset:offset + size].reshape(s.shape) * std
+    offset += size
+
+  def leaf(path, s):
+    if path in values:
+      return values[path]
+    fill = 1.0 if path[-1].key in ("scale", "var") else 0.0
+    return jnp.full(s.shape, fill, s.dtype)
+
+  return jax.tree_util.tree_unflatten(treedef,
+                                      [leaf(p, s) for p, s in flat])
 
 
 # --- supernet variables -> exact variables ------------------------------------------

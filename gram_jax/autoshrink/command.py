@@ -113,6 +113,7 @@ def resolve(path: str, overrides: List[str]) -> Dict[str, Any]:
   if kind not in KINDS:
     raise GramJaxError(f"config.kind: {kind!r} is not allowed; allowed: "
                        f"{', '.join(KINDS)}")
+  module = kind_module(kind)
   schema = dict(COMMON)
   schema[kind] = ({}, None, None)
   unknown = sorted(set(d) - set(schema))
@@ -125,7 +126,6 @@ def resolve(path: str, overrides: List[str]) -> Dict[str, Any]:
   if out["search"]["keep_fraction"] is None:
     out["search"]["keep_fraction"] = DEFAULT_KEEP[kind]
   out[kind] = group
-  module = kind_module(kind)
   if hasattr(module, "validate"):
     out[kind] = module.validate(out)
   return out
@@ -227,7 +227,8 @@ def run_autoshrink(config: Dict[str, Any], workdir: str, *,
       done_rounds += 1
       if bar is not None:
         chosen = [r for r in result.records if r["chosen"]][0]
-        bar.set_postfix(score=f"{chosen['score']:.4f}",
+        score = chosen["score"]
+        bar.set_postfix(score="nan" if score is None else f"{score:.4f}",
                         edges=int(state.mask.sum()), refresh=False)
         bar.update(before - int(state.mask.sum()))
   manager.wait_until_finished()

@@ -79,3 +79,46 @@ def cost(cfg: Optional[cnn.NetConfig] = None,
   cfg = imagenet_config() if cfg is None else cfg
   mask = released_mask() if mask is None else mask
   return cnn.count(cfg, mask, (image_size, image_size, 3))
+
+
+# --- the ImageNet training recipe (ALGORITHMS.md 2.4) -------------------------------
+
+
+def learning_rate(epoch: int, *, base: float = 0.1, warmup_epochs: int = 10,
+                  epochs: int = 300) -> float:
+  """The official per-EPOCH schedule (1-based epoch index, constant within
+  an epoch): linear warm-up ``base e / warmup`` for e < warmup, then cosine
+  ``0.5 base (1 + cos(pi (e - warmup) / (epochs - warmup))`` up to `epochs`,
+  0 after. `base` is the solver's 0.05 times the official 2 GPUs."""
+  e = int(epoch)
+  if e < warmup_epochs:
+    return base * e / warmup_epochs
+  if e > epochs:
+    return 0.0
+  return 0.5 * base * (1.0 + np.cos(np.pi * (e - warmup_epochs)
+                                    / (epochs - warmup_epochs)))
+
+
+def schedule(steps_per_epoch: int, **kwargs):
+  """`learning_rate` as an optax schedule of the step (jittable)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  epochs = kwargs.get("epochs", 300)
+  table = jnp.asarray([learning_rate(e, **kwargs)
+                       for e in range(1, epochs + 2)], jnp.float32)
+
+  def fn(step):
+    e = jnp.minimum(step // steps_per_epoch, epochs)   # 0-based epoch
+    return table[e]
+
+  return fn
+
+
+def optimizer(steps_per_epoch: int, *, base: float = 0.1,
+              warmup_epochs: int = 10, epochs: int = 300):
+  """TF RMSProp (decay 0.9, momentum 0.9, eps 1.0) on `schedule`. The
+  Keras-style L2 (4e-5, no depthwise, no BN) is a loss term
+  (`cnn_search.l2_penalty`); evaluate with an EMA (0.999) of the weights."""
+  from gram_jax import train as train_lib  # pylint: disable=import-outside-toplevel
+  return train_lib.make_optimizer(
+      "rmsprop", schedule(steps_per_epoch, base=base,
+                          warmup_epochs=warmup_epochs, epochs=epochs))
