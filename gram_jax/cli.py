@@ -36,6 +36,12 @@ COMMANDS = {
     "experiment": ("gram_jax.experiment",
                    "a paper table in one resumable command: search, prune "
                    "at several levels, up-scale, train each, tabulate"),
+    "autoshrink": ("gram_jax.autoshrink.command",
+                   "run an AutoShrink edge-shrinking search (ShrinkCNN or "
+                   "ShrinkRNN; resumes an existing workdir)"),
+    "train-rnn": ("gram_jax.autoshrink.train_rnn",
+                  "train a ShrinkRNN language model (released or found "
+                  "cell) on a PTB-format corpus (resumable)"),
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
