@@ -36,6 +36,9 @@ COMMANDS = {
     "lut": ("gram_jax.cost.lut_command",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
+    "single-path": ("gram_jax.singlepath.command",
+                    "Single-Path NAS: search (resumable), per-layer latency "
+                    "table, export of the decoded network"),
 }
 
 
