@@ -76,6 +76,7 @@ def get_config(arg=None):
   c.train.lr_decay_epochs = 2.4
   c.train.weight_decay = 1e-5
   c.train.label_smoothing = 0.1
+  c.train.threshold_lr_scale = 30.0  # deviation for few steps; 1 = paper
 
   c.replicate_encoder_bug = False
   c.checkpoint_every = 0

@@ -85,6 +85,10 @@ class TrainSettings:
   lr_decay_epochs: float = 2.4
   weight_decay: float = 1e-5         # * 1/2 sum w^2 over non-BN variables
   label_smoothing: float = 0.1
+  # Deviation for small runs (1 = the paper): the thresholds' learning rate
+  # is learning_rate * threshold_lr_scale. At init a kernel norm is far from
+  # its threshold (sigmoid' is tiny there), so a few hundred steps need it.
+  threshold_lr_scale: float = 1.0
   _checks = {"epochs": _rng(1), "batch_size": _rng(1),
              "learning_rate": _rng(0.0, lo_open=True),
              "optimizer": _one_of(OPTIMIZERS),
@@ -94,7 +98,8 @@ class TrainSettings:
              "lr_decay": _rng(0.0, 1.0, lo_open=True),
              "lr_decay_epochs": _rng(0.0, lo_open=True),
              "weight_decay": _rng(0.0),
-             "label_smoothing": _rng(0.0, 1.0, hi_open=True)}
+             "label_smoothing": _rng(0.0, 1.0, hi_open=True),
+             "threshold_lr_scale": _rng(0.0, lo_open=True)}
 
 
 @dataclasses.dataclass(frozen=True)

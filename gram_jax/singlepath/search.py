@@ -20,6 +20,7 @@ functions of (seed, step), so a resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -71,12 +72,25 @@ def make_optimizer(t, steps_per_epoch: float) -> optax.GradientTransformation:
   if t.optimizer == "rmsprop":
     # TF1 RMSPropOptimizer: accumulator starts at 1, eps inside the sqrt,
     # lr inside the momentum buffer (ALGORITHMS.md 4).
-    return optax.rmsprop(schedule, decay=t.rms_decay, eps=t.epsilon,
-                         initial_scale=1.0, eps_in_sqrt=True,
-                         momentum=t.momentum)
-  if t.optimizer == "adam":
-    return optax.adam(schedule)
-  return optax.sgd(schedule, momentum=t.momentum or None)
+    tx = optax.rmsprop(schedule, decay=t.rms_decay, eps=t.epsilon,
+                       initial_scale=1.0, eps_in_sqrt=True,
+                       momentum=t.momentum)
+  elif t.optimizer == "adam":
+    tx = optax.adam(schedule)
+  else:
+    tx = optax.sgd(schedule, momentum=t.momentum or None)
+  if t.threshold_lr_scale == 1.0:
+    return tx
+  # Every optimizer here is linear in its learning rate, so scaling the
+  # thresholds' updates is a per-parameter learning rate.
+  return optax.chain(tx, optax.masked(optax.scale(t.threshold_lr_scale),
+                                      _threshold_mask))
+
+
+def _threshold_mask(params):
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", "") in ("t_k5", "t_e3",
+                                                        "t_e6"), params)
 
 
 def l2_half(params) -> jax.Array:
@@ -90,35 +104,53 @@ def l2_half(params) -> jax.Array:
   return total
 
 
-def make_train_step(net: sk.SinglePathSuperNet, tx, table: rt.RuntimeTable, *,
-                    runtime_lambda: float, scale: float, warmup_steps: int,
-                    indicator_keep: float, weight_decay: float,
-                    label_smoothing: float, num_classes: int, key: jax.Array):
-  """``step(state, x, y, t) -> (state, metrics)`` (jit it).
+class Hyper(NamedTuple):
+  """Per-run scalars of the train step, passed as traced arguments so runs
+  that differ only in them (a lambda sweep) share one compiled program."""
+  runtime_lambda: jax.Array
+  scale: jax.Array
+  warmup_steps: jax.Array
+  indicator_keep: jax.Array
+  entries: jax.Array          # the table's [L, 4]
+  constant: jax.Array
+
+
+def make_hyper(r, table: rt.RuntimeTable, warmup_steps: int) -> Hyper:
+  return Hyper(jnp.float32(r.runtime_lambda), jnp.float32(r.scale),
+               jnp.int32(warmup_steps), jnp.float32(r.indicator_keep),
+               jnp.asarray(table.entries, jnp.float32),
+               jnp.float32(table.constant))
+
+
+def make_train_step(net: sk.SinglePathSuperNet, tx, *, weight_decay: float,
+                    label_smoothing: float, num_classes: int):
+  """``step(state, x, y, t, key, hyper) -> (state, metrics)`` (jit it).
 
   `state` is ``{"params", "batch_stats", "opt_state"}``; `t` the global
-  step (an int32 scalar). The per-step keys are ``fold_in(key, t)``.
+  step (an int32 scalar); the per-step keys are ``fold_in(key, t)``.
+  Before ``hyper.warmup_steps`` the runtime weight is 0 and indicators
+  are dropped out with ``hyper.indicator_keep``; after, lambda is on and
+  the keep probability is 1 (identity).
   """
-  entries = jnp.asarray(table.entries, jnp.float32)
-  constant = float(table.constant)
-  ind_root, drop_root = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
 
-  def step(state, x, y, t):
-    warm = t < warmup_steps
-    lam = jnp.where(warm, 0.0, runtime_lambda)
-    keep = jnp.where(warm, indicator_keep, 1.0)
+  def step(state, x, y, t, key, hyper: Hyper):
+    warm = t < hyper.warmup_steps
+    lam = jnp.where(warm, 0.0, hyper.runtime_lambda)
+    keep = jnp.where(warm, hyper.indicator_keep, 1.0)
     labels = optax.smooth_labels(jax.nn.one_hot(y, num_classes),
                                  label_smoothing)
+    ind_key = jax.random.fold_in(jax.random.fold_in(key, 0), t)
+    drop_key = jax.random.fold_in(jax.random.fold_in(key, 1), t)
 
     def loss_fn(params):
       (logits, d), new = net.apply(
           {"params": params, "batch_stats": state["batch_stats"]}, x,
-          train=True, key=jax.random.fold_in(ind_root, t), keep=keep,
-          rngs={"dropout": jax.random.fold_in(drop_root, t)},
+          train=True, key=ind_key, keep=keep, rngs={"dropout": drop_key},
           mutable=["batch_stats"])
       ce = optax.softmax_cross_entropy(logits, labels).mean()
-      r = rt.model_runtime(d, entries, constant)
-      loss = ce + weight_decay * l2_half(params) + lam * scale * jnp.log(r)
+      r = rt.model_runtime(d, hyper.entries, hyper.constant)
+      loss = (ce + weight_decay * l2_half(params)
+              + lam * hyper.scale * jnp.log(r))
       acc = jnp.mean(jnp.argmax(logits, -1) == y)
       return loss, (new["batch_stats"], ce, acc, r, d)
 
@@ -133,6 +165,37 @@ def make_train_step(net: sk.SinglePathSuperNet, tx, table: rt.RuntimeTable, *,
             "opt_state": opt_state}, metrics
 
   return step
+
+
+class Programs(NamedTuple):
+  net: sk.SinglePathSuperNet
+  tx: optax.GradientTransformation
+  init: Any
+  step: Any
+  evaluate: Any
+
+
+@functools.lru_cache(maxsize=8)
+def programs(macro, num_classes: int, image_shape: tuple, runtime_flags: tuple,
+             train, steps_per_epoch: float) -> Programs:
+  """The jitted init, train and eval functions, cached by their settings
+  (all hashable), so runs in one process that differ only in `Hyper`
+  values reuse the compiled programs."""
+  exact_masks, rescale, squared = runtime_flags
+  net = sk.SinglePathSuperNet(macro, num_classes, exact_masks=exact_masks,
+                              rescale_dropout=rescale, squared_norm=squared)
+  tx = make_optimizer(train, steps_per_epoch)
+
+  def init(key):
+    v = net.init(key, jnp.zeros((1,) + image_shape, jnp.float32))
+    return {"params": v["params"], "batch_stats": v["batch_stats"],
+            "opt_state": tx.init(v["params"])}
+
+  step = make_train_step(net, tx, weight_decay=train.weight_decay,
+                         label_smoothing=train.label_smoothing,
+                         num_classes=num_classes)
+  return Programs(net, tx, jax.jit(init), jax.jit(step),
+                  jax.jit(make_eval_step(net)))
 
 
 def make_eval_step(net: sk.SinglePathSuperNet):
@@ -304,26 +367,13 @@ def run_search(config: SinglePathConfig, workdir: str, *,
   warmup = int(c.runtime.warmup_epochs * data.num_train / b)
   resumed = prepare_workdir(c, workdir)
 
-  net = sk.SinglePathSuperNet(macro, data.num_classes,
-                              exact_masks=c.runtime.exact_masks,
-                              rescale_dropout=c.runtime.rescale_dropout,
-                              squared_norm=c.runtime.squared_norm)
+  progs = programs(macro, data.num_classes, data.image_shape,
+                   (c.runtime.exact_masks, c.runtime.rescale_dropout,
+                    c.runtime.squared_norm), c.train, data.num_train / b)
   root = jax.random.key(c.seed)
-  variables = jax.jit(lambda k: net.init(
-      k, jnp.zeros((1,) + data.image_shape, jnp.float32)))(
-          jax.random.fold_in(root, 0))
-  tx = make_optimizer(c.train, data.num_train / b)
-  state = {"params": variables["params"],
-           "batch_stats": variables["batch_stats"],
-           "opt_state": tx.init(variables["params"])}
-  step_fn = jax.jit(make_train_step(
-      net, tx, table, runtime_lambda=c.runtime.runtime_lambda,
-      scale=c.runtime.scale, warmup_steps=warmup,
-      indicator_keep=c.runtime.indicator_keep,
-      weight_decay=c.train.weight_decay,
-      label_smoothing=c.train.label_smoothing, num_classes=data.num_classes,
-      key=jax.random.fold_in(root, 1)), donate_argnums=0)
-  eval_fn = jax.jit(make_eval_step(net))
+  step_key = jax.random.fold_in(root, 1)
+  hyper = make_hyper(c.runtime, table, warmup)
+  state = progs.init(jax.random.fold_in(root, 0))
   entries = jnp.asarray(table.entries, jnp.float32)
 
   manager = ocp.CheckpointManager(
@@ -360,7 +410,7 @@ def run_search(config: SinglePathConfig, workdir: str, *,
       else:
         idx = _epoch_order(c.seed, epoch, data.num_train)[i * b:(i + 1) * b]
         x, y = data.x_train[idx], data.y_train[idx]
-      state, m = step_fn(state, x, y, jnp.int32(t))
+      state, m = progs.step(state, x, y, jnp.int32(t), step_key, hyper)
       m = jax.device_get(m)
       if not math.isfinite(float(m["loss"])):
         raise FloatingPointError(f"step {t}: loss became {m['loss']}")
@@ -378,7 +428,7 @@ def run_search(config: SinglePathConfig, workdir: str, *,
       if done % steps_per_epoch == 0:
         variables = {"params": state["params"],
                      "batch_stats": state["batch_stats"]}
-        acc, loss, _ = _evaluate(eval_fn, variables, data.x_test, data.y_test,
+        acc, loss, _ = _evaluate(progs.evaluate, variables, data.x_test, data.y_test,
                                  c.eval_batch_size)
         hard = sk.hard_decisions(state["params"], macro,
                                  squared_norm=c.runtime.squared_norm)

@@ -226,9 +226,12 @@ class MBConv(nn.Module):
     y = x
     if self.expansion != 1:
       y = ConvBN(c, name="expand", **bn)(y, train=train)
-    k = self.param("depthwise_kernel", depthwise_init,
-                   (self.kernel, self.kernel, 1, c))
-    y = depthwise(y, k, self.stride)
+    # nn.Conv with one group per channel: the kernel is [k, k, 1, C], the
+    # superkernel's layout.
+    y = nn.Conv(c, (self.kernel, self.kernel),
+                strides=(self.stride, self.stride), padding="SAME",
+                feature_group_count=c, use_bias=False,
+                kernel_init=depthwise_init, name="depthwise")(y)
     y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_epsilon, name="depthwise_bn")(y)
     y = jax.nn.relu(y)
