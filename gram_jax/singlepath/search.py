@@ -20,6 +20,7 @@ functions of (seed, step), so a resumed run equals an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -369,7 +370,9 @@ def run_search(config: SinglePathConfig, workdir: str, *,
 
   progs = programs(macro, data.num_classes, data.image_shape,
                    (c.runtime.exact_masks, c.runtime.rescale_dropout,
-                    c.runtime.squared_norm), c.train, data.num_train / b)
+                    c.runtime.squared_norm),
+                   # the programs do not depend on the number of epochs
+                   dataclasses.replace(c.train, epochs=1), data.num_train / b)
   root = jax.random.key(c.seed)
   step_key = jax.random.fold_in(root, 1)
   hyper = make_hyper(c.runtime, table, warmup)
@@ -428,10 +431,10 @@ def run_search(config: SinglePathConfig, workdir: str, *,
       if done % steps_per_epoch == 0:
         variables = {"params": state["params"],
                      "batch_stats": state["batch_stats"]}
-        acc, loss, _ = _evaluate(progs.evaluate, variables, data.x_test, data.y_test,
-                                 c.eval_batch_size)
-        hard = sk.hard_decisions(state["params"], macro,
-                                 squared_norm=c.runtime.squared_norm)
+        # the eval program also returns the raw (no dropout) decisions
+        acc, loss, d_eval = _evaluate(progs.evaluate, variables, data.x_test,
+                                      data.y_test, c.eval_batch_size)
+        hard = d_eval > 0.5
         r_hard = float(rt.model_runtime(jnp.asarray(hard, jnp.float32),
                                         entries, table.constant))
         n = max(sums["n"], 1)
@@ -471,7 +474,12 @@ def run_search(config: SinglePathConfig, workdir: str, *,
     bar.close()
   if end < total:
     return SearchResult(False, end, None, None, None, epochs)
-  return finish(config, macro, table, state, epochs, workdir, data)
+  variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
+  _, _, d_eval = _evaluate(progs.evaluate, variables,
+                           data.x_test[:c.eval_batch_size],
+                           data.y_test[:c.eval_batch_size], c.eval_batch_size)
+  return finish(config, macro, table, state, epochs, workdir, data,
+                d_eval > 0.5)
 
 
 def tx_lr(t, steps_per_epoch: float, step: int) -> float:
@@ -482,10 +490,9 @@ def tx_lr(t, steps_per_epoch: float, step: int) -> float:
 
 def finish(c: SinglePathConfig, macro, table: rt.RuntimeTable, state,
            epochs: List[Dict[str, Any]], workdir: str,
-           data: _Data) -> SearchResult:
-  """Decodes the last raw decisions, writes spec.json, result.json, plot."""
-  hard = sk.hard_decisions(state["params"], macro,
-                           squared_norm=c.runtime.squared_norm)
+           data: _Data, hard: np.ndarray) -> SearchResult:
+  """Decodes the last raw decisions `hard` (``bool[L, 3]`` of the final
+  weights), writes spec.json, result.json and the plot."""
   spec = spec_lib.decode(hard, macro, data.num_classes,
                          replicate_encoder_bug=c.replicate_encoder_bug)
   spec.save(os.path.join(workdir, SPEC))
