@@ -317,3 +317,33 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
       rtol=1e-5, atol=1e-6)
   assert spec_lib.SinglePathSpec.load(os.path.join(work, "spec.json")) == \
       ref.spec
+
+
+def test_exact_masks_supernet_equals_the_decoded_network():
+  macro = Macro(stem_channels=4, stem_stride=1, first_channels=4,
+                stages=("8x3/2",), last_channels=8, head_channels=16,
+                dropout=0.0)
+  net = sk.SinglePathSuperNet(macro, num_classes=10, exact_masks=True)
+  x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 7, 7, 1)),
+                  jnp.float32)
+  v = jax.jit(net.init)(jax.random.key(0), x)
+  big = 1e4
+  # layer1 k3e6, layer2 skip, layer3 k5e3; random BN statistics and affine
+  p = jax.tree.map(lambda a: a, v["params"])
+  p["layer1"]["t_k5"] = jnp.float32(big)
+  p["layer2"]["t_e3"] = jnp.float32(big)
+  p["layer3"]["t_e6"] = jnp.float32(big)
+  rng = np.random.default_rng(2)
+  bs = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.5, a.shape),
+                                          jnp.float32), v["batch_stats"])
+  p = jax.tree_util.tree_map_with_path(
+      lambda path, a: jnp.asarray(rng.normal(0, 0.5, a.shape), jnp.float32)
+      if getattr(path[-1], "key", "") in ("scale", "bias") else a, p)
+  sv = {"params": p, "batch_stats": bs}
+  logits, d = jax.jit(net.apply)(sv, x)
+  spec = spec_lib.decode(d, macro, 10)
+  assert spec.decisions == ("k3e6", "skip", "k5e3")
+  exact = spec_lib.SinglePathNet(spec)
+  ev = spec_lib.inherit_variables(sv, spec)
+  want = jax.jit(exact.apply)(ev, x)
+  np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)

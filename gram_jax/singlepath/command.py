@@ -76,9 +76,9 @@ def _search(args, rest) -> int:
   if not result.complete:
     print(f"stopped at step {result.step}; run the same command to resume")
     return 0
-  unit = "ms" if config.runtime.table != "macs" else "MMACs"
   print(f"search done: {os.path.join(args.workdir, search.SPEC)}: "
-        f"{' '.join(result.spec.decisions)}; R = {result.runtime:.3f} {unit}")
+        f"{' '.join(result.spec.decisions)}; R = {result.runtime:.4g} "
+        f"{result.unit}")
   return 0
 
 

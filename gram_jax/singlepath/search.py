@@ -58,6 +58,7 @@ class SearchResult(NamedTuple):
   decisions: Optional[np.ndarray]
   runtime: Optional[float]
   epochs: List[Dict[str, Any]]
+  unit: str = "ms"
 
 
 # --- pieces (importable, testable) -----------------------------------------
@@ -510,7 +511,7 @@ def finish(c: SinglePathConfig, macro, table: rt.RuntimeTable, state,
             "replicate_encoder_bug": c.replicate_encoder_bug}
   io.write_json_atomic(os.path.join(workdir, RESULT), result)
   plot_progress(epochs, os.path.join(workdir, PLOT), unit=table.unit)
-  return SearchResult(True, len(epochs), spec, hard, r, epochs)
+  return SearchResult(True, len(epochs), spec, hard, r, epochs, table.unit)
 
 
 def plot_progress(epochs: List[Dict[str, Any]], path: str, *,

@@ -346,3 +346,49 @@ def count(spec: SinglePathSpec, input_shape: Sequence[int], *,
   """Total MACs and trainable parameters of `SinglePathNet(spec)`."""
   ls = layers(spec, input_shape, padding_aware=padding_aware)
   return Cost(macs=sum(l.macs for l in ls), params=sum(l.params for l in ls))
+
+
+# --- weights from the supernet -----------------------------------------------
+
+
+def inherit_variables(supernet_variables, spec: SinglePathSpec):
+  """`SinglePathNet(spec)` variables sliced from the supernet's.
+
+  A kept searchable layer takes the first ``e * C_in`` channels of the
+  expand conv and its BN, the centre 3x3 (k3) or the whole 5x5 of those
+  channels of the superkernel, their depthwise BN, and the matching input
+  rows of the project conv; every other layer is copied. With
+  ``exact_masks=True`` the supernet at its hard decisions computes exactly
+  the decoded network with these variables (tested); with the official
+  semantics the masked channels' ``ReLU(beta)`` is dropped.
+  """
+  params = supernet_variables["params"]
+  stats = supernet_variables.get("batch_stats", {})
+  out_p, out_s = {}, {}
+  keep = {b.name: b for b in spec.blocks}
+  for name in params:
+    if name.startswith("layer") and name not in keep:
+      continue  # a skipped layer
+    b = keep.get(name)
+    if b is None or not name.startswith("layer"):
+      out_p[name] = params[name]
+      if name in stats:
+        out_s[name] = stats[name]
+      continue
+    c = b.expansion * b.cin
+    p, s = params[name], stats[name]
+    w = p["depthwise_kernel"][..., :c]
+    if b.kernel == 3:
+      w = w[1:4, 1:4]
+    cut = lambda tree: {k: v[..., :c] for k, v in tree.items()}  # noqa: E731
+    out_p[name] = {
+        "expand": {"conv": {"kernel": p["expand"]["conv"]["kernel"][
+            ..., :c]}, "bn": cut(p["expand"]["bn"])},
+        "depthwise": {"kernel": w},
+        "depthwise_bn": cut(p["depthwise_bn"]),
+        "project": {"conv": {"kernel": p["project"]["conv"]["kernel"][
+            :, :, :c, :]}, "bn": p["project"]["bn"]}}
+    out_s[name] = {"expand": {"bn": cut(s["expand"]["bn"])},
+                   "depthwise_bn": cut(s["depthwise_bn"]),
+                   "project": s["project"]}
+  return {"params": out_p, "batch_stats": out_s}
