@@ -27,6 +27,7 @@ import math
 import os
 import signal
 import time
+import warnings
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax
@@ -317,8 +318,11 @@ def _restore(manager, state):
   for step in sorted(manager.all_steps(), reverse=True):
     try:
       got = manager.restore(step, args=ocp.args.StandardRestore(target))
-    except Exception:  # pylint: disable=broad-except
-      continue  # a checkpoint torn by a kill: fall back to an older one
+    except Exception as e:  # pylint: disable=broad-except
+      # a checkpoint torn by a kill: fall back to an older one
+      warnings.warn(f"checkpoint {step} is unreadable ({type(e).__name__}); "
+                    "resuming from an earlier one")
+      continue
     opt = jax.tree_util.tree_unflatten(
         treedef, [jnp.asarray(v) for v in got["opt_state"]])
     return {"params": jax.tree.map(jnp.asarray, got["params"]),
