@@ -192,8 +192,9 @@ def pixel1_table() -> RuntimeTable:
 def macs_table(macro: Macro, input_shape: Sequence[int],
                num_classes: int) -> RuntimeTable:
   """Analytic MACs (millions) per layer and choice, and of the rest."""
-  from gram_jax.singlepath import spec as spec_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax.cost.macs import same_out  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from gram_jax.cost.macs import same_out
+  from gram_jax.singlepath import spec as spec_lib
   full = spec_lib.decode(spec_lib.uniform_decisions(macro, "k5e6"), macro,
                          num_classes)
   total = spec_lib.layers(full, input_shape)

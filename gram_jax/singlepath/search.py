@@ -321,7 +321,7 @@ def _restore(manager, state):
     except Exception as e:  # pylint: disable=broad-except
       # a checkpoint torn by a kill: fall back to an older one
       warnings.warn(f"checkpoint {step} is unreadable ({type(e).__name__}); "
-                    "resuming from an earlier one")
+                    "resuming from an earlier one", stacklevel=2)
       continue
     opt = jax.tree_util.tree_unflatten(
         treedef, [jnp.asarray(v) for v in got["opt_state"]])

@@ -20,6 +20,7 @@ them against XLA's cost analysis of the compiled module).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from typing import Any, List, Sequence, Tuple
 
@@ -380,7 +381,7 @@ def inherit_variables(supernet_variables, spec: SinglePathSpec):
     w = p["depthwise_kernel"][..., :c]
     if b.kernel == 3:
       w = w[1:4, 1:4]
-    cut = lambda tree: {k: v[..., :c] for k, v in tree.items()}  # noqa: E731
+    cut = functools.partial(_first_channels, c=c)
     out_p[name] = {
         "expand": {"conv": {"kernel": p["expand"]["conv"]["kernel"][
             ..., :c]}, "bn": cut(p["expand"]["bn"])},
@@ -392,3 +393,7 @@ def inherit_variables(supernet_variables, spec: SinglePathSpec):
                    "depthwise_bn": cut(s["depthwise_bn"]),
                    "project": s["project"]}
   return {"params": out_p, "batch_stats": out_s}
+
+
+def _first_channels(tree, c):
+  return {k: v[..., :c] for k, v in tree.items()}
