@@ -51,6 +51,9 @@ COMMANDS = {
     "sweep": ("gram_jax.scale.sweep",
               "hyperparameter grid of searches (batched over seeds): table "
               "and Pareto front"),
+    "single-path": ("gram_jax.singlepath.command",
+                    "Single-Path NAS: search (resumable), per-layer latency "
+                    "table, export of the decoded network"),
 }
 
 
