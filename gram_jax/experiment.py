@@ -31,12 +31,10 @@ import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gram_jax import arch as arch_lib
-from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import fulltrain
 from gram_jax import io

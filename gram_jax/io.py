@@ -119,19 +119,25 @@ def write_jsonl_atomic(path: str, records: list) -> None:
                                    for r in records).encode())
 
 
+def read_json(path: str, error: type = GramJaxError) -> Any:
+  """Parses a JSON file (never executes anything); a file that cannot be
+  read or parsed raises one line of `error` naming it."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except OSError as e:
+    raise error(f"{path}: cannot read ({e.strerror})") from None
+  except json.JSONDecodeError as e:
+    raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno} "
+                f"column {e.colno})") from None
+
+
 def load_metagraph(path: str):
   """Reads a `metagraph.json` written by a search into a `MetaGraph`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
   from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
   from gram_jax.space import SearchSpace  # pylint: disable=import-outside-toplevel
-  try:
-    with open(path) as f:
-      d = json.load(f)
-  except OSError as e:
-    raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-  except json.JSONDecodeError as e:
-    raise CheckpointError(f"{path}: not valid JSON ({e.msg} at line "
-                          f"{e.lineno})") from None
+  d = read_json(path, CheckpointError)
   if not isinstance(d, dict) or d.get("format") != "gram_jax.MetaGraph":
     raise CheckpointError(f"{path}.format: expected 'gram_jax.MetaGraph'")
   space = SearchSpace.from_dict(d.get("space"), where=f"{path}.space")

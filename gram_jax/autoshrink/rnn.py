@@ -31,7 +31,6 @@ weights, so neither do we.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
@@ -180,14 +179,8 @@ class CellSpec:
 
   @classmethod
   def load(cls, path: str) -> "CellSpec":
-    try:
-      with open(path) as f:
-        d = json.load(f)
-    except OSError as e:
-      raise GramJaxError(f"{path}: cannot read ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-      raise GramJaxError(f"{path}: not valid JSON ({e.msg} at line "
-                         f"{e.lineno})") from None
+    from gram_jax import io  # pylint: disable=import-outside-toplevel
+    d = io.read_json(path, GramJaxError)
     return cls.from_dict(d, where=path)
 
 

@@ -135,14 +135,8 @@ class RuntimeTable:
 
   @classmethod
   def load(cls, path: str) -> "RuntimeTable":
-    try:
-      with open(path) as f:
-        d = json.load(f)
-    except OSError as e:
-      raise TableError(f"{path}: cannot read ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-      raise TableError(f"{path}: not valid JSON ({e.msg} at line "
-                       f"{e.lineno})") from None
+    from gram_jax import io  # pylint: disable=import-outside-toplevel
+    d = io.read_json(path, TableError)
     return cls.from_dict(d, where=path)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from typing import Any, List, Sequence, Tuple
 
 import flax.linen as nn
@@ -121,14 +120,8 @@ class SinglePathSpec:
 
   @classmethod
   def load(cls, path: str) -> "SinglePathSpec":
-    try:
-      with open(path) as f:
-        d = json.load(f)
-    except OSError as e:
-      raise SpecError(f"{path}: cannot read ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-      raise SpecError(f"{path}: not valid JSON ({e.msg} at line "
-                      f"{e.lineno})") from None
+    from gram_jax import io  # pylint: disable=import-outside-toplevel
+    d = io.read_json(path, SpecError)
     return cls.from_dict(d, where=path)
 
 
