@@ -195,7 +195,7 @@ def test_masked_net_equals_exact_net_with_one_compiled_program():
                                          mutable=["batch_stats"]))
   rng = np.random.default_rng(0)
   masks = [np.zeros((5, 5), bool), st.complete_dag(5)] + [
-      st.optimize_mask(rng.random((5, 5)) < p) for p in (0.3, 0.5, 0.7)]
+      st.optimize_mask(rng.random((5, 5)) < p) for p in (0.3, 0.7)]
   for t, m in enumerate(masks):
     v = init(jax.random.key(t), m)
     # random BN parameters and statistics: nothing may hide behind 0 and 1
