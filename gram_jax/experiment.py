@@ -230,16 +230,16 @@ def run_experiment(exp: Experiment, workdir: str, *, progress: bool = True
   for i, r in enumerate(plan):
     sub = os.path.join(workdir, r["dir"])
     done = os.path.join(sub, "result.json")
+    classes = data_lib.info(r["dataset"])[1]
+    spec = derive(graph, r["level"], r["upscale"], mode=exp.prune_mode,
+                  divisor=exp.upscale_divisor, num_classes=classes)
+    recipe = _recipe(r["dataset"], exp.recipe, r["input_size"])
     if os.path.exists(done):
-      with open(done) as f:
-        res = json.load(f)
+      _check_same_run(sub, spec, recipe)
+      res = io.read_json(done, ExperimentError)
     else:
       print(f"[{i + 1}/{len(plan)}] {r['dir']}: level {r['level']:g}, "
             f"up-scaling {r['upscale']:g}", flush=True)
-      classes = data_lib.info(r["dataset"])[1]
-      spec = derive(graph, r["level"], r["upscale"], mode=exp.prune_mode,
-                    divisor=exp.upscale_divisor, num_classes=classes)
-      recipe = _recipe(r["dataset"], exp.recipe, r["input_size"])
       t0 = time.time()
       res = fulltrain.run_training(spec, r["dataset"], sub, recipe=recipe,
                                    progress=progress)
@@ -257,6 +257,21 @@ def run_experiment(exp: Experiment, workdir: str, *, progress: bool = True
                  "train_seconds": res.get("train_seconds")})
   write_results(exp, rows, workdir)
   return rows
+
+
+def _check_same_run(sub: str, spec: arch_lib.ArchSpec,
+                    recipe: fulltrain.Recipe) -> None:
+  """A finished network is reused only if it is the one this config asks
+  for (same derived architecture and recipe)."""
+  old = io.read_json(os.path.join(sub, "config.json"), ExperimentError)
+  want = fulltrain.adapt_spec(spec, num_classes=spec.num_classes,
+                              stem=recipe.stem).to_dict()
+  if old.get("arch") != json.loads(json.dumps(want)) or old.get(
+      "recipe") != json.loads(json.dumps(dataclasses.asdict(recipe))):
+    raise ExperimentError(
+        f"--workdir: {sub} holds a network trained for another config "
+        "(architecture or recipe differ, e.g. prune_mode, search or recipe "
+        "fields changed); use a new --workdir or delete that directory")
 
 
 def _paper(exp: Experiment, row: Dict[str, Any]) -> Optional[Dict[str, Any]]:

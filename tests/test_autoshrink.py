@@ -1,7 +1,6 @@
 """AutoShrink: edge-shrinking strategy, CNN cell, ShrinkCNN, the command."""
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -314,17 +313,6 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, field):
   assert code == 2
   assert err.startswith(f"gram-jax autoshrink: error: {field}"), err
   assert len(err.splitlines()) == 1
-  assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.skipif(importlib.util.find_spec(
-    "gram_jax.autoshrink.rnn_search") is not None,
-                    reason="the rnn kind is installed")
-def test_rnn_kind_without_its_module_is_a_clear_error(tmp_path, capsys):
-  code = cli.main(["autoshrink", "--config", RUNLOCAL, "--workdir",
-                   str(tmp_path / "run"), "--config.kind=rnn"])
-  err = capsys.readouterr().err
-  assert code == 2 and "config.kind: 'rnn' is not available" in err
   assert not (tmp_path / "run").exists()
 
 

@@ -76,6 +76,9 @@ def test_tiny_experiment_runs_and_resumes(tmp_path, capsys):
   assert "[1/2]" not in capsys.readouterr().out
   for d, t in stamps.items():
     assert os.path.getmtime(os.path.join(work, d, "result.json")) == t
+  # A finished network trained for another config is not silently reused.
+  assert cli.main(args + ["--config.recipe.epochs=2"]) == 2
+  assert "trained for another config" in capsys.readouterr().err
   # Adaptation from that search, at another input size: no new search.
   adapt = os.path.join(CONFIGS, "table4_adaptation.py:runlocal")
   work2 = str(tmp_path / "adapt")
