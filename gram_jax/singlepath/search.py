@@ -532,7 +532,7 @@ def plot_progress(epochs: List[Dict[str, Any]], path: str, *,
   warm = [e["epoch"] + 1 for e in epochs if e.get("warmup")]
   if warm:
     ax.axvspan(0.5, max(warm) + 0.5, color="0.9", label="warm-up (lambda=0)")
-    ax.legend(loc="upper right")
+    ax.legend(loc="center left", fontsize=8)
   ax2 = ax.twinx()
   ax2.plot(ep, [e["test_acc"] for e in epochs], "s-", color="tab:blue")
   ax2.set_ylabel("test accuracy (supernet)", color="tab:blue")
