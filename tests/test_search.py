@@ -209,3 +209,14 @@ def test_compilation_cache_flag(tmp_path):
           " jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8))).block_until_ready()")
   subprocess.run([sys.executable, "-c", code], check=True)
   assert os.listdir(cache)
+
+
+def test_list_overrides_keep_their_element_type():
+  d = {"levels": (0.3, 0.5), "sizes": (96,), "names": ("a",), "empty": ()}
+  out = config_lib.apply_overrides(dict(d), [
+      "--config.levels=0.2,0.7", "--config.sizes=96,128",
+      "--config.names=x,y", "--config.empty=p,q"])
+  assert out["levels"] == (0.2, 0.7) and out["sizes"] == (96, 128)
+  assert out["names"] == ("x", "y") and out["empty"] == ("p", "q")
+  with pytest.raises(config_lib.ConfigError, match="config.sizes: 'big'"):
+    config_lib.apply_overrides(dict(d), ["--config.sizes=96,big"])

@@ -274,7 +274,13 @@ def _parse_value(text: str, current: Any, where: str) -> Any:
       except (ValueError, SyntaxError):
         raise ConfigError(f"{where}: {text!r} is not a list") from None
       return tuple(value)
-    return tuple(s.strip() for s in text.split(",") if s.strip())
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    if current and all(isinstance(x, (int, float))
+                       and not isinstance(x, bool) for x in current):
+      # A list of numbers stays one: "0.3,0.5" -> (0.3, 0.5).
+      kind = int if all(isinstance(x, int) for x in current) else float
+      return tuple(_parse_value(x, kind(0), where) for x in items)
+    return items
   return text
 
 
