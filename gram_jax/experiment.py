@@ -75,21 +75,11 @@ def _list(d, key, typ, check, allowed):
   if isinstance(v, (str, int, float)):
     v = [v]
   v = list(v)
-  if typ != str:   # command-line lists arrive as strings
-    v = [_number(x, typ) if isinstance(x, str) else x for x in v]
   if not v or not all(isinstance(x, typ) and not isinstance(x, bool)
                       and check(x) for x in v):
     raise ExperimentError(f"config.{key}: {v!r} is not allowed; allowed: a "
                           f"non-empty list of {allowed}")
   return tuple(v)
-
-
-def _number(text: str, typ):
-  try:
-    return int(text) if typ is int or (typ != float and text.isdigit()) \
-        else float(text)
-  except ValueError:
-    return text
 
 
 def from_dict(d: Dict[str, Any]) -> Experiment:
