@@ -494,12 +494,7 @@ class LatencyTable:
 
   @classmethod
   def load(cls, path: str) -> "LatencyTable":
-    try:
-      with open(path) as f:
-        text = f.read()
-    except OSError as e:
-      raise LutError(f"{path}: cannot read ({e.strerror})") from None
-    return cls.from_json(text, where=path)
+    return _from_dict(io.read_json(path, LutError), path)
 
 
 def _short(value: float) -> float:
