@@ -249,9 +249,11 @@ def test_build_host(micro_table):
   assert table.target == "host" and table.threads == 1
   assert table.scale > 0 and np.isfinite(table.constant_ms)
   assert all(v >= 0 for c in table.curves.values() for v in c.ms)
-  # A 3x3 conv with 8 output channels costs more than a 1x1 with 4.
+  # A 3x3 conv with 8 output channels on 8 input channels costs more than
+  # a 1x1 with 4 on 1 (144x the MACs; the ops are sub-microsecond, so a
+  # closer pair is within timing noise on a loaded 2-core machine).
   assert table.lookup("conv", (3, 1, 8, 4, 4), 8) > table.lookup(
-      "conv", (1, 1, 4, 4, 4), 8)
+      "conv", (1, 1, 4, 4, 4), 1)
   cal = table.meta["calibration"]
   assert cal["archs"] == 3 and cal["constant_ms"] == table.constant_ms
   assert table.meta["settings"]["runs"] == 20
