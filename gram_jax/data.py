@@ -6,15 +6,20 @@ fixed-shape minibatches (:func:`batches`) are drawn. Datasets too large for
 memory (``imagenet2012``) are streamed with :func:`tfds_pipeline`.
 
 ``digits`` is scikit-learn's embedded 8x8 digits set and needs no network.
-All other names are TensorFlow Datasets (TFDS) datasets that must already be
-present in the TFDS data directory; nothing is ever downloaded here.
-TensorFlow and TFDS are imported lazily, only by the functions reading TFDS
-data, so ``import gram_jax.data`` and ``load("digits")`` stay TensorFlow-free.
+``fashion_mnist`` and ``mnist`` are read from the four standard IDX files
+when a directory holding them is found (:func:`find_idx_dir`), otherwise
+from TFDS. All other names are TensorFlow Datasets (TFDS) datasets that must
+already be present in the TFDS data directory; nothing is ever downloaded
+here. TensorFlow and TFDS are imported lazily, only by the functions reading
+TFDS data, so ``import gram_jax.data``, ``load("digits")`` and IDX loads stay
+TensorFlow-free.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -59,6 +64,22 @@ _AUGMENTATIONS = ("none", "crop_flip")
 
 class DatasetError(GramJaxError):
     """A dataset cannot be loaded or split as requested."""
+
+
+class _TfdsMissing(DatasetError):
+    """The TFDS data of a dataset is not present (or TFDS is not installed).
+
+    Separate from other `DatasetError`s so that `load` can replace it, for
+    datasets that are also read from IDX files, by one message covering
+    every place that was searched.
+
+    Attributes:
+        where: The TFDS data directory that was searched.
+    """
+
+    def __init__(self, message: str, where: str):
+        super().__init__(message)
+        self.where = where
 
 
 class Dataset(NamedTuple):
@@ -122,7 +143,8 @@ def load(name: str = "digits", *, data_dir: str | None = None,
     Args:
         name: One of `DATASETS`.
         data_dir: TFDS data directory (TFDS default when None). Unused for
-            ``digits``.
+            ``digits``. For ``fashion_mnist`` and ``mnist`` it may instead
+            hold the four IDX files; see `find_idx_dir` for the lookup.
         image_size: If given, images are resized (bilinear) to
             ``image_size x image_size``. Required for ``imagenet2012``.
         max_examples: If given, at most this many train examples and at most
@@ -135,8 +157,8 @@ def load(name: str = "digits", *, data_dir: str | None = None,
         The `Dataset`.
 
     Raises:
-        DatasetError: For an unknown name, bad arguments, or TFDS data that
-            is not present in the data directory.
+        DatasetError: For an unknown name, bad arguments, TFDS data that
+            is not present in the data directory, or invalid IDX files.
     """
     _check_name(name)
     if max_examples is not None and max_examples < 1:
@@ -148,6 +170,10 @@ def load(name: str = "digits", *, data_dir: str | None = None,
         if max_examples is not None:
             x_tr, y_tr = x_tr[:max_examples], y_tr[:max_examples]
             x_te, y_te = x_te[:max_examples], y_te[:max_examples]
+        num_classes = 10
+    elif name in IDX_ENV_VARS:
+        x_tr, y_tr, x_te, y_te = _load_idx_or_tfds(name, data_dir,
+                                                   image_size, max_examples)
         num_classes = 10
     else:
         if name == "imagenet2012" and (max_examples is None
@@ -195,6 +221,302 @@ def _load_digits(test_fraction: float, seed: int, image_size: int | None):
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
 
 
+# --- IDX files: fashion_mnist and mnist without TFDS -----------------------
+
+# Environment variable naming a directory with the four IDX files.
+IDX_ENV_VARS = {
+    "fashion_mnist": "GRAM_JAX_FASHION_MNIST_DIR",
+    "mnist": "GRAM_JAX_MNIST_DIR",
+}
+# Directory where a distribution package installs the IDX files: Debian's
+# dataset-fashion-mnist. Debian has no MNIST package, hence None.
+IDX_DEFAULT_DIRS = {
+    "fashion_mnist": "/usr/share/datasets/fashion-mnist",
+    "mnist": None,
+}
+# (images, labels) file names of each split as released; each file may also
+# be gzip-compressed with a ``.gz`` suffix.
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_IMAGES_MAGIC = 2051  # 0x0803: unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 2049  # 0x0801: unsigned bytes, 1 dimension
+_IDX_SIDE = 28
+_IDX_NUM_CLASSES = 10
+_IDX_RELEASE = {
+    "fashion_mnist": "the Fashion-MNIST release "
+                     "(github.com/zalandoresearch/fashion-mnist)",
+    "mnist": "the MNIST release",
+}
+
+
+def _idx_file(directory: str, stem: str) -> str | None:
+    """Path of the file `stem` or ``stem.gz`` in `directory`, or None."""
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(directory, name)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _idx_files(directory: str, source: str) -> dict[str, str] | None:
+    """Paths of the four IDX files by stem; None if `directory` has none.
+
+    Raises:
+        DatasetError: If only some of the four files are present: a partial
+            copy is a mistake to report, not a reason to read elsewhere.
+    """
+    stems = [stem for pair in IDX_FILES.values() for stem in pair]
+    found = {stem: _idx_file(directory, stem) for stem in stems}
+    if not any(found.values()):
+        return None
+    for stem, path in found.items():
+        if path is None:
+            raise DatasetError(
+                f"{os.path.join(directory, stem)}[.gz] ({source}): file "
+                f"missing; the directory must hold all four IDX files "
+                f"{', '.join(stems)} (each optionally .gz)")
+    return found
+
+
+def find_idx_dir(name: str, data_dir: str | None = None) -> str | None:
+    """Finds the directory with the IDX files of ``fashion_mnist``/``mnist``.
+
+    Looked up in this order, first match wins:
+
+    1. `data_dir` (the command line's ``--data-dir``). Skipped if it holds
+       none of the files, since it may be a TFDS data directory instead.
+    2. The environment variable in `IDX_ENV_VARS` (if set and non-empty).
+       It names nothing else, so a directory without the files is an error.
+    3. The package directory in `IDX_DEFAULT_DIRS` (``fashion_mnist``:
+       ``/usr/share/datasets/fashion-mnist``), skipped if absent.
+
+    Args:
+        name: ``"fashion_mnist"`` or ``"mnist"``.
+        data_dir: Directory given by the caller, or None.
+
+    Returns:
+        The directory, or None if no candidate holds the files (the caller
+        then reads TFDS).
+
+    Raises:
+        DatasetError: For another name, a directory holding only some of the
+            four files, or an environment variable naming a directory
+            without them.
+    """
+    if name not in IDX_ENV_VARS:
+        raise DatasetError(f"dataset {name!r} has no IDX reader; allowed: "
+                           f"{', '.join(IDX_ENV_VARS)}")
+    var = IDX_ENV_VARS[name]
+    if data_dir and _idx_files(data_dir, "data_dir") is not None:
+        return data_dir
+    env_dir = os.environ.get(var, "")
+    if env_dir:
+        if _idx_files(env_dir, f"${var}") is None:
+            stem = IDX_FILES["train"][0]
+            raise DatasetError(
+                f"{os.path.join(env_dir, stem)}[.gz] (${var}): file missing; "
+                f"${var} must name a directory holding the four IDX files "
+                f"of {name!r}")
+        return env_dir
+    default = IDX_DEFAULT_DIRS.get(name)
+    if default and _idx_files(default, "default directory") is not None:
+        return default
+    return None
+
+
+def _read_bytes(path: str) -> bytes:
+    """Whole contents of `path`, gunzipped if it ends in ``.gz``."""
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except EOFError:
+        raise DatasetError(
+            f"{path}: truncated (the gzip stream ends early)") from None
+    except (OSError, zlib.error) as e:
+        raise DatasetError(
+            f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _idx_header(path: str, buf: bytes, magic: int, ndim: int, what: str):
+    """Checks an IDX header's size and magic number; returns its sizes."""
+    header = 4 * (1 + ndim)
+    if len(buf) < header:
+        raise DatasetError(f"{path}: truncated: {len(buf)} bytes, shorter "
+                           f"than the {header}-byte IDX header")
+    # IDX headers are big-endian 32-bit integers: magic, then each size.
+    fields = [int(v) for v in np.frombuffer(buf, dtype=">u4", count=1 + ndim)]
+    if fields[0] != magic:
+        raise DatasetError(f"{path}: bad magic number {fields[0]}; expected "
+                           f"{magic} (an IDX {what} file)")
+    if fields[1] < 1:
+        raise DatasetError(f"{path}: holds no {what} (count 0 in header)")
+    return tuple(fields[1:])
+
+
+def _idx_payload(path: str, buf: bytes, dims: tuple,
+                 what: str) -> np.ndarray:
+    """The uint8 array after the header, if the length matches `dims`."""
+    header = 4 * (1 + len(dims))
+    expected = header + int(np.prod(dims))
+    if len(buf) != expected:
+        state = "truncated" if len(buf) < expected else "too long"
+        raise DatasetError(
+            f"{path}: {state}: {len(buf)} bytes, but the header "
+            f"({'x'.join(map(str, dims))} {what}) needs {expected}")
+    return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_idx_images(path: str) -> np.ndarray:
+    """Reads an IDX images file (magic 2051) of 28x28 uint8 images.
+
+    Args:
+        path: The file, gzip-compressed if its name ends in ``.gz``.
+
+    Returns:
+        A read-only uint8 array of shape ``[N, 28, 28]``.
+
+    Raises:
+        DatasetError: One line naming `path`: unreadable, bad magic number,
+            not 28x28, no images, or a length that does not match the
+            header.
+    """
+    buf = _read_bytes(path)
+    dims = _idx_header(path, buf, _IDX_IMAGES_MAGIC, 3, "images")
+    if dims[1:] != (_IDX_SIDE, _IDX_SIDE):
+        raise DatasetError(f"{path}: images are {dims[1]}x{dims[2]}; "
+                           f"expected {_IDX_SIDE}x{_IDX_SIDE}")
+    return _idx_payload(path, buf, dims, "images")
+
+
+def read_idx_labels(path: str,
+                    num_classes: int = _IDX_NUM_CLASSES) -> np.ndarray:
+    """Reads an IDX labels file (magic 2049) of class ids.
+
+    Args:
+        path: The file, gzip-compressed if its name ends in ``.gz``.
+        num_classes: Labels must lie in ``0 .. num_classes - 1``.
+
+    Returns:
+        A read-only uint8 array of shape ``[N]``.
+
+    Raises:
+        DatasetError: One line naming `path`: unreadable, bad magic number,
+            no labels, a length that does not match the header, or a label
+            out of range.
+    """
+    buf = _read_bytes(path)
+    dims = _idx_header(path, buf, _IDX_LABELS_MAGIC, 1, "labels")
+    labels = _idx_payload(path, buf, dims, "labels")
+    bad = np.flatnonzero(labels >= num_classes)
+    if bad.size:
+        raise DatasetError(
+            f"{path}: label {int(labels[bad[0]])} at index {int(bad[0])} is "
+            f"out of range 0..{num_classes - 1} ({bad.size} of {len(labels)} "
+            f"labels)")
+    return labels
+
+
+def read_idx_dir(directory: str):
+    """Reads and validates the four IDX files in `directory`.
+
+    Args:
+        directory: Holds ``train-images-idx3-ubyte``,
+            ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
+            ``t10k-labels-idx1-ubyte``, each optionally ``.gz``.
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test)``: uint8 images ``[N, 28, 28]``
+        and uint8 labels ``[N]``, as stored.
+
+    Raises:
+        DatasetError: One line naming the file: missing, invalid (see
+            `read_idx_images`, `read_idx_labels`) or with an image count
+            that differs from its labels count.
+    """
+    paths = _idx_files(directory, "data directory")
+    if paths is None:
+        stem = IDX_FILES["train"][0]
+        raise DatasetError(f"{os.path.join(directory, stem)}[.gz]: file "
+                           f"missing; the directory holds no IDX files")
+    out = []
+    for images_stem, labels_stem in IDX_FILES.values():
+        images = read_idx_images(paths[images_stem])
+        labels = read_idx_labels(paths[labels_stem])
+        if len(images) != len(labels):
+            raise DatasetError(
+                f"{paths[images_stem]}: holds {len(images)} images but "
+                f"{paths[labels_stem]} holds {len(labels)} labels")
+        out += [images, labels]
+    return tuple(out)
+
+
+def _idx_to_float(images: np.ndarray, image_size: int | None) -> np.ndarray:
+    """uint8 ``[N, 28, 28]`` -> float32 ``[N, S, S, 1]`` in [0, 1]."""
+    # One vectorised pass straight to float32 (no float64 intermediate).
+    x = np.divide(images[..., None], np.float32(255.0), dtype=np.float32)
+    if image_size is not None and image_size != x.shape[1]:
+        import jax
+        x = np.asarray(jax.image.resize(
+            x, (len(x), image_size, image_size, 1), "bilinear"))
+    return x
+
+
+def _idx_missing(name: str, data_dir: str | None, tfds_reason: str) -> str:
+    """One-line message for `name` found neither as IDX files nor in TFDS."""
+    var = IDX_ENV_VARS[name]
+    places = []
+    if data_dir:
+        places.append(f"data_dir {data_dir}")
+    places.append(f"${var} ({os.environ.get(var) or 'unset'})")
+    if IDX_DEFAULT_DIRS.get(name):
+        places.append(IDX_DEFAULT_DIRS[name])
+    ways = []
+    if name == "fashion_mnist":
+        ways.append("run apt-get install dataset-fashion-mnist (Debian)")
+    ways.append(f"put the four IDX files of {_IDX_RELEASE[name]} into "
+                f"--data-dir or ${var}")
+    ways.append(f"run python -c \"import tensorflow_datasets as tfds; "
+                f"tfds.load('{name}', download=True)\" on a machine with "
+                f"network")
+    return (f"dataset {name!r} not found: no IDX files "
+            f"({IDX_FILES['train'][0]}[.gz] etc.) in {', '.join(places)}, "
+            f"and {tfds_reason}; to get it, {'; or '.join(ways)}")
+
+
+def _load_idx_or_tfds(name: str, data_dir: str | None,
+                      image_size: int | None, max_examples: int | None):
+    """``fashion_mnist``/``mnist`` from IDX files if found, else from TFDS.
+
+    Returns float32 images in [0, 1] and int labels of both splits.
+    """
+    directory = find_idx_dir(name, data_dir)
+    if directory is not None:
+        x_tr, y_tr, x_te, y_te = read_idx_dir(directory)
+        # Cap before converting, so that only kept images become float32.
+        x_tr, y_tr = x_tr[:max_examples], y_tr[:max_examples]
+        x_te, y_te = x_te[:max_examples], y_te[:max_examples]
+        return (_idx_to_float(x_tr, image_size), y_tr,
+                _idx_to_float(x_te, image_size), y_te)
+    try:
+        x_tr, y_tr, _ = _read_tfds(name, "train", data_dir, image_size,
+                                   max_examples)
+        x_te, y_te, _ = _read_tfds(name, "test", data_dir, image_size,
+                                   max_examples)
+        return x_tr, y_tr, x_te, y_te
+    except ImportError:
+        reason = "TensorFlow Datasets is not installed"
+    except _TfdsMissing as e:
+        reason = f"not in the TFDS data_dir {e.where}"
+    raise DatasetError(_idx_missing(name, data_dir, reason))
+
+
 def _tfds_load(name: str, split: str, data_dir: str | None, **kwargs):
     """`tfds.load` without downloading; missing data -> `DatasetError`."""
     import tensorflow_datasets as tfds
@@ -214,9 +536,9 @@ def _tfds_load(name: str, split: str, data_dir: str | None, **kwargs):
             how = (f"run python -c \"import tensorflow_datasets as tfds; "
                    f"tfds.load('{name}', data_dir='{where}', download=True)\""
                    f" on a machine with network, or pass --data_dir")
-        raise DatasetError(
+        raise _TfdsMissing(
             f"dataset {name!r} (split {split!r}) is not in data_dir {where} "
-            f"({type(e).__name__}); to get it, {how}") from None
+            f"({type(e).__name__}); to get it, {how}", where) from None
 
 
 def _num_classes(name: str, data_dir: str | None) -> int:
