@@ -28,7 +28,10 @@ from flax import struct
 
 from gram_jax.space import SearchSpace
 
-NORMALIZATIONS = ("max", "clip")
+NORMALIZATIONS = ("bernoulli", "clip", "max")
+# Floor (and, for "bernoulli", 1 - ceiling) of an edge probability: no edge
+# is ever certain to be dropped, so the search can always revisit it.
+MIN_WEIGHT = 1e-3
 PRUNE_MODES = ("threshold", "quantile")
 
 
@@ -55,9 +58,9 @@ def init(space: SearchSpace, key: jax.Array, *,
   Args:
     space: the search space.
     key: PRNG key; it alone decides the node ops.
-    init_weight: the uniform initial edge weight, in (0, 1]. With 1.0 every
-      sample is the complete DAG and max-normalisation maps every update
-      back to all-ones, so the search never moves: use a value below 1
+    init_weight: the uniform initial edge weight (each edge's probability
+      of being sampled), in (0, 1]. With 1.0 every sample is the complete
+      DAG, so nothing is learnt about leaving edges out: use a value below 1
       (the search configs default to 0.5; ALGORITHMS.md 1.3 #2).
 
   Returns:
@@ -125,40 +128,81 @@ def sample(graph: MetaGraph, key: jax.Array) -> jax.Array:
 
 
 def update(graph: MetaGraph, masks: jax.Array, advantage: jax.Array, *,
-           alpha: float = 0.9, normalization: str = "max") -> MetaGraph:
+           alpha: float = 0.9, normalization: str = "bernoulli") -> MetaGraph:
   """Algorithm 1's multiplicative edge update [SN §3.2].
 
-  Sampled edges are multiplied by ``exp(alpha * advantage)`` where
-  ``advantage = eta' - beta``; all edges are then divided by ``Z_t``.
+  Every edge weight is the probability with which `sample` draws the edge.
+  The sub-network that earned ``advantage = eta' - beta`` had the edges in
+  `masks`; ``f = exp(alpha * advantage)`` is the paper's factor.
 
   Args:
     graph: the meta-graph.
-    masks: ``bool[K, n, n]`` edges of the evaluated sub-network.
+    masks: ``bool[K, n, n]`` edges of the evaluated sub-network (effective
+      masks, as `sample` returns them).
     advantage: scalar ``eta' - beta`` (the same for every DAG, since one
       network is trained per iteration), or ``f32[K]`` for per-DAG rewards.
     alpha: the meta-graph learning rate (paper: 0.9).
-    normalization: ``"max"`` (default): ``Z_t`` is the largest edge weight
-      of each DAG, so weights stay in (0, 1] and the best edge has weight 1,
-      the reading under which absolute pruning levels make sense
-      (ALGORITHMS.md 1.3 #1). ``"clip"``: ``Z_t = 1`` and weights are capped
-      at 1, so unsampled edges keep their weight.
+    normalization: how the weights are renormalised ("Z_t" in the paper):
+
+      * ``"bernoulli"`` (default): each edge is a two-outcome distribution,
+        on with probability w and off with 1 - w; the outcome the candidate
+        had is reweighted by ``f``, and the pair is normalised to sum to 1:
+        ``w' = w f / (w f + 1 - w)`` if the edge was on,
+        ``w' = w / (w + (1 - w) f)`` if it was off. A good candidate makes
+        its edges more likely and its missing edges less likely; a bad one
+        the reverse ("connections that lead to bad performance on proxy
+        dataset are unlikely to be sampled in the next iteration"). Only
+        edges out of live nodes are updated: an edge out of a dead node had
+        no effect on the candidate, on or off. In logits this is
+        ``logit(w) += alpha * advantage * (+1 on | -1 off)``, so with
+        zero-mean advantages the weights do not drift, and one update
+        moves w (and 1 - w) by at most the factor ``exp(alpha |advantage|)``.
+      * ``"clip"``: sampled edges are multiplied by ``f``, the rest are left
+        alone, and weights are clipped to ``[MIN_WEIGHT, 1]``. Only sampled
+        edges learn, and only from their own draws.
+      * ``"max"``: every weight is divided by the largest of its DAG. Kept
+        so that runs made with it stay reproducible; do not use it for new
+        searches: from a 0.5 start a single update with a small positive
+        advantage lifts every unsampled edge to about 0.95, and from then on
+        every sample is (nearly) the complete DAG (ALGORITHMS.md 1.3 #1).
+
+    Weights stay in ``[MIN_WEIGHT, 1]`` (``[MIN_WEIGHT, 1 - MIN_WEIGHT]``
+    for ``"bernoulli"``) except under ``"max"``.
 
   Returns:
     The updated `MetaGraph`.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> from gram_jax.space import SearchSpace
+    >>> g = init(SearchSpace(nodes=3, hierarchies=1, dags_per_hierarchy=1),
+    ...          jax.random.key(0), init_weight=0.5)
+    >>> masks = jnp.array([[[0, 1, 0], [0, 0, 0], [0, 0, 0]]], bool)
+    >>> w = update(g, masks, 0.5, alpha=1.0).weights[0]
+    >>> [round(float(w[0, 1]), 3), round(float(w[0, 2]), 3)]  # on, off
+    [0.622, 0.378]
   """
   if normalization not in NORMALIZATIONS:
     raise ValueError(f"normalization: {normalization!r} is not allowed; "
                      f"allowed: {', '.join(NORMALIZATIONS)}")
   advantage = jnp.asarray(advantage, jnp.float32)
   advantage = jnp.reshape(advantage, advantage.shape + (1, 1))
-  factor = jnp.where(masks, jnp.exp(alpha * advantage), 1.0)
-  w = graph.weights * factor
-  if normalization == "max":
-    z = jnp.max(w, axis=(-2, -1), keepdims=True)
-    w = w / z
+  tri = upper_triangle(graph.weights.shape[-1])
+  w = graph.weights
+  if normalization == "bernoulli":
+    step = alpha * advantage * jnp.where(masks, 1.0, -1.0)
+    observed = live_nodes(masks)[..., :, None] & tri
+    p = jnp.clip(w, MIN_WEIGHT, 1.0 - MIN_WEIGHT)
+    new = jax.nn.sigmoid(jnp.log(p) - jnp.log1p(-p) + step)
+    w = jnp.where(observed, jnp.clip(new, MIN_WEIGHT, 1.0 - MIN_WEIGHT), w)
   else:
-    w = jnp.minimum(w, 1.0)
-  w = jnp.where(upper_triangle(w.shape[-1]), w, 0.0)
+    factor = jnp.where(masks, jnp.exp(alpha * advantage), 1.0)
+    w = w * factor
+    if normalization == "max":
+      w = w / jnp.max(w, axis=(-2, -1), keepdims=True)
+    else:
+      w = jnp.clip(w, MIN_WEIGHT, 1.0)
+  w = jnp.where(tri, w, 0.0)
   return graph.replace(weights=w)
 
 
@@ -169,8 +213,9 @@ def prune(graph: MetaGraph, level: Union[float, jax.Array], *,
   Args:
     graph: the meta-graph.
     level: in [0, 1].
-    mode: ``"threshold"`` keeps edges with ``weight >= level`` (weights are
-      max-normalised, so level 0 keeps the complete DAGs);
+    mode: ``"threshold"`` keeps edges with ``weight >= level`` (a weight is
+      the edge's sampling probability, so level 0 keeps the complete DAGs
+      and level 0.5 the edges the search made more likely than not);
       ``"quantile"`` drops the lowest `level` fraction of each DAG's edges.
 
   Returns:

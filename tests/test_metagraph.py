@@ -56,7 +56,7 @@ def test_update_rule_and_normalisations():
   g = mg.init(SPACE, jax.random.key(0), init_weight=0.5)
   masks = mg.sample(g.replace(weights=jnp.where(g.weights > 0, 0.5, 0.)),
                     jax.random.key(3))
-  up = mg.update(g, masks, 0.2, alpha=0.9)
+  up = mg.update(g, masks, 0.2, alpha=0.9, normalization="max")
   w, m = np.asarray(up.weights), np.asarray(masks)
   tri = np.triu(np.ones((6, 6), bool), 1)
   for k in range(4):
@@ -71,6 +71,42 @@ def test_update_rule_and_normalisations():
   np.testing.assert_allclose(d[~m & tri[None]], 0.5)
   with pytest.raises(ValueError, match="normalization"):
     mg.update(g, masks, 0.1, normalization="sum")
+
+
+def test_bernoulli_update_reweights_each_edge_on_and_off():
+  g = mg.init(SPACE, jax.random.key(0), init_weight=0.5)
+  g = g.replace(weights=jnp.where(g.weights > 0, jax.random.uniform(
+      jax.random.key(4), g.weights.shape, minval=0.05, maxval=0.95), 0.0))
+  masks = mg.sample(g, jax.random.key(3))
+  w0, m = np.asarray(g.weights, np.float64), np.asarray(masks)
+  tri = np.triu(np.ones((6, 6), bool), 1)
+  live = np.asarray(mg.live_nodes(masks))
+  observed = live[:, :, None] & tri[None]
+  assert (observed & ~m).any() and m.any() and (~observed & tri).any()
+  for adv in (0.2, -0.3):
+    f = np.exp(0.9 * adv)
+    w = np.asarray(mg.update(g, masks, adv, alpha=0.9).weights)
+    on = w0 * f / (w0 * f + 1 - w0)
+    off = w0 / (w0 + (1 - w0) * f)
+    np.testing.assert_allclose(w[m], on[m], rtol=1e-5)
+    np.testing.assert_allclose(w[observed & ~m], off[observed & ~m],
+                               rtol=1e-5)
+    # an edge out of a dead node had no effect: unchanged
+    np.testing.assert_array_equal(w[~observed & tri[None]],
+                                  np.asarray(g.weights)[~observed & tri[None]])
+    # a weight and its complement move by at most the factor
+    ratio = np.maximum(w[tri[None].repeat(4, 0)] / w0[tri[None].repeat(4, 0)],
+                       (1 - w[tri[None].repeat(4, 0)])
+                       / (1 - w0[tri[None].repeat(4, 0)]))
+    assert ratio.max() <= max(f, 1 / f) * (1 + 1e-5)
+    assert np.all(np.tril(w[0]) == 0)
+  # bounded away from 0 and 1, so every edge can still be drawn or dropped
+  far = g
+  for _ in range(200):
+    far = mg.update(far, masks, 1.0, alpha=5.0)
+  fw = np.asarray(far.weights)[tri[None].repeat(4, 0)]
+  assert fw.min() >= mg.MIN_WEIGHT - 1e-7
+  assert fw.max() <= 1 - mg.MIN_WEIGHT + 1e-7
 
 
 def test_prune_levels():

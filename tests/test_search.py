@@ -30,6 +30,7 @@ TINY = ["--config.space.hierarchies=1", "--config.space.dags_per_hierarchy=2",
         "--config.checkpoint_every=2"]
 
 STRATEGIES = [("gram", gram()), ("gram_clip", gram(normalization="clip")),
+              ("gram_max", gram(normalization="max")),
               ("random", random_search())]
 
 

@@ -57,14 +57,12 @@ def get_config(arg=None):
   c.search.beta_momentum = 0.9
   c.search.gamma = 0.1            # per unit of cost (paper: 1 per ms for latency)
   c.search.cost = "macs"          # macs: tau = log10(MACs) - 6 | lut | measured (ms)
-  c.search.normalization = "max"
+  c.search.normalization = "bernoulli"  # see metagraph.update
   c.search.init_weight = 0.5     # about half the edges in early samples
-  # Quantile pruning: drop the lowest-weighted half of each DAG's edges.
-  # Absolute thresholds (the paper's 0.3-0.65) presume the spread of a
-  # 1000-iteration search; after 40-60 iterations every weight is still in
-  # about [0.85, 1] (measured), so a threshold keeps the complete DAG.
+  # A weight is the probability of sampling its edge (0.5 at the start), so
+  # threshold 0.5 keeps the edges the search made more likely than not.
   c.search.prune_level = 0.5
-  c.search.prune_mode = "quantile"
+  c.search.prune_mode = "threshold"
   c.search.lut_path = ""          # latency table (gram-jax lut build) for cost=lut
   c.search.latency_threads = 1    # LiteRT threads for cost=measured
   c.search.latency_runs = 30

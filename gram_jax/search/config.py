@@ -72,7 +72,7 @@ class GramSettings:
   beta_momentum: float = 0.9
   gamma: float = 0.1
   cost: str = "macs"
-  normalization: str = "max"
+  normalization: str = "bernoulli"
   init_weight: float = 0.5
   prune_level: float = 0.5
   prune_mode: str = "threshold"

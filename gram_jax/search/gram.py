@@ -2,10 +2,12 @@
 
 Each iteration samples one sub-network (an independent Bernoulli draw per
 edge of every DAG), the loop trains it on the proxy set and computes the
-reward ``eta' = eta - gamma * tau``; `update` multiplies the sampled edges'
-weights by ``exp(alpha * (eta' - beta))``, normalises every DAG by ``Z_t``,
-and then moves the baseline ``beta`` towards ``eta'`` (an exponential moving
-average of history performance, starting at 0.4; ALGORITHMS.md 1.3 #5).
+reward ``eta' = eta - gamma * tau``; `update` reweights every edge by the
+paper's factor ``exp(alpha * (eta' - beta))`` and renormalises it
+(`metagraph.update`: by default each edge's on/off pair, so a weight stays
+the probability of sampling the edge), and then moves the baseline ``beta``
+towards ``eta'`` (an exponential moving average of history performance,
+starting at 0.4; ALGORITHMS.md 1.3 #5).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ class GramState(NamedTuple):
 
 def gram(*, alpha: float = 0.9, beta0: float = 0.4,
          beta_momentum: float = 0.9,
-         normalization: str = "max") -> SearchStrategy:
+         normalization: str = "bernoulli") -> SearchStrategy:
   """The GRAM meta-graph update.
 
   Args:
@@ -36,7 +38,9 @@ def gram(*, alpha: float = 0.9, beta0: float = 0.4,
     beta_momentum: ``beta <- m * beta + (1 - m) * eta'``, applied after the
       edge update of the same iteration. The paper says only "moving
       average"; 0.9 is our default (ALGORITHMS.md 1.3 #5).
-    normalization: ``Z_t``, see `metagraph.update` ("max" or "clip").
+    normalization: ``Z_t``, see `metagraph.update`: "bernoulli" (default),
+      "clip", or "max" (collapses to the complete DAG; kept to reproduce old
+      runs).
 
   Returns:
     A `SearchStrategy`.
