@@ -48,6 +48,9 @@ COMMANDS = {
     "compare": ("gram_jax.compare",
                 "train SwiftNet candidates and baselines (MobileNetV2, "
                 "FBNet) alike; table and plot of accuracy, MACs, latency"),
+    "ablation": ("gram_jax.ablation",
+                 "GRAM against random search at an equal budget, over "
+                 "seeds: derive at one MACs budget, train, tabulate"),
     "sweep": ("gram_jax.scale.sweep",
               "hyperparameter grid of searches (batched over seeds): table "
               "and Pareto front"),

@@ -191,7 +191,9 @@ def derive(graph: mg.MetaGraph, level: float, scale: float, *,
   return spec
 
 
-def _host_latency(result: Dict[str, Any], threads: int) -> float:
+def host_latency(result: Dict[str, Any], threads: int) -> float:
+  """LiteRT median ms of a trained network's TFLite export (`result` is a
+  `fulltrain` result)."""
   from gram_jax.export import latency, tflite  # pylint: disable=import-outside-toplevel
   spec = arch_lib.ArchSpec.load(result["arch"])
   shape = tuple(result["input_shape"])
@@ -235,7 +237,7 @@ def run_experiment(exp: Experiment, workdir: str, *, progress: bool = True
                                    progress=progress)
       res["train_seconds"] = round(time.time() - t0, 1)
       if exp.measure_latency:
-        res["latency_ms"] = _host_latency(res, exp.latency_threads)
+        res["latency_ms"] = host_latency(res, exp.latency_threads)
         res["latency_threads"] = exp.latency_threads
       io.write_json_atomic(done, res)
     rows.append({**r, "top1": 100 * res["top1"],

@@ -174,7 +174,10 @@ class _Data:
   def __init__(self, name: str, recipe: Recipe, data_dir: Optional[str]):
     self.name, self.recipe, self.data_dir = name, recipe, data_dir
     size = recipe.input_size or None
-    if name == "digits" or name not in RECIPES or recipe.max_examples:
+    # IDX files found offline (fashion_mnist, mnist) fit in memory.
+    idx = (name in data_lib.IDX_ENV_VARS
+           and data_lib.find_idx_dir(name, data_dir) is not None)
+    if name == "digits" or name not in RECIPES or recipe.max_examples or idx:
       ds = data_lib.load(name, data_dir=data_dir, image_size=size,
                          max_examples=recipe.max_examples or None,
                          seed=recipe.seed)
