@@ -105,3 +105,13 @@ def test_train_step_compiles_once_for_many_masks(tiny_space):
     sizes.add(trainer.num_compilations())
   # compiled once on the first candidate, never again
   assert sizes == {3}, sizes
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("size", [(8, 8), (5, 7)])
+def test_reshaped_pool_equals_window_pool(mode, size):
+  """The supernet's pool (reshape + reduce) has `layers.pool`'s values."""
+  from gram_jax.models import layers  # pylint: disable=import-outside-toplevel
+  x = jax.random.normal(jax.random.key(0), (3,) + size + (4,))
+  np.testing.assert_allclose(layers.pool_reshaped(x, mode),
+                             layers.pool(x, mode), rtol=1e-6, atol=1e-6)

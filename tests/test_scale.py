@@ -263,3 +263,16 @@ def test_compilation_cache_second_run_does_not_compile(tmp_path):
   # the first run compiles and stores; the second only loads
   assert counts[0]["misses"] > 0, counts
   assert counts[1]["misses"] == 0 and counts[1]["hits"] > 0, counts
+
+
+def test_auto_batching_resolves_by_backend_and_devices():
+  from gram_jax.scale import batched  # pylint: disable=import-outside-toplevel
+  assert batched.resolve_mode("auto", backend="cpu") == "loop"
+  assert batched.resolve_mode("auto", backend="gpu") == "vmap"
+  assert batched.resolve_mode("auto", devices=4, backend="cpu") == "vmap"
+  assert batched.resolve_mode("loop", backend="gpu") == "loop"
+  with pytest.raises(ValueError, match="batch_candidates"):
+    batched.resolve_mode("grouped")
+  cfg = config_lib.SearchConfig.from_dict(
+      {"search": {"batch_candidates": "auto"}})
+  assert cfg.search.batch_candidates == "auto"

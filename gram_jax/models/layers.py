@@ -58,11 +58,52 @@ def aggregate(xs: Sequence[jax.Array], mode: str) -> jax.Array:
 
 
 def pool(x: jax.Array, mode: str) -> jax.Array:
-  """2x2 pooling with stride 2 and SAME padding between hierarchies."""
+  """2x2 pooling with stride 2 and SAME padding between hierarchies.
+
+  The form exported networks keep (one MAX_POOL_2D / AVERAGE_POOL_2D op in
+  TFLite); the supernet trains with `pool_reshaped`, which has the same
+  forward values.
+  """
   if mode == "max":
     return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
   return nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME",
                      count_include_pad=False)
+
+
+def pool_reshaped(x: jax.Array, mode: str) -> jax.Array:
+  """`pool` as a reshape and a reduction: faster to train on XLA:CPU.
+
+  A reshape to ``[B, H/2, 2, W/2, 2, C]`` and a reduction over the two
+  window axes rather than `reduce_window`: on XLA:CPU the gradient
+  of a max `reduce_window` is a variadic reduce-window that tracks argmax
+  indices (four iota tensors), which cost about a fifth of a quickstart
+  supernet train step (docs/profile.md); the reshape form's gradient is one
+  compare-and-select. Same forward values as ``nn.max_pool`` /
+  ``nn.avg_pool(count_include_pad=False)`` with SAME padding (odd sizes
+  gain one padded row/column at the end, as TF's SAME does for a 2x2/2
+  window). The max gradient at exact ties is split evenly among the tied
+  inputs (`jnp.max`'s rule) instead of going to the first one.
+  """
+  b, h, w, c = x.shape
+  ph, pw = h % 2, w % 2
+  if mode == "max":
+    if ph or pw:
+      x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)),
+                  constant_values=-jnp.inf)
+    return jnp.max(x.reshape(b, (h + ph) // 2, 2, (w + pw) // 2, 2, c),
+                   axis=(2, 4))
+  if ph or pw:
+    x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
+  total = jnp.sum(x.reshape(b, (h + ph) // 2, 2, (w + pw) // 2, 2, c),
+                  axis=(2, 4))
+  if not (ph or pw):
+    return total * 0.25
+  # count_include_pad=False: border windows average their real inputs only.
+  ones = jnp.pad(jnp.ones((1, h, w, 1), x.dtype),
+                 ((0, 0), (0, ph), (0, pw), (0, 0)))
+  count = jnp.sum(ones.reshape(1, (h + ph) // 2, 2, (w + pw) // 2, 2, 1),
+                  axis=(2, 4))
+  return total / count
 
 
 def head(x: jax.Array, num_classes: int) -> jax.Array:

@@ -91,7 +91,7 @@ class Supernet(nn.Module):
     m, n = space.dags_per_hierarchy, space.nodes
     for h in range(space.hierarchies):
       if h > 0:
-        x = layers.pool(x, space.pool)
+        x = layers.pool_reshaped(x, space.pool)
       outs = []
       for j in range(m):
         k = h * m + j

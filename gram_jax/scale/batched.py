@@ -11,7 +11,9 @@ order; tests/test_scale.py states the tolerance).
 
 On the CPU those grouped convs are slow, so one candidate after another
 (`batch_candidates="loop"`) is usually faster there; on GPUs and TPUs the
-batched program fills the device. `benchmarks/scaling.py` measures both.
+batched program fills the device. `benchmarks/scaling.py` measures both;
+``batch_candidates="auto"`` (`resolve_mode`) picks by backend from those
+measurements.
 """
 
 from __future__ import annotations
@@ -28,7 +30,27 @@ from jax.sharding import Mesh, PartitionSpec
 from gram_jax import train as train_lib
 from gram_jax.scale import distributed
 
-MODES = ("loop", "vmap")
+MODES = ("loop", "vmap", "auto")
+
+
+def resolve_mode(mode: str, *, devices: int = 1,
+                 backend: Optional[str] = None) -> str:
+  """The concrete batching mode (``"loop"`` or ``"vmap"``) for `mode`.
+
+  ``"auto"``: ``"vmap"`` when candidates are sharded over several devices
+  (only it can), else ``"loop"`` on the CPU, where `benchmarks/scaling.py`
+  measured a vmapped batch slower per candidate than a loop at every K
+  (docs/scale.md), and ``"vmap"`` on accelerators.
+  """
+  if mode not in MODES:
+    raise ValueError(f"batch_candidates: {mode!r} is not allowed; allowed: "
+                     f"{', '.join(MODES)}")
+  if mode != "auto":
+    return mode
+  if devices != 1:
+    return "vmap"
+  backend = backend or jax.default_backend()
+  return "loop" if backend == "cpu" else "vmap"
 
 
 class BatchedProxyTrainer:
@@ -155,9 +177,7 @@ class BatchedProxyTrainer:
 def make_evaluator(trainer: train_lib.ProxyTrainer, mode: str = "loop", *,
                    mesh: Optional[Mesh] = None):
   """``fn(masks[C], keys[C]) -> [ProxyResult] * C`` for a batching mode."""
-  if mode not in MODES:
-    raise ValueError(f"batch_candidates: {mode!r} is not allowed; allowed: "
-                     f"{', '.join(MODES)}")
+  mode = resolve_mode(mode, devices=1 if mesh is None else mesh.size)
   if mode == "vmap":
     return BatchedProxyTrainer(trainer, mesh=mesh)
   if mesh is not None:

@@ -208,9 +208,9 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
         epochs=t.epochs, batch_size=t.batch_size,
         learning_rate=t.learning_rate, optimizer=t.optimizer,
         select=t.select)
-    mesh = (distributed.make_mesh(s.devices)
-            if s.batch_candidates == "vmap" else None)
-    fn = batched.make_evaluator(trainer, s.batch_candidates, mesh=mesh)
+    mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
+    mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None
+    fn = batched.make_evaluator(trainer, mode, mesh=mesh)
     keys = jax.numpy.stack([jax.random.fold_in(jax.random.key(seed), 3)
                             for seed in seeds])
     accs = [r.accuracy for r in fn(np.stack(masks), keys)]

@@ -85,7 +85,8 @@ class GramSettings:
   # `candidates_per_iteration` candidates are sampled from the same weights
   # and trained together each iteration; `batch_candidates` says how
   # ("vmap": one vmapped program, sharded over `devices` devices, 0 = all;
-  # "loop": one after another).
+  # "loop": one after another; "auto": loop on the CPU, vmap elsewhere or
+  # when devices != 1, `scale.batched.resolve_mode`).
   num_seeds: int = 1
   shared_seed: int = -1
   candidates_per_iteration: int = 1
@@ -94,7 +95,7 @@ class GramSettings:
   _checks = {"latency_threads": _rng(1), "latency_runs": _rng(1),
              "num_seeds": _rng(1), "shared_seed": _rng(-1),
              "candidates_per_iteration": _rng(1),
-             "batch_candidates": _one_of(("loop", "vmap")),
+             "batch_candidates": _one_of(("loop", "vmap", "auto")),
              "devices": _rng(0),
              "iterations": _rng(1), "strategy": _one_of(("gram", "random")),
              "alpha": _rng(0), "beta0": _rng(), "gamma": _rng(0),

@@ -309,8 +309,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   from gram_jax.scale import batched, distributed  # pylint: disable=import-outside-toplevel
   space, s = config.space, config.search
   num_seeds, per_iter = s.num_seeds, s.candidates_per_iteration
-  mesh = (distributed.make_mesh(s.devices)
-          if s.batch_candidates == "vmap" else None)
+  mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
+  mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None
   primary = distributed.is_primary()
   resumed = prepare_workdir(config, workdir) if primary else False
   dirs = seed_dirs(config, workdir)
@@ -369,7 +369,7 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
       batch_size=config.train.batch_size,
       learning_rate=config.train.learning_rate,
       optimizer=config.train.optimizer, select=config.train.select)
-  evaluate = batched.make_evaluator(trainer, s.batch_candidates, mesh=mesh)
+  evaluate = batched.make_evaluator(trainer, mode, mesh=mesh)
   sample, update = batched_steps(strategy)
   input_shape = tuple(int(d) for d in ds.image_shape)
 
