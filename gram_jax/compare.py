@@ -617,7 +617,7 @@ def train_gain(curve: List[Dict[str, Any]]) -> Optional[float]:
   acc = [r["train_top1"] for r in curve if "train_top1" in r]
   if len(acc) < 2:
     return None
-  start = acc[max(0, int(round(0.75 * len(acc))) - 1)]
+  start = acc[max(0, int(0.75 * len(acc)) - 1)]
   return 100.0 * (acc[-1] - start)
 
 
@@ -822,9 +822,9 @@ def markdown(out: Dict[str, Any]) -> str:
       fr = v["front"]
       front = (f"{sum(p['at_or_above'] for p in fr)} of {len(fr)} "
                f"{b} points" if fr else "no baseline under 5 M MACs")
-      lines.append(f"| {f} | {b} | {dens} | {_f(d['paper'])}x | {lat_s} | "
-                   f"{_f(lr['paper'] if lr else PAPER['latency_ratio'].get(b))}"
-                   f"x | {front} |")
+      paper_lat = PAPER["latency_ratio"].get(b)
+      lines.append(f"| {f} | {b} | {dens} | {_f(d['paper'], suffix='x')} | "
+                   f"{lat_s} | {_f(paper_lat, suffix='x')} | {front} |")
   lines += ["", "Paper ratios: ImageNet 96x96, Pixel 1 latency [SN Table 2]; "
             "ours: this dataset and host. Rows a summary quotes are chosen on "
             "the validation split (best validation density; the fastest "
