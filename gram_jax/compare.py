@@ -466,6 +466,9 @@ def _check_same(c: Candidate, seed_dir: str, cfg: CompareConfig,
       {"dataset": cfg.dataset, "recipe": dataclasses.asdict(recipe),
        **_network_config(c, classes)}))
   from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
+  old = dict(old)
+  if isinstance(old.get("recipe"), dict):
+    old["recipe"] = fulltrain.with_recipe_defaults(old["recipe"])
   d = diff({k: old.get(k) for k in want}, want)
   if d:
     raise _err(f"{d[0]}: {seed_dir} was trained with {d[1]!r}, this config "

@@ -188,6 +188,14 @@ def recipe_for(dataset: str, overrides=(), *,
 BUNDLE_FORMAT = "gram_jax.TrainBundle"
 
 
+def with_recipe_defaults(d: Dict[str, Any]) -> Dict[str, Any]:
+  """A recipe as recorded in a workdir's config.json, with the fields it
+  lacks at their defaults: a run written before a field existed ran with
+  the default, so it still resumes (and compares equal)."""
+  defaults = json.loads(json.dumps(dataclasses.asdict(Recipe())))
+  return {**{k: v for k, v in defaults.items() if k not in d}, **d}
+
+
 def recipe_from_dict(d: Any, where: str = "recipe") -> Recipe:
   """A `Recipe` from a JSON object of its fields (all optional)."""
   if not isinstance(d, dict):
@@ -471,10 +479,7 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
     with open(cfg_path) as f:
       old = json.load(f)
     if isinstance(old.get("recipe"), dict):
-      # A run written before a recipe field existed ran with its default.
-      defaults = json.loads(json.dumps(dataclasses.asdict(Recipe())))
-      old["recipe"] = {**{k: v for k, v in defaults.items()
-                          if k not in old["recipe"]}, **old["recipe"]}
+      old["recipe"] = with_recipe_defaults(old["recipe"])
     if old != run_cfg:
       from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
       d = diff(old, run_cfg) or ("?", None, None)

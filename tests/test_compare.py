@@ -455,3 +455,31 @@ def test_compare_end_to_end_two_seeds_and_resume(tmp_path, arch_file,
   # A different protocol on the same workdir is refused, naming the field.
   assert cli.main(args + ["--config.recipe.epochs=3"]) == 2
   assert "recipe.epochs" in capsys.readouterr().err
+
+
+def test_recipe_files_and_bundles_are_validated(tmp_path, arch_file):
+  assert fulltrain.with_recipe_defaults({"epochs": 3})["val_examples"] == 0
+  assert fulltrain.with_recipe_defaults({"epochs": 3})["epochs"] == 3
+  with pytest.raises(GramJaxError, match=r"^r.json.epochs: 'x' is not "
+                     "allowed; allowed: an integer$"):
+    fulltrain.recipe_from_dict({"epochs": "x"}, "r.json")
+  with pytest.raises(GramJaxError, match=r"^r.json.bogus: unknown field"):
+    fulltrain.recipe_from_dict({"bogus": 1}, "r.json")
+  spec = arch.ArchSpec.load(arch_file)
+  path = str(tmp_path / "b.json")
+  fulltrain.write_bundle(path, spec, "digits", fulltrain.Recipe(epochs=3))
+  got, recipe, dataset = fulltrain.load_arch_file(path)
+  assert (got, recipe.epochs, dataset) == (spec, 3, "digits")
+  assert fulltrain.load_arch_file(arch_file) == (spec, None, None)
+  d = json.load(open(path))
+  d["dataset"] = "nope"
+  json.dump(d, open(path, "w"))
+  with pytest.raises(GramJaxError, match=r"b.json.dataset: 'nope' is not "
+                     "allowed"):
+    fulltrain.load_arch_file(path)
+  # A bundle brings its recipe: --recipe-file beside it is refused.
+  fulltrain.write_bundle(path, spec, "digits", fulltrain.Recipe(epochs=3))
+  rf = tmp_path / "r.json"
+  rf.write_text("{}")
+  assert cli.main(["train", "--arch", path, "--recipe-file", str(rf),
+                   "--workdir", str(tmp_path / "w")]) == 2
