@@ -77,14 +77,14 @@ class Recipe:
   decay_epochs: float = 2.0      # "exponential": every this many epochs
   weight_decay: float = 0.0      # coupled L2 on kernels
   augment: str = "none"
-  augment_pad: int = 4           # "crop_flip": pixels of padding before the crop
+  augment_pad: int = 4           # "crop_flip": padding (pixels) before the crop
   input_size: int = 0            # 0: the dataset's native size
   stem: Tuple[str, ...] = ()     # convs added before the model ("conv3x3_32/2")
   eval_every: int = 1
   seed: int = 0
   max_examples: int = 0          # cap on training and test examples (0: all)
   val_examples: int = 0          # held out of the training split (0: none)
-  train_examples: int = 0        # seeded subset of the rest for training (0: all)
+  train_examples: int = 0        # seeded subset of the rest (0: all of it)
   split_seed: int = -1           # seed of the held-out splits (-1: `seed`)
 
   def __post_init__(self):
@@ -405,6 +405,13 @@ class _Data:
         image_size=self.recipe.input_size or None, train=False)
     for x, y in ds.as_numpy_iterator():
       yield x, y, np.ones(len(y), np.float32)
+
+
+def splits(dataset: str, recipe: Recipe, data_dir: Optional[str] = None
+           ) -> "_Data":
+  """The training, validation and test images a run with `recipe` sees
+  (``x_train``, ``val``, ``memory.x_test``; see `_Data`)."""
+  return _Data(dataset, recipe, data_dir)
 
 
 class _Network(NamedTuple):

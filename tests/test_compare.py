@@ -2,6 +2,7 @@
 and augmentation, matching and summary, and a tiny end-to-end run with two
 seeds (resume, int8 columns, release files)."""
 
+import dataclasses
 import json
 import os
 import types
@@ -280,7 +281,7 @@ def test_held_out_splits(monkeypatch):
   def splits(**over):
     r = fulltrain.Recipe(**{**dict(val_examples=100, train_examples=300,
                                    split_seed=0, batch_size=50), **over})
-    d = fulltrain._Data("digits", r, None)  # pylint: disable=protected-access
+    d = fulltrain.splits("digits", r)
     return ids(d.val[0]), ids(d.x_train), ids(d.train_eval[0]), d
 
   val, train, teval, d = splits()
@@ -483,3 +484,37 @@ def test_recipe_files_and_bundles_are_validated(tmp_path, arch_file):
   rf.write_text("{}")
   assert cli.main(["train", "--arch", path, "--recipe-file", str(rf),
                    "--workdir", str(tmp_path / "w")]) == 2
+
+
+def test_markdown_sets_the_paper_beside_ours():
+  rows = [_row("s1", "sw", "swiftnet", 90.0, 93.7, 0.8e6, 1.0),
+          _row("m1", "mobilenet_v2", "baseline", 89.8, 92.0, 1e6, 2.5),
+          _row("f1", "fbnet", "baseline", 95.0, 95.0, 1.1e6, 3.0)]
+  for r in rows:
+    r.update(val_top1_std=0.2, int8_top1=r["top1"] - 0.1, int8_top1_std=0.3,
+             params=100000, train_gain_last_quarter=0.4,
+             dag_input="7x7" if r["kind"] == "swiftnet" else None,
+             input_shape=[28, 28, 1])
+  rows = compare.match_baselines(rows, 0.5)
+  out = {"dataset": "fashion_mnist", "seeds": [0, 1],
+         "recipe": dataclasses.asdict(fulltrain.Recipe(
+             epochs=15, optimizer="momentum", augment="crop_flip",
+             val_examples=5000, split_seed=0)),
+         "splits": {"train": 8000, "val": 5000, "test": 10000},
+         "similar_points": 0.5,
+         "latency": {"threads": 1, "runs": 100, "machine": {}},
+         "rows": rows, "summary": compare.summarise(rows)}
+  md = compare.markdown(out)
+  assert "| s1 | sw | 93.70 ± 0.10 | 90.00 ± 0.20 | 93.60 ± 0.30 | 0.800 |" \
+      in md
+  assert "| 7x7 | - | m1 (2.50x) |" in md    # no FBNet similar; MobileNet
+
+  assert "| sw | mobilenet_v2 | 1.27x (s1 117.1 vs m1 92.0) | 2.15x | " \
+      "2.50x / 2.50x (s1 vs m1) | 2.42x | 1 of 1 mobilenet_v2 points |" in md
+  # f1 is slower than s1 but 1.3 points more accurate.
+  assert "| sw | fbnet | 1.36x (s1 117.1 vs f1 86.4) | 2.35x | no baseline " \
+      "within the band | 1.47x | 0 of 1 fbnet points |" in md
+  assert "8000 training images, 5000 validation images" in md
+  assert "Published fashion_mnist results" in md and "human 83.5%" in md
+  assert "s1 (best validation top-1 within the budget) 93.70 ± 0.10% at " \
+      "0.800 M MACs: met." in md

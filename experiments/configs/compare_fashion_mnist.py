@@ -5,7 +5,8 @@ package dataset-fashion-mnist, or TFDS):
   gram-jax search --config experiments/configs/search_fashion_mnist.py \\
       --workdir runs/search_fashion_mnist          # SwiftNet, searched
   gram-jax quickstart --workdir runs/quickstart   # digits: the transfer rows
-  gram-jax compare --config experiments/configs/compare_fashion_mnist.py:runlocal \\
+  gram-jax compare \\
+      --config experiments/configs/compare_fashion_mnist.py:runlocal \\
       --workdir runs/compare_fashion_mnist_local
   (full, on an accelerator: the same without :runlocal, --workdir
   runs/compare_fashion_mnist)
