@@ -98,6 +98,9 @@ PUBLISHED = {
 }
 BASELINE_FAMILIES = ("mobilenet_v2", "fbnet")
 FRONT_MACS = 5e6       # "SwiftNet's front at or above ... under 5 M MACs"
+# Training accuracy still rising by more than this over the last quarter of
+# the epochs (points) is flagged in results.md: the recipe may be too short.
+PLATEAU_POINTS = 1.0
 ROLES = ("searched", "transfer")
 
 TOP_FIELDS = ("dataset", "data_dir", "recipe", "seeds", "swiftnet",
@@ -811,6 +814,14 @@ def markdown(out: Dict[str, Any]) -> str:
         f"{r['latency_int8_ms']:.3f} | "
         f"{_f(r['train_gain_last_quarter'])} | {r['dag_input'] or '-'} | "
         + " | ".join(cells) + " |")
+  rising = [r["name"] for r in out["rows"]
+            if (r.get("train_gain_last_quarter") or 0) > PLATEAU_POINTS]
+  lines += ["", f"Not plateaued (training top-1 rose by more than "
+            f"{PLATEAU_POINTS:g} point over the last quarter of the epochs; "
+            f"see curves.png): {', '.join(rising)}." if rising else
+            f"Every model's training top-1 rose by at most "
+            f"{PLATEAU_POINTS:g} point over the last quarter of the epochs "
+            "(curves.png)."]
   lines += ["", "SwiftNet families:"]
   for f, s in out["summary"].items():
     lines.append(f"* `{f}`: {s['role']}, meta-graph searched on "

@@ -515,6 +515,11 @@ def test_markdown_sets_the_paper_beside_ours():
   assert "| sw | fbnet | 1.36x (s1 117.1 vs f1 86.4) | 2.35x | no baseline " \
       "within the band | 1.47x | 0 of 1 fbnet points |" in md
   assert "8000 training images, 5000 validation images" in md
+  assert "Every model's training top-1 rose by at most 1 point" in md
+  rows[1]["train_gain_last_quarter"] = 2.5
+  assert "Not plateaued (training top-1 rose by more than 1 point over the " \
+      "last quarter of the epochs; see curves.png): m1." in \
+      compare.markdown(dict(out, rows=rows))
   assert "Published fashion_mnist results" in md and "human 83.5%" in md
   assert "s1 (best validation top-1 within the budget) 93.70 ± 0.10% at " \
       "0.800 M MACs: met." in md

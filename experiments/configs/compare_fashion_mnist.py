@@ -27,7 +27,7 @@ breaks it, naming the field):
   * baselines in their published form, scaled by their own knob:
     MobileNetV2 at widths 0.35, 0.5, 0.75, 1.0, FBNet-96-0.35-1 and
     FBNet-A (full only; too slow for the CPU budget);
-  * SwiftNet, two families, pruned at several levels and up-scaled:
+  * SwiftNet, two families, pruned at several levels and channel-scaled:
     `searched`: the Fashion-MNIST proxy search (its space has the stem);
     `transfer` (the paper's Table 4 setting): the digits quickstart
     meta-graph used on Fashion-MNIST with no new search, given the same
@@ -35,6 +35,9 @@ breaks it, naming the field):
     the 8x8 it was searched at, so its DAGs do not run at full resolution).
   Quantile pruning: the short (60-iteration) searches leave every edge
   weight in about [0.85, 1], so absolute thresholds would keep whole DAGs.
+  Channel scaling 0.5 as well as up-scaling: with the stem, a network of
+  the quickstart space has 1.4-1.7 M MACs at 28x28 (measured on a short
+  search's meta-graph), and x0.5 brings it near the paper's 0.86 M.
 
 Outputs (in --workdir): results.md/.csv/.json, pareto.png, curves.png
 (training and validation accuracy per epoch: check that training has
@@ -48,18 +51,18 @@ developed on while other jobs shared the cores (load about 4): MobileNetV2
 0.35 / 0.5 / 0.75 / 1.0: 0.60 / 0.57 / 1.55 / 1.61 s; FBNet-96-0.35-1
 0.75 s; FBNet-A 2.89 s; a 1.2 M-MAC SwiftNet of the quickstart space with
 the stem 0.079 s (XLA's CPU depthwise convolutions make the MBConv
-networks slow to train here). Evaluation adds 1-8 ms per image.
+networks slow to train here). Evaluation adds 0.2-8 ms per image.
   * runlocal: 62 steps + 10,000 evaluated images per epoch, 15 epochs x 2
     seeds: about 24, 26, 58, 59 min for the four MobileNetV2s, 35 min for
-    FBNet-96, 3-4 min per SwiftNet row (6 rows), plus about 15 min of
-    TFLite conversions and timing: about 4 hours on that loaded 2-core
-    machine (less when idle), resumable.
-  * full (55,000 training images, 60 epochs, 3 seeds, 22 models): about
-    9 CPU-days here (the six baselines take 7.5 of them), so not for this
-    machine. On one modern GPU: an estimate, not measured, of 2-5
+    FBNet-96, 2-7 min per SwiftNet row (9 rows, about 35 min), plus
+    about 15 min of TFLite conversions and timing: about 4 hours on that
+    loaded 2-core machine (less when idle), resumable.
+  * full (55,000 training images, 60 epochs, 3 seeds, 31 models): about
+    9-10 CPU-days here (the six baselines take 7.5 of them), so not for
+    this machine. On one modern GPU: an estimate, not measured, of 3-6
     GPU-hours (1-6 M-MAC networks, so a step is launch-bound at a few ms;
     430 steps per epoch), plus the TFLite conversions and host timing on
-    the CPU (about half an hour).
+    the CPU (about an hour).
 
 Paper figures (set beside ours in results.md): Table 4, the CIFAR-10
 meta-graph on Fashion-MNIST with no new search: 0.86 M MACs, 93.56% top-1,
@@ -99,18 +102,19 @@ def get_config(arg=None):
   c.swiftnet.searched = ml_collections.ConfigDict()
   c.swiftnet.searched.role = "searched"
   c.swiftnet.searched.search_workdir = "runs/search_fashion_mnist"
-  c.swiftnet.searched.prune_levels = (0.3, 0.5) if runlocal else (
-      0.3, 0.4, 0.5, 0.65)
+  c.swiftnet.searched.prune_levels = (0.5, 0.8) if runlocal else (
+      0.3, 0.5, 0.65, 0.8)
   c.swiftnet.searched.prune_mode = "quantile"
-  c.swiftnet.searched.upscales = (1.0, 1.5) if runlocal else (1.0, 1.5,
-                                                               2.0)
+  c.swiftnet.searched.upscales = (0.5, 1.0, 1.5) if runlocal else (
+      0.5, 1.0, 1.5, 2.0)
   c.swiftnet.searched.stem = ()            # the searched space has it
   c.swiftnet.transfer = ml_collections.ConfigDict()
   c.swiftnet.transfer.role = "transfer"
   c.swiftnet.transfer.search_workdir = "runs/quickstart"
-  c.swiftnet.transfer.prune_levels = (0.5,) if runlocal else (0.3, 0.5)
+  c.swiftnet.transfer.prune_levels = (0.5,) if runlocal else (0.3, 0.5,
+                                                               0.8)
   c.swiftnet.transfer.prune_mode = "quantile"
-  c.swiftnet.transfer.upscales = (1.0, 1.5)
+  c.swiftnet.transfer.upscales = (0.5, 1.0, 1.5)
   c.swiftnet.transfer.stem = STEM
 
   c.baselines = ("mobilenet_v2@0.35", "mobilenet_v2@0.5", "mobilenet_v2@0.75",
