@@ -1,34 +1,68 @@
-"""``gram-jax compare``: SwiftNet candidates against baselines, side by side.
+"""``gram-jax compare``: SwiftNet against baselines under one protocol.
 
-  gram-jax compare --config experiments/configs/compare_digits.py \\
-      --workdir runs/compare [--config.<field>=<value> ...]
+  gram-jax compare --config experiments/configs/compare_fashion_mnist.py \\
+      --workdir runs/compare_fmnist [--config.<field>=<value> ...]
 
-Every model (SwiftNet candidates from arch.json files or from a GRAM
-search workdir at several pruning levels, and registered baselines such as
-``mobilenet_v2@0.35``) is trained with the same recipe on the same data
-(`gram_jax.fulltrain`), exported to float32 TFLite and timed on this host
-with LiteRT (`gram_jax.export.latency`). The workdir holds one training
-workdir per model under ``models/<name>/`` (with ``model.tflite`` and
-``latency.json``) and the comparison: ``comparison.md``, ``.csv``,
-``.json`` and ``comparison.png`` (top-1 vs MACs and vs latency).
+The protocol (docs/baselines.md, "The comparison protocol"), enforced by
+`parse_config` before any work:
 
-A model whose ``result.json`` and ``latency.json`` exist is not trained or
-timed again, so a killed comparison resumes where it stopped and adding a
-model to the config only trains that one. A finished model trained with a
-different dataset or recipe is an error (use a new --workdir).
+  * one ``recipe`` block (optimizer, schedule, epochs, batch, augmentation
+    with padding, validation split, training subset) trains every model;
+    its key fields must be written out, augmentation must be ``crop_flip``
+    and a validation split must be held out. A SwiftNet family or a baseline
+    entry that sets a training field is refused (one line naming it);
+    ``recipe.seed`` (use ``seeds``), ``recipe.stem`` (an architecture
+    choice: ``swiftnet.<family>.stem``), ``recipe.eval_every`` (the curves
+    need every epoch) and ``recipe.max_examples`` (it would cut the test
+    split) are not allowed;
+  * every model sees the same images: the dataset's training split minus
+    the seeded validation split (``recipe.split_seed``, the same for every
+    model and seed), the same augmentation, and the dataset's whole test
+    split, which is evaluated once, after the last epoch. The validation
+    split makes every choice (the matched baseline, the row a summary
+    quotes); the test split only fills the table;
+  * every model is trained with each of ``seeds`` (at least two): the
+    table gives mean +- sample standard deviation;
+  * SwiftNet families (``swiftnet.<family>``) come from a search workdir,
+    a metagraph.json or arch.json files, pruned at several levels and
+    up-scaled by several factors, with an optional adaptation stem in front
+    (so DAGs searched at a low resolution do not run at the full one). Each
+    family states its role: ``searched`` (searched on this dataset) or
+    ``transfer`` (searched on another task and used with no new search, the
+    paper's Table 4 setting); the dataset it was searched on is checked
+    against the role;
+  * baselines are registered models in their published form with their own
+    scaling knob, ``"name@width"``.
 
-Definitions (also in docs/baselines.md):
+For every model and seed the workdir holds a `gram-jax train` workdir
+(``models/<name>/seed<k>/``, with ``metrics.jsonl``: per-epoch training and
+validation accuracy) and ``int8.json`` (the int8 TFLite test accuracy);
+``models/<name>/latency.json`` holds the float32 and int8 TFLite host
+latencies (LiteRT, ``latency.threads`` threads, median of ``latency.runs``)
+of the first seed's exports. The comparison: ``results.md``, ``.csv``,
+``.json``, ``pareto.png`` (top-1 vs MACs and vs latency, one marker per
+family), ``curves.png`` (training and validation accuracy per epoch) and
+``release/`` (one `fulltrain.write_bundle` file per SwiftNet row, which
+``gram-jax train --arch <file>`` retrains, and ``recipe.json`` for the
+baselines' ``gram-jax train --model ... --recipe-file``).
 
-  * accuracy density: top-1 (%) per million MACs [SN Table 1];
-  * similar accuracy: a baseline is *similar* to a SwiftNet candidate when
-    their top-1 differ by at most ``similar_points`` percentage points
-    (config, default 1.0). The *matched* baseline is the fastest similar
-    one (lowest median latency);
+Everything resumes: a training run from its last epoch, and a finished
+seed (``result.json`` and ``int8.json``) or model (``latency.json``) is
+not redone. A finished run trained with another dataset, recipe or
+architecture is an error (use a new --workdir).
+
+Definitions:
+
+  * accuracy density: test top-1 (%) per million MACs [SN Table 1];
+  * similar accuracy: mean validation top-1 within ``similar_points``
+    points (default 0.5). For each SwiftNet row and baseline family the
+    matched baseline is the fastest similar one (float32 latency);
   * latency ratio: matched baseline latency / SwiftNet latency (> 1: the
-    SwiftNet is faster; the paper's "2.42x faster at similar accuracy");
-  * density ratio: SwiftNet density / matched baseline density, and in the
-    summary the best SwiftNet density over the best baseline density (the
-    paper's "2.15x accuracy density").
+    SwiftNet is faster; the paper's 2.42x against MobileNetV2, 1.47x
+    against FBNet);
+  * density ratio: SwiftNet density / baseline density; in the summary the
+    SwiftNet row and the baseline row with the best validation density
+    (the paper's 2.15x against MobileNetV2, 2.35x against FBNet).
 """
 
 from __future__ import annotations
@@ -39,26 +73,76 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax.errors import GramJaxError
 
-ROWS = ("name", "kind", "top1", "top5", "macs", "params", "density",
-        "latency_ms", "latency_p90_ms", "tflite_max_abs_diff",
-        "similar_baseline", "latency_ratio", "density_ratio")
+# The paper's figures the summary sets ours beside [SN abstract, Table 2:
+# ImageNet at 96x96, Pixel 1 latency; Table 4: Fashion-MNIST].
+PAPER = {
+    "density_ratio": {"mobilenet_v2": 2.15, "fbnet": 2.35},
+    "latency_ratio": {"mobilenet_v2": 2.42, "fbnet": 1.47},
+    "table4": {"dataset": "fashion_mnist", "top1": 93.56, "macs": 0.86e6,
+               "density": 108.79},
+}
+# Published results for scale, quoted under a table of that dataset
+# (Fashion-MNIST benchmark list).
+PUBLISHED = {
+    "fashion_mnist": "MobileNet 95.0% (flip augmentation), ResNet18 94.9%, "
+                     "a 2-conv net with < 100 K parameters 92.5%, human "
+                     "83.5%",
+}
+BASELINE_FAMILIES = ("mobilenet_v2", "fbnet")
+FRONT_MACS = 5e6       # "SwiftNet's front at or above ... under 5 M MACs"
+# Training accuracy still rising by more than this over the last quarter of
+# the epochs (points) is flagged in results.md: the recipe may be too short.
+PLATEAU_POINTS = 1.0
+ROLES = ("searched", "transfer")
+
+TOP_FIELDS = ("dataset", "data_dir", "recipe", "seeds", "swiftnet",
+              "baselines", "latency", "int8", "similar_points")
+# Recipe fields the protocol needs written out (not left to defaults that
+# could change under it).
+REQUIRED_RECIPE = ("epochs", "batch_size", "optimizer", "learning_rate",
+                   "schedule", "weight_decay", "augment", "augment_pad",
+                   "val_examples", "split_seed")
+FORBIDDEN_RECIPE = {
+    "seed": "set config.seeds (at least two seeds per row)",
+    "stem": "the adaptation stem is part of a SwiftNet architecture: set "
+            "config.swiftnet.<family>.stem",
+    "eval_every": "the curves need an evaluation every epoch",
+    "max_examples": "it also cuts the test split; use "
+                    "config.recipe.train_examples",
+}
+FAMILY_FIELDS = ("role", "searched_on", "search_workdir", "metagraph",
+                 "archs", "prune_levels", "prune_mode", "upscales",
+                 "upscale_divisor", "stem")
+
+CSV_FIELDS = ("name", "family", "kind", "top1", "top1_std", "val_top1",
+              "val_top1_std", "int8_top1", "int8_top1_std", "macs", "params",
+              "density", "latency_ms", "latency_int8_ms",
+              "train_top1", "train_gain_last_quarter", "level", "upscale",
+              "dag_input", "searched_on", "source")
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-  """One model of the comparison."""
+  """One model (row) of the comparison."""
   name: str
   kind: str                        # "swiftnet" | "baseline"
-  arch: Any = None                 # ArchSpec (swiftnet)
+  family: str                      # swiftnet.<family> key | baseline family
+  arch: Any = None                 # adapted ArchSpec (swiftnet)
   model: str = ""                  # registry name (baseline)
   width: float = 1.0
   source: str = ""                 # where it came from, for the table
+  role: str = ""                   # swiftnet: searched | transfer
+  searched_on: str = ""
+  level: Optional[float] = None
+  upscale: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,212 +150,345 @@ class CompareConfig:
   """A validated comparison config (see experiments/configs/compare_*)."""
   dataset: str
   data_dir: str
-  recipe: fulltrain.Recipe
+  recipe: fulltrain.Recipe         # seed 0; each run replaces the seed
+  seeds: Tuple[int, ...]
   candidates: Tuple[Candidate, ...]
   threads: int
   runs: int
   warmup: int
+  calibration: int
   similar_points: float
   raw: Dict[str, Any]
 
 
-def _field(d: Dict[str, Any], key: str, where: str):
-  if key not in d:
-    raise GramJaxError(f"config.{where}{key}: missing")
-  return d[key]
+def _err(msg: str) -> GramJaxError:
+  return GramJaxError(msg)
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) \
+      and math.isfinite(v)
+
+
+def _recipe_names() -> Tuple[str, ...]:
+  return tuple(f.name for f in dataclasses.fields(fulltrain.Recipe))
+
+
+def _per_model(where: str, key: str) -> GramJaxError:
+  return _err(f"{where}.{key}: a per-model training setting is not "
+              "allowed; every model trains with config.recipe (the "
+              "protocol)")
 
 
 def parse_config(d: Dict[str, Any]) -> CompareConfig:
   """Validates a plain config dict (everything checked before any work)."""
   from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax.models import registry  # pylint: disable=import-outside-toplevel
-  allowed = {"dataset", "data_dir", "recipe", "swiftnet", "baselines",
-             "latency", "similar_points"}
   for key in d:
-    if key not in allowed:
-      raise GramJaxError(f"config.{key}: unknown field; allowed: "
-                         f"{', '.join(sorted(allowed))}")
-  dataset = _field(d, "dataset", "")
-  if dataset not in data_lib.DATASETS:
-    raise GramJaxError(f"config.dataset: {dataset!r} is not allowed; "
-                       f"allowed: {', '.join(data_lib.DATASETS)}")
-  recipe_over = dict(d.get("recipe") or {})
-  fields = {f.name for f in dataclasses.fields(fulltrain.Recipe)}
-  for key in recipe_over:
-    if key not in fields:
-      raise GramJaxError(f"config.recipe.{key}: unknown field; allowed: "
-                         f"{', '.join(sorted(fields))}")
-  base = dataclasses.asdict(fulltrain.RECIPES.get(dataset,
-                                                  fulltrain.Recipe()))
-  base.update({k: tuple(v) if isinstance(v, list) else v
-               for k, v in recipe_over.items()})
-  try:
-    recipe = fulltrain.Recipe(**base)
-  except TypeError as e:
-    raise GramJaxError(f"config.recipe: {e}") from None
+    if key not in TOP_FIELDS:
+      raise _err(f"config.{key}: unknown field; allowed: "
+                 f"{', '.join(TOP_FIELDS)}")
+  if "dataset" not in d:
+    raise _err("config.dataset: missing")
+  dataset = d["dataset"]
+  if dataset not in data_lib.DATASETS or dataset == "imagenet2012":
+    allowed = [n for n in data_lib.DATASETS if n != "imagenet2012"]
+    raise _err(f"config.dataset: {dataset!r} is not allowed; allowed: "
+               f"{', '.join(allowed)} (the protocol holds the dataset in "
+               "memory to carve the validation split)")
+  data_dir = d.get("data_dir") or ""
+  if not isinstance(data_dir, str):
+    raise _err(f"config.data_dir: {data_dir!r} is not allowed; allowed: a "
+               "path string ('' for the default)")
+  recipe = _protocol_recipe(d.get("recipe"))
+  seeds = d.get("seeds")
+  if isinstance(seeds, (list, tuple)):
+    seeds = tuple(seeds)
+  if not isinstance(seeds, tuple) or len(seeds) < 2 or not all(
+      _is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    raise _err(f"config.seeds: {d.get('seeds')!r} is not allowed; allowed: "
+               "at least two distinct integers >= 0 (mean +- std per row)")
 
   cands: List[Candidate] = []
-  sw = dict(d.get("swiftnet") or {})
-  cands += _swiftnet_candidates(sw, dataset)
-  for i, item in enumerate(d.get("baselines") or ()):
-    where = f"config.baselines[{i}]"
-    if not isinstance(item, str) or not item:
-      raise GramJaxError(f"{where}: {item!r} is not allowed; allowed: "
-                         "'name' or 'name@width', e.g. mobilenet_v2@0.35")
-    name, _, w = item.partition("@")
-    try:
-      width = float(w) if w else 1.0
-    except ValueError:
-      raise GramJaxError(f"{where}: width {w!r} is not a number") from None
-    if name not in registry.MODELS:
-      raise GramJaxError(f"{where}: model {name!r} is not allowed; "
-                         f"allowed: {', '.join(sorted(registry.MODELS))}")
-    if not width > 0 or not math.isfinite(width):
-      raise GramJaxError(f"{where}: width {w!r} is not allowed; allowed: "
-                         "a number > 0")
-    cands.append(Candidate(f"{name}-{width:g}", "baseline", model=name,
-                           width=width, source=item))
-  if not any(c.kind == "swiftnet" for c in cands):
-    raise GramJaxError("config.swiftnet: no SwiftNet candidate; set "
-                       "swiftnet.archs or swiftnet.search_workdir")
-  if not any(c.kind == "baseline" for c in cands):
-    raise GramJaxError("config.baselines: empty; allowed: names such as "
-                       "mobilenet_v2@0.35, fbnet_96_035_1")
+  families = d.get("swiftnet")
+  if not isinstance(families, dict) or not families:
+    raise _err("config.swiftnet: no SwiftNet family; allowed: a group of "
+               "families, e.g. swiftnet.searched = {role, search_workdir, "
+               "prune_levels, ...}")
+  shape, classes = data_lib.info(dataset)
+  if recipe.input_size:
+    shape = (recipe.input_size, recipe.input_size, shape[2])
+  for fam, fd in families.items():
+    cands += _family(fam, fd, dataset, shape, classes)
+  cands += _baselines(d.get("baselines"))
   names = [c.name for c in cands]
   for n in names:
     if names.count(n) > 1:
-      raise GramJaxError(f"config: two models are named {n!r}; list each "
-                         "once")
-  lat = dict(d.get("latency") or {})
+      raise _err(f"config: two models are named {n!r}; list each once")
+
+  lat = d.get("latency") or {}
+  if not isinstance(lat, dict):
+    raise _err("config.latency: expected a group of fields: threads, runs, "
+               "warmup")
   for key in lat:
     if key not in ("threads", "runs", "warmup"):
-      raise GramJaxError(f"config.latency.{key}: unknown field; allowed: "
-                         "runs, threads, warmup")
+      raise _err(f"config.latency.{key}: unknown field; allowed: runs, "
+                 "threads, warmup")
   threads, runs, warmup = (lat.get("threads", 1), lat.get("runs", 50),
                            lat.get("warmup", 10))
   for key, value, lo in (("threads", threads, 1), ("runs", runs, 1),
                          ("warmup", warmup, 0)):
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-      raise GramJaxError(f"config.latency.{key}: {value!r} is not allowed; "
-                         f"allowed: an integer >= {lo}")
-  similar = d.get("similar_points", 1.0)
-  if isinstance(similar, bool) or not isinstance(similar, (int, float)) \
-      or not similar >= 0:
-    raise GramJaxError(f"config.similar_points: {similar!r} is not allowed; "
-                       "allowed: a number >= 0 (percentage points)")
-  return CompareConfig(dataset, d.get("data_dir") or "", recipe,
-                       tuple(cands), threads, runs, warmup, float(similar),
-                       d)
+    if not _is_int(value) or value < lo:
+      raise _err(f"config.latency.{key}: {value!r} is not allowed; "
+                 f"allowed: an integer >= {lo}")
+  q = d.get("int8") or {}
+  if not isinstance(q, dict) or set(q) - {"calibration"}:
+    extra = sorted(set(q) - {"calibration"}) if isinstance(q, dict) else []
+    raise _err(f"config.int8{'.' + extra[0] if extra else ''}: unknown "
+               "field; allowed: calibration")
+  calibration = q.get("calibration", 500)
+  if not _is_int(calibration) or calibration < 1:
+    raise _err(f"config.int8.calibration: {calibration!r} is not allowed; "
+               "allowed: an integer >= 1 (training images)")
+  similar = d.get("similar_points", 0.5)
+  if not _is_num(similar) or similar < 0:
+    raise _err(f"config.similar_points: {similar!r} is not allowed; "
+               "allowed: a number >= 0 (percentage points)")
+  return CompareConfig(dataset, data_dir, recipe, seeds, tuple(cands),
+                       threads, runs, warmup, calibration, float(similar), d)
 
 
-def _swiftnet_candidates(sw: Dict[str, Any], dataset: str
-                         ) -> List[Candidate]:
+def _protocol_recipe(r: Any) -> fulltrain.Recipe:
+  if not isinstance(r, dict):
+    raise _err("config.recipe: missing; allowed: a group of recipe fields "
+               f"({', '.join(REQUIRED_RECIPE)} at least)")
+  names = _recipe_names()
+  for key in r:
+    if key in FORBIDDEN_RECIPE:
+      raise _err(f"config.recipe.{key}: not allowed in the protocol; "
+                 f"{FORBIDDEN_RECIPE[key]}")
+    if key not in names:
+      raise _err(f"config.recipe.{key}: unknown field; allowed: "
+                 f"{', '.join(n for n in names if n not in FORBIDDEN_RECIPE)}")
+  for key in REQUIRED_RECIPE:
+    if key not in r:
+      raise _err(f"config.recipe.{key}: missing; the protocol writes out "
+                 f"{', '.join(REQUIRED_RECIPE)}")
+  try:
+    recipe = fulltrain.Recipe(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in r.items()})
+  except GramJaxError as e:
+    raise _err(f"config.{e}") from None
+  if recipe.augment != "crop_flip":
+    raise _err(f"config.recipe.augment: {recipe.augment!r} is not allowed; "
+               "allowed: crop_flip (the protocol: random crop with padding "
+               "and horizontal flip for every model)")
+  if recipe.augment_pad < 1:
+    raise _err(f"config.recipe.augment_pad: {recipe.augment_pad!r} is not "
+               "allowed; allowed: an integer >= 1 (crop with padding)")
+  if recipe.val_examples < 1:
+    raise _err(f"config.recipe.val_examples: {recipe.val_examples!r} is not "
+               "allowed; allowed: an integer >= 1 (choices are made on a "
+               "validation split held out of the training split)")
+  if recipe.split_seed < 0:
+    raise _err(f"config.recipe.split_seed: {recipe.split_seed!r} is not "
+               "allowed; allowed: an integer >= 0 (one split for every "
+               "model and seed)")
+  return recipe
+
+
+def _search_dataset(wd: str) -> str:
+  """The dataset a search workdir's config.json names ('' if none)."""
+  path = os.path.join(wd, "config.json")
+  if not os.path.isfile(path):
+    return ""
+  d = io.read_json(path)
+  return d.get("dataset", "") if isinstance(d, dict) else ""
+
+
+def _family(fam: str, fd: Any, dataset: str, shape, classes: int
+            ) -> List[Candidate]:
   from gram_jax import arch as arch_lib  # pylint: disable=import-outside-toplevel
   from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
   from gram_jax import derive  # pylint: disable=import-outside-toplevel
-  allowed = {"archs", "search_workdir", "prune_levels", "prune_mode",
-             "upscale"}
-  for key in sw:
-    if key not in allowed:
-      raise GramJaxError(f"config.swiftnet.{key}: unknown field; allowed: "
-                         f"{', '.join(sorted(allowed))}")
-  upscale = sw.get("upscale", 1.0)
-  if isinstance(upscale, bool) or not isinstance(upscale, (int, float)) \
-      or not upscale > 0:
-    raise GramJaxError(f"config.swiftnet.upscale: {upscale!r} is not "
-                       "allowed; allowed: a number > 0")
-  out = []
-  for i, path in enumerate(sw.get("archs") or ()):
-    if not os.path.isfile(path):
-      raise GramJaxError(f"config.swiftnet.archs[{i}]: {path}: no such file")
-    spec = arch_lib.ArchSpec.load(path)
-    if upscale != 1.0:
-      spec = arch_lib.upscale(spec, upscale)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    out.append(Candidate(f"swiftnet-{stem}", "swiftnet", arch=spec,
-                         source=path))
-  wd = sw.get("search_workdir") or ""
-  levels = tuple(sw.get("prune_levels") or ())
+  from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
+  from gram_jax.space import parse_op  # pylint: disable=import-outside-toplevel
+  where = f"config.swiftnet.{fam}"
+  if not isinstance(fd, dict):
+    raise _err(f"{where}: expected a group of fields: "
+               f"{', '.join(FAMILY_FIELDS)}")
+  recipe_names = set(_recipe_names())
+  for key in fd:
+    if key in recipe_names and key not in ("stem",):
+      raise _per_model(where, key)
+    if key not in FAMILY_FIELDS:
+      raise _err(f"{where}.{key}: unknown field; allowed: "
+                 f"{', '.join(FAMILY_FIELDS)}")
+  role = fd.get("role")
+  if role not in ROLES:
+    raise _err(f"{where}.role: {role!r} is not allowed; allowed: "
+               f"{', '.join(ROLES)} (searched on this dataset, or searched "
+               "on another task and used with no new search)")
+  wd, graph_path = fd.get("search_workdir") or "", fd.get("metagraph") or ""
+  archs = list(fd.get("archs") or ())
+  if sum(map(bool, (wd, graph_path, archs))) != 1:
+    raise _err(f"{where}: give exactly one of search_workdir, metagraph, "
+               "archs")
+  searched_on = fd.get("searched_on") or ""
   if wd:
     graph_path = os.path.join(wd, "metagraph.json")
     if not os.path.isfile(graph_path):
-      raise GramJaxError(f"config.swiftnet.search_workdir: {wd} holds no "
-                         "metagraph.json (run gram-jax search there first)")
-    if not levels:
-      raise GramJaxError("config.swiftnet.prune_levels: empty; allowed: "
-                         "levels in [0, 1], e.g. (0.3, 0.4, 0.5)")
-    for lv in levels:
-      if isinstance(lv, bool) or not isinstance(lv, (int, float)) \
-          or not 0 <= lv <= 1:
-        raise GramJaxError(f"config.swiftnet.prune_levels: {lv!r} is not "
-                           "allowed; allowed: numbers in [0, 1]")
-    mode = sw.get("prune_mode", "threshold")
-    from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
-    if mode not in mg.PRUNE_MODES:
-      raise GramJaxError(f"config.swiftnet.prune_mode: {mode!r} is not "
-                         f"allowed; allowed: {', '.join(mg.PRUNE_MODES)}")
-    graph = io.load_metagraph(graph_path)
-    shape, classes = data_lib.info(dataset)
-    rows = derive.profile(graph, levels, input_shape=shape,
-                          num_classes=classes, mode=mode)
-    for lv, row in zip(levels, rows):
+      raise _err(f"{where}.search_workdir: {wd} holds no metagraph.json "
+                 "(run gram-jax search there first)")
+    found = _search_dataset(wd)
+    if found and searched_on and found != searched_on:
+      raise _err(f"{where}.searched_on: {searched_on!r}, but {wd}/"
+                 f"config.json says the search ran on {found!r}")
+    searched_on = searched_on or found
+  elif graph_path and not os.path.isfile(graph_path):
+    raise _err(f"{where}.metagraph: {graph_path}: no such file")
+  if searched_on not in data_lib.DATASETS:
+    raise _err(f"{where}.searched_on: {searched_on!r} is not allowed; "
+               f"allowed: {', '.join(data_lib.DATASETS)} (the dataset the "
+               "meta-graph or architectures were searched on)")
+  if role == "searched" and searched_on != dataset:
+    raise _err(f"{where}.role: 'searched' but the search ran on "
+               f"{searched_on!r}, not {dataset!r}; allowed: transfer")
+  if role == "transfer" and searched_on == dataset:
+    raise _err(f"{where}.role: 'transfer' but the search ran on "
+               f"{dataset!r} itself; allowed: searched")
+  stem = fd.get("stem") or ()
+  if isinstance(stem, str):
+    stem = (stem,)
+  for s in stem:
+    parse_op(s, field=f"{where}.stem", allow_stride=True)
+  upscales = fd.get("upscales", (1.0,))
+  if isinstance(upscales, (int, float)):
+    upscales = (upscales,)
+  if not upscales or not all(_is_num(u) and u > 0 for u in upscales):
+    raise _err(f"{where}.upscales: {upscales!r} is not allowed; allowed: "
+               "a non-empty list of numbers > 0")
+  divisor = fd.get("upscale_divisor", 1)
+  if not _is_int(divisor) or divisor < 1:
+    raise _err(f"{where}.upscale_divisor: {divisor!r} is not allowed; "
+               "allowed: an integer >= 1")
+
+  def finish(spec):
+    return fulltrain.adapt_spec(spec, num_classes=classes, stem=tuple(stem))
+
+  out = []
+  levels = fd.get("prune_levels") or ()
+  if isinstance(levels, (int, float)):
+    levels = (levels,)
+  if archs:
+    if levels:
+      raise _err(f"{where}.prune_levels: only used with search_workdir or "
+                 "metagraph")
+    for i, path in enumerate(archs):
+      if not os.path.isfile(path):
+        raise _err(f"{where}.archs[{i}]: {path}: no such file")
+      spec = arch_lib.ArchSpec.load(path)
+      stem_name = os.path.splitext(os.path.basename(path))[0]
+      for u in upscales:
+        s = arch_lib.upscale(spec, float(u), divisor=divisor) \
+            if u != 1.0 else spec
+        out.append(Candidate(
+            f"{fam}-{stem_name}-x{float(u):g}", "swiftnet", fam,
+            arch=finish(s), source=path, role=role, searched_on=searched_on,
+            upscale=float(u)))
+    return out
+  if not levels or not all(_is_num(lv) and 0 <= lv <= 1 for lv in levels):
+    raise _err(f"{where}.prune_levels: {levels!r} is not allowed; allowed: "
+               "a non-empty list of levels in [0, 1]")
+  mode = fd.get("prune_mode", "threshold")
+  if mode not in mg.PRUNE_MODES:
+    raise _err(f"{where}.prune_mode: {mode!r} is not allowed; allowed: "
+               f"{', '.join(mg.PRUNE_MODES)}")
+  graph = io.load_metagraph(graph_path)
+  rows = derive.profile(graph, levels, input_shape=shape,
+                        num_classes=classes, mode=mode)
+  for lv, row in zip(levels, rows):
+    for u in upscales:
       spec = row["spec"]
-      if upscale != 1.0:
-        spec = arch_lib.upscale(spec, upscale)
-      out.append(Candidate(f"swiftnet-L{float(lv):.2f}", "swiftnet",
-                           arch=spec, source=f"{wd} level {lv:g}"))
-  elif levels:
-    raise GramJaxError("config.swiftnet.prune_levels: set "
-                       "swiftnet.search_workdir too")
+      if u != 1.0:
+        spec = arch_lib.upscale(spec, float(u), divisor=divisor)
+      out.append(Candidate(
+          f"{fam}-L{float(lv):.2f}-x{float(u):g}", "swiftnet", fam,
+          arch=finish(spec), source=f"{graph_path} ({mode} {lv:g})",
+          role=role, searched_on=searched_on, level=float(lv),
+          upscale=float(u)))
+  return out
+
+
+def _baselines(items: Any) -> List[Candidate]:
+  from gram_jax.models import mobile, registry  # pylint: disable=import-outside-toplevel
+  if not isinstance(items, (list, tuple)) or not items:
+    raise _err("config.baselines: empty; allowed: names such as "
+               "mobilenet_v2@0.35, fbnet_96_035_1")
+  out = []
+  recipe_names = set(_recipe_names())
+  for i, item in enumerate(items):
+    where = f"config.baselines[{i}]"
+    if isinstance(item, dict):
+      extra = sorted(set(item) & recipe_names)
+      if extra:
+        raise _per_model(where, extra[0])
+    if not isinstance(item, str) or not item:
+      raise _err(f"{where}: {item!r} is not allowed; allowed: 'name' or "
+                 "'name@width', e.g. mobilenet_v2@0.35")
+    name, _, w = item.partition("@")
+    if name not in registry.MODELS:
+      raise _err(f"{where}: model {name!r} is not allowed; allowed: "
+                 f"{', '.join(sorted(registry.MODELS))}")
+    try:
+      width = mobile.check_width(float(w) if w else 1.0)
+    except (ValueError, GramJaxError):
+      raise _err(f"{where}: width {w!r} is not allowed; allowed: a number "
+                 "> 0") from None
+    family = "fbnet" if name.startswith("fbnet") else name
+    out.append(Candidate(f"{name}-{width:g}", "baseline", family,
+                         model=name, width=width, source=item))
   return out
 
 
 # --- running ------------------------------------------------------------------
 
 
-def _network_config(c: Candidate, cfg: CompareConfig) -> Dict[str, Any]:
-  """The network part of the model's config.json, as fulltrain writes it."""
-  from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
-  classes = data_lib.info(cfg.dataset)[1]
+def _network_config(c: Candidate, classes: int) -> Dict[str, Any]:
+  """The network part of a seed's config.json, as fulltrain writes it."""
   if c.kind == "swiftnet":
-    spec = fulltrain.adapt_spec(c.arch, num_classes=classes,
-                                stem=cfg.recipe.stem)
-    return {"arch": spec.to_dict()}
+    return {"arch": c.arch.to_dict()}
   return {"model": {"name": c.model, "width": float(c.width),
                     "num_classes": classes}}
 
 
-def _check_finished(c: Candidate, model_dir: str, cfg: CompareConfig
-                    ) -> bool:
-  """True when the model is trained and timed; raises if trained otherwise."""
-  result_path = os.path.join(model_dir, "result.json")
-  config_path = os.path.join(model_dir, "config.json")
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      old = json.load(f)
-    want = json.loads(json.dumps(
-        {"dataset": cfg.dataset, "recipe": dataclasses.asdict(cfg.recipe),
-         **_network_config(c, cfg)}))
-    from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
-    d = diff({k: old.get(k) for k in want}, want)
-    if d:
-      raise GramJaxError(f"{d[0]}: {model_dir} was trained with {d[1]!r}, "
-                         f"this config has {d[2]!r}; use a new --workdir")
-  if not (os.path.exists(result_path) and os.path.exists(
-      os.path.join(model_dir, "latency.json"))):
+def _check_same(c: Candidate, seed_dir: str, cfg: CompareConfig,
+                recipe: fulltrain.Recipe, classes: int) -> None:
+  """A finished seed is reused only if it is the run this config asks for."""
+  path = os.path.join(seed_dir, "config.json")
+  if not os.path.exists(path):
+    return
+  old = io.read_json(path)
+  want = json.loads(json.dumps(
+      {"dataset": cfg.dataset, "recipe": dataclasses.asdict(recipe),
+       **_network_config(c, classes)}))
+  from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
+  old = dict(old)
+  if isinstance(old.get("recipe"), dict):
+    old["recipe"] = fulltrain.with_recipe_defaults(old["recipe"])
+  d = diff({k: old.get(k) for k in want}, want)
+  if d:
+    raise _err(f"{d[0]}: {seed_dir} was trained with {d[1]!r}, this config "
+               f"has {d[2]!r}; use a new --workdir")
+
+
+def _complete(path: str) -> bool:
+  if not os.path.exists(path):
     return False
-  with open(result_path) as f:
-    return bool(json.load(f).get("complete"))
-
-
-def _train(c: Candidate, cfg: CompareConfig, model_dir: str,
-           progress: bool) -> Dict[str, Any]:
-  kw = dict(recipe=cfg.recipe, data_dir=cfg.data_dir or None,
-            progress=progress)
-  if c.kind == "swiftnet":
-    return fulltrain.run_training(c.arch, cfg.dataset, model_dir, **kw)
-  return fulltrain.run_model_training(c.model, cfg.dataset, model_dir,
-                                      width=c.width, **kw)
+  return bool(io.read_json(path).get("complete"))
 
 
 def _module(c: Candidate, result: Dict[str, Any]):
@@ -279,15 +496,16 @@ def _module(c: Candidate, result: Dict[str, Any]):
   from gram_jax.models import ExactNet, registry  # pylint: disable=import-outside-toplevel
   if c.kind == "swiftnet":
     return ExactNet(arch_lib.ArchSpec.load(result["arch"]))
-  with open(result["model_json"]) as f:
-    desc = json.load(f)
+  desc = io.read_json(result["model_json"])
   return registry.build(desc["name"], num_classes=desc["num_classes"],
                         width=desc["width"])
 
 
-def _export_and_time(c: Candidate, cfg: CompareConfig, model_dir: str,
-                     result: Dict[str, Any]) -> Dict[str, Any]:
-  import numpy as np  # pylint: disable=import-outside-toplevel
+def _export(c: Candidate, seed_dir: str, result: Dict[str, Any], data,
+            calibration: int, float_too: bool) -> Dict[str, Any]:
+  """int8 TFLite (and float32 when `float_too`) of a trained seed; the int8
+  test accuracy and the float32 export's agreement with JAX."""
+  import jax  # pylint: disable=import-outside-toplevel
   from gram_jax.export import latency, tflite  # pylint: disable=import-outside-toplevel
   shape = tuple(result["input_shape"])
   module = _module(c, result)
@@ -296,199 +514,473 @@ def _export_and_time(c: Candidate, cfg: CompareConfig, model_dir: str,
   def forward(x):
     return module.apply(variables, x, train=False)
 
-  model = tflite.function_to_tflite(forward, (1,) + shape)
-  path = os.path.join(model_dir, "model.tflite")
-  tflite.write_tflite(path, model)
-  x = np.random.default_rng(0).standard_normal((4,) + shape).astype(
-      np.float32)
-  import jax  # pylint: disable=import-outside-toplevel
-  diff = float(np.max(np.abs(latency.run_tflite(model, x)
-                             - np.asarray(jax.jit(forward)(x)))))
-  stats = latency.measure_tflite(path, threads=cfg.threads, runs=cfg.runs,
-                                 warmup=cfg.warmup)
-  stats["tflite_max_abs_diff"] = diff
+  out: Dict[str, Any] = {}
+  if float_too:
+    model = tflite.function_to_tflite(forward, (1,) + shape)
+    tflite.write_tflite(os.path.join(seed_dir, "model.tflite"), model)
+    x = data.memory.x_test[:8]
+    out["tflite_max_abs_diff"] = float(np.max(np.abs(
+        latency.run_tflite(model, x) - np.asarray(jax.jit(forward)(x)))))
+  # Calibration: the first training images (already in a seeded random
+  # order), unaugmented, preprocessed as for training.
+  rep = data.x_train[:calibration]
+  q = tflite.function_to_tflite(forward, (1,) + shape, int8=True,
+                                representative=rep)
+  tflite.write_tflite(os.path.join(seed_dir, "model_int8.tflite"), q)
+  logits = latency.run_tflite(q, data.memory.x_test)
+  pred = np.argmax(logits, -1)
+  out["int8_top1"] = float(np.mean(pred == data.memory.y_test))
+  out["test_examples"] = int(len(pred))
+  return out
+
+
+def _latency(model_dir: str, seed_dir: str, cfg: CompareConfig
+             ) -> Dict[str, Any]:
+  from gram_jax.export import latency  # pylint: disable=import-outside-toplevel
+  stats = {}
+  for key, file in (("float32", "model.tflite"), ("int8",
+                                                   "model_int8.tflite")):
+    stats[key] = latency.measure_tflite(
+        os.path.join(seed_dir, file), threads=cfg.threads, runs=cfg.runs,
+        warmup=cfg.warmup)
   io.write_json_atomic(os.path.join(model_dir, "latency.json"), stats)
   return stats
 
 
 def run_compare(cfg: CompareConfig, workdir: str, *,
                 progress: bool = True) -> Dict[str, Any]:
-  """Trains, exports and times every model (resuming), writes the table."""
+  """Trains, exports and times every model and seed (resuming); writes the
+  results."""
+  from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
   os.makedirs(os.path.join(workdir, "models"), exist_ok=True)
   io.write_json_atomic(os.path.join(workdir, "config.json"),
                        json.loads(json.dumps(cfg.raw, default=list)))
-  rows = []
-  for i, c in enumerate(cfg.candidates):
+  classes = data_lib.info(cfg.dataset)[1]
+  data = None   # loaded once, on the first run that needs it
+  records = []
+  total = len(cfg.candidates) * len(cfg.seeds)
+  k = 0
+  for c in cfg.candidates:
     model_dir = os.path.join(workdir, "models", c.name)
-    done = _check_finished(c, model_dir, cfg)
-    print(f"[{i + 1}/{len(cfg.candidates)}] {c.name}: "
-          f"{'finished before' if done else 'training'}", flush=True)
-    if done:
-      with open(os.path.join(model_dir, "result.json")) as f:
-        result = json.load(f)
-      with open(os.path.join(model_dir, "latency.json")) as f:
-        stats = json.load(f)
-    else:
-      result = _train(c, cfg, model_dir, progress)
-      stats = _export_and_time(c, cfg, model_dir, result)
-    rows.append(_row(c, result, stats))
+    seeds = []
+    for j, seed in enumerate(cfg.seeds):
+      k += 1
+      seed_dir = os.path.join(model_dir, f"seed{seed}")
+      recipe = dataclasses.replace(cfg.recipe, seed=seed)
+      _check_same(c, seed_dir, cfg, recipe, classes)
+      result_path = os.path.join(seed_dir, "result.json")
+      int8_path = os.path.join(seed_dir, "int8.json")
+      done = _complete(result_path) and os.path.exists(int8_path) and (
+          j > 0 or os.path.exists(os.path.join(model_dir, "latency.json")))
+      print(f"[{k}/{total}] {c.name} seed {seed}: "
+            f"{'finished before' if done else 'running'}", flush=True)
+      if not _complete(result_path):
+        kw = dict(recipe=recipe, data_dir=cfg.data_dir or None,
+                  progress=progress)
+        if c.kind == "swiftnet":
+          fulltrain.run_training(c.arch, cfg.dataset, seed_dir, **kw)
+        else:
+          fulltrain.run_model_training(c.model, cfg.dataset, seed_dir,
+                                       width=c.width, **kw)
+      result = io.read_json(result_path)
+      if not os.path.exists(int8_path):
+        if data is None:
+          data = fulltrain.splits(cfg.dataset, cfg.recipe,
+                                  cfg.data_dir or None)
+        io.write_json_atomic(int8_path, _export(
+            c, seed_dir, result, data, cfg.calibration, float_too=j == 0))
+      seeds.append({"seed": seed, "result": result,
+                    "int8": io.read_json(int8_path),
+                    "curve": io.read_jsonl(os.path.join(
+                        seed_dir, "metrics.jsonl"), "epoch", math.inf)})
+    lat_path = os.path.join(model_dir, "latency.json")
+    lat = io.read_json(lat_path) if os.path.exists(lat_path) else _latency(
+        model_dir, os.path.join(model_dir, f"seed{cfg.seeds[0]}"), cfg)
+    records.append((c, seeds, lat))
+  rows = [make_row(c, seeds, lat) for c, seeds, lat in records]
   rows = match_baselines(rows, cfg.similar_points)
-  summary = summarise(rows)
-  out = {"dataset": cfg.dataset, "recipe": dataclasses.asdict(cfg.recipe),
+  first = records[0][2]["float32"]
+  r0 = records[0][1][0]["result"]
+  out = {"dataset": cfg.dataset,
+         "recipe": dataclasses.asdict(cfg.recipe), "seeds": list(cfg.seeds),
+         "splits": {"train": r0.get("train_examples"),
+                    "val": r0.get("val_examples"),
+                    "test": records[0][1][0]["int8"].get("test_examples")},
          "similar_points": cfg.similar_points,
          "latency": {"threads": cfg.threads, "runs": cfg.runs,
-                     "warmup": cfg.warmup,
-                     "machine": stats.get("machine"),
-                     "versions": stats.get("versions")},
-         "rows": rows, "summary": summary}
+                     "warmup": cfg.warmup, "machine": first.get("machine"),
+                     "versions": first.get("versions")},
+         "rows": rows, "summary": summarise(rows), "paper": PAPER,
+         "curves": {c.name: [s["curve"] for s in seeds]
+                    for c, seeds, _ in records}}
   out = json.loads(json.dumps(out, default=list))
   write_outputs(out, workdir)
+  write_release(cfg, records, rows, workdir)
   return out
 
 
-def _row(c: Candidate, result: Dict[str, Any], stats: Dict[str, Any]
-         ) -> Dict[str, Any]:
-  top1 = 100.0 * result["top1"]
-  return {"name": c.name, "kind": c.kind, "source": c.source,
-          "top1": top1, "top5": 100.0 * result["top5"],
-          "macs": int(result["macs"]), "params": int(result["params"]),
-          "density": top1 / (result["macs"] / 1e6) if result["macs"]
-                     else math.inf,
-          "latency_ms": stats["median_ms"], "latency_p90_ms": stats["p90_ms"],
-          "tflite_max_abs_diff": stats.get("tflite_max_abs_diff"),
-          "input_shape": result["input_shape"]}
+def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
+  v = np.asarray(values, dtype=np.float64)
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def train_gain(curve: List[Dict[str, Any]]) -> Optional[float]:
+  """Training accuracy gained over the last quarter of the epochs (points):
+  near 0 when training has plateaued."""
+  acc = [r["train_top1"] for r in curve if "train_top1" in r]
+  if len(acc) < 2:
+    return None
+  start = acc[max(0, int(0.75 * len(acc)) - 1)]
+  return 100.0 * (acc[-1] - start)
+
+
+def make_row(c: Candidate, seeds: List[Dict[str, Any]],
+             lat: Dict[str, Any]) -> Dict[str, Any]:
+  """One table row: means and sample stds over the seeds."""
+  res = [s["result"] for s in seeds]
+  top1, top1_std = _mean_std([100 * r["top1"] for r in res])
+  val, val_std = _mean_std([100 * r["val_top1"] for r in res])
+  q, q_std = _mean_std([100 * s["int8"]["int8_top1"] for s in seeds])
+  train, _ = _mean_std([100 * r["train_top1"] for r in res])
+  gains = [g for g in (train_gain(s["curve"]) for s in seeds)
+           if g is not None]
+  macs = int(res[0]["macs"])
+  row = {"name": c.name, "family": c.family, "kind": c.kind,
+         "role": c.role, "searched_on": c.searched_on, "source": c.source,
+         "level": c.level, "upscale": c.upscale,
+         "seeds": [s["seed"] for s in seeds],
+         "top1": top1, "top1_std": top1_std,
+         "top1_seeds": [100 * r["top1"] for r in res],
+         "val_top1": val, "val_top1_std": val_std,
+         "int8_top1": q, "int8_top1_std": q_std,
+         "train_top1": train,
+         "train_gain_last_quarter": float(np.mean(gains)) if gains else None,
+         "macs": macs, "params": int(res[0]["params"]),
+         "density": top1 / (macs / 1e6),
+         "val_density": val / (macs / 1e6),
+         "latency_ms": lat["float32"]["median_ms"],
+         "latency_int8_ms": lat["int8"]["median_ms"],
+         "tflite_max_abs_diff": seeds[0]["int8"].get("tflite_max_abs_diff"),
+         "input_shape": res[0]["input_shape"],
+         "epochs": res[0]["epochs"]}
+  if c.kind == "swiftnet":
+    h = res[0]["input_shape"][0]
+    for conv in c.arch.stem:
+      h = -(-h // conv.stride)
+    row["dag_input"] = f"{h}x{h}"
+  else:
+    row["dag_input"] = None
+  return row
 
 
 def match_baselines(rows: List[Dict[str, Any]], similar_points: float
                     ) -> List[Dict[str, Any]]:
-  """Adds ``similar_baseline``, ``latency_ratio`` and ``density_ratio`` to
-  each SwiftNet row (None when no baseline is within `similar_points`)."""
-  bases = [r for r in rows if r["kind"] == "baseline"]
+  """Adds ``match``: per baseline family, the fastest baseline whose mean
+  validation top-1 is within `similar_points` of the SwiftNet row's, with
+  the latency (float32, int8) and density ratios; None where none is."""
   out = []
   for r in rows:
-    r = dict(r, similar_baseline=None, latency_ratio=None,
-             density_ratio=None)
+    r = dict(r, match={})
     if r["kind"] == "swiftnet":
-      near = [b for b in bases
-              if abs(b["top1"] - r["top1"]) <= similar_points + 1e-9]
-      if near:
+      for fam in sorted({b["family"] for b in rows
+                         if b["kind"] == "baseline"}):
+        near = [b for b in rows if b["kind"] == "baseline"
+                and b["family"] == fam
+                and abs(b["val_top1"] - r["val_top1"])
+                <= similar_points + 1e-9]
+        if not near:
+          r["match"][fam] = None
+          continue
         b = min(near, key=lambda b: (b["latency_ms"], b["name"]))
-        r["similar_baseline"] = b["name"]
-        r["latency_ratio"] = b["latency_ms"] / r["latency_ms"]
-        r["density_ratio"] = r["density"] / b["density"]
+        r["match"][fam] = {
+            "baseline": b["name"],
+            "latency_ratio": b["latency_ms"] / r["latency_ms"],
+            "latency_ratio_int8": b["latency_int8_ms"] / r["latency_int8_ms"],
+            "density_ratio": r["density"] / b["density"]}
     out.append(r)
   return out
 
 
 def summarise(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-  """Best densities and the best latency ratio at similar accuracy."""
-  sw = [r for r in rows if r["kind"] == "swiftnet"]
-  bs = [r for r in rows if r["kind"] == "baseline"]
-  best_sw = max(sw, key=lambda r: r["density"])
-  best_b = max(bs, key=lambda r: r["density"])
-  ratios = [r for r in sw if r["latency_ratio"] is not None]
-  best_ratio = max(ratios, key=lambda r: r["latency_ratio"]) if ratios \
-      else None
-  return {
-      "best_swiftnet_density": {"name": best_sw["name"],
-                                "density": best_sw["density"]},
-      "best_baseline_density": {"name": best_b["name"],
-                                "density": best_b["density"]},
-      "density_ratio_best": best_sw["density"] / best_b["density"],
-      "latency_ratio_best": None if best_ratio is None else {
-          "swiftnet": best_ratio["name"],
-          "baseline": best_ratio["similar_baseline"],
-          "ratio": best_ratio["latency_ratio"]},
-  }
+  """Per SwiftNet family: density and latency ratios against each baseline
+  family (with the paper's), the Table 4 target and the front check."""
+  sw_fams = sorted({r["family"] for r in rows if r["kind"] == "swiftnet"})
+  b_fams = sorted({r["family"] for r in rows if r["kind"] == "baseline"})
+  out = {}
+  t4 = PAPER["table4"]
+  for f in sw_fams:
+    sw = [r for r in rows if r["family"] == f]
+    best = max(sw, key=lambda r: (r["val_density"], r["name"]))
+    fam = {"role": sw[0]["role"], "searched_on": sw[0]["searched_on"],
+           "vs": {}}
+    for b in b_fams:
+      bs = [r for r in rows if r["family"] == b]
+      best_b = max(bs, key=lambda r: (r["val_density"], r["name"]))
+      pairs = [(r, r["match"][b]) for r in sw if r["match"].get(b)]
+      top = max(pairs, key=lambda p: p[1]["latency_ratio"]) if pairs \
+          else None
+      front = []
+      for br in bs:
+        if br["macs"] >= FRONT_MACS:
+          continue
+        faster = [r for r in sw if r["macs"] < FRONT_MACS
+                  and r["latency_ms"] <= br["latency_ms"]]
+        best_acc = max((r["top1"] for r in faster), default=None)
+        front.append({"baseline": br["name"],
+                      "baseline_top1": br["top1"],
+                      "baseline_latency_ms": br["latency_ms"],
+                      "swiftnet_top1": best_acc,
+                      "at_or_above": best_acc is not None
+                                     and best_acc >= br["top1"]})
+      fam["vs"][b] = {
+          "density": {"swiftnet": best["name"],
+                      "swiftnet_density": best["density"],
+                      "baseline": best_b["name"],
+                      "baseline_density": best_b["density"],
+                      "ratio": best["density"] / best_b["density"],
+                      "paper": PAPER["density_ratio"].get(b)},
+          "latency": None if top is None else {
+              "swiftnet": top[0]["name"], "baseline": top[1]["baseline"],
+              "ratio": top[1]["latency_ratio"],
+              "ratio_int8": top[1]["latency_ratio_int8"],
+              "paper": PAPER["latency_ratio"].get(b)},
+          "front": front}
+    small = [r for r in sw if r["macs"] <= t4["macs"]]
+    pick = max(small, key=lambda r: (r["val_top1"], r["name"])) \
+        if small else None
+    fam["table4"] = {
+        "budget_macs": t4["macs"], "paper_top1": t4["top1"],
+        "paper_density": t4["density"],
+        "row": None if pick is None else pick["name"],
+        "top1": None if pick is None else pick["top1"],
+        "top1_std": None if pick is None else pick["top1_std"],
+        "macs": None if pick is None else pick["macs"],
+        "met": pick is not None and pick["top1"] >= t4["top1"]}
+    out[f] = fam
+  return out
 
 
 # --- outputs ------------------------------------------------------------------
 
 
-def _fmt(v, digits=2):
+def _f(v, digits=2, suffix=""):
   if v is None:
     return "-"
-  if isinstance(v, float):
-    return f"{v:.{digits}f}"
-  return str(v)
+  return f"{v:.{digits}f}{suffix}"
+
+
+def _pm(m, s, digits=2):
+  return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def markdown(out: Dict[str, Any]) -> str:
-  """The comparison table as Markdown."""
-  lines = [f"Comparison on {out['dataset']} ({out['recipe']['epochs']} "
-           f"epochs, input {'x'.join(map(str, out['rows'][0]['input_shape']))}"
-           f"); latency: LiteRT float32, {out['latency']['threads']} "
-           f"thread(s), median of {out['latency']['runs']} runs on this host."
-           f" Similar accuracy: within {out['similar_points']:g} points.",
-           "",
-           "| model | kind | top-1 % | MACs (M) | params (M) | density "
-           "(%/M-MACs) | latency (ms) | similar baseline | latency ratio | "
-           "density ratio |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+  """The comparison as Markdown: the protocol, the table, the summary."""
+  rec, sp, lat = out["recipe"], out["splits"], out["latency"]
+  b_fams = sorted({r["family"] for r in out["rows"]
+                   if r["kind"] == "baseline"})
+  shape = "x".join(map(str, out["rows"][0]["input_shape"]))
+  machine = (lat.get("machine") or {}).get("cpu_model") or "this host"
+  lines = [
+      f"Comparison on {out['dataset']} ({shape} inputs for every model). "
+      f"Protocol: {sp['train']} training images, {sp['val']} validation "
+      f"images held out of the training split (split seed "
+      f"{rec['split_seed']}), the {sp['test']}-image test split evaluated "
+      f"once after training; {rec['epochs']} epochs of batch "
+      f"{rec['batch_size']}, {rec['optimizer']} lr {rec['learning_rate']:g} "
+      f"({rec['schedule']}), L2 {rec['weight_decay']:g}, random crop "
+      f"(padding {rec['augment_pad']}) + horizontal flip; seeds "
+      f"{', '.join(map(str, out['seeds']))} (mean ± sample std). "
+      f"Latency: TFLite on LiteRT, {lat['threads']} thread(s), median of "
+      f"{lat['runs']} runs on {machine}. Similar accuracy: mean validation "
+      f"top-1 within {out['similar_points']:g} points.",
+      "",
+      "| model | family | test top-1 % | val top-1 % | int8 top-1 % | "
+      "M MACs | M params | density (%/M MACs) | f32 ms | int8 ms | "
+      "train gain, last 25% (pts) | DAG input | "
+      + " | ".join(f"similar {b} (latency ratio)" for b in b_fams) + " |",
+      "|" + "---|" * (12 + len(b_fams))]
   for r in out["rows"]:
+    cells = []
+    for b in b_fams:
+      m = r["match"].get(b) if r["kind"] == "swiftnet" else None
+      cells.append(f"{m['baseline']} ({m['latency_ratio']:.2f}x)" if m
+                   else "-")
     lines.append(
-        f"| {r['name']} | {r['kind']} | {r['top1']:.2f} | "
+        f"| {r['name']} | {r['family']} | {_pm(r['top1'], r['top1_std'])} "
+        f"| {_pm(r['val_top1'], r['val_top1_std'])} | "
+        f"{_pm(r['int8_top1'], r['int8_top1_std'])} | "
         f"{r['macs'] / 1e6:.3f} | {r['params'] / 1e6:.3f} | "
-        f"{_fmt(r['density'])} | {r['latency_ms']:.3f} | "
-        f"{r['similar_baseline'] or '-'} | {_fmt(r['latency_ratio'])} | "
-        f"{_fmt(r['density_ratio'])} |")
-  s = out["summary"]
-  lines += ["", f"Best density: {s['best_swiftnet_density']['name']} "
-            f"{s['best_swiftnet_density']['density']:.2f} vs "
-            f"{s['best_baseline_density']['name']} "
-            f"{s['best_baseline_density']['density']:.2f} "
-            f"({s['density_ratio_best']:.2f}x)."]
-  lr = s["latency_ratio_best"]
-  lines.append(f"Largest latency ratio at similar accuracy: {lr['swiftnet']}"
-               f" vs {lr['baseline']}: {lr['ratio']:.2f}x." if lr else
-               "No baseline within the similar-accuracy band of any "
-               "SwiftNet candidate.")
+        f"{r['density']:.2f} | {r['latency_ms']:.3f} | "
+        f"{r['latency_int8_ms']:.3f} | "
+        f"{_f(r['train_gain_last_quarter'])} | {r['dag_input'] or '-'} | "
+        + " | ".join(cells) + " |")
+  rising = [r["name"] for r in out["rows"]
+            if (r.get("train_gain_last_quarter") or 0) > PLATEAU_POINTS]
+  lines += ["", f"Not plateaued (training top-1 rose by more than "
+            f"{PLATEAU_POINTS:g} point over the last quarter of the epochs; "
+            f"see curves.png): {', '.join(rising)}." if rising else
+            f"Every model's training top-1 rose by at most "
+            f"{PLATEAU_POINTS:g} point over the last quarter of the epochs "
+            "(curves.png)."]
+  lines += ["", "SwiftNet families:"]
+  for f, s in out["summary"].items():
+    lines.append(f"* `{f}`: {s['role']}, meta-graph searched on "
+                 f"{s['searched_on']}"
+                 + (" (used here with no new search: the paper's Table 4 "
+                    "setting)" if s["role"] == "transfer" else ""))
+  lines += ["", "| SwiftNet family | against | density ratio (ours) | "
+            "paper | latency ratio at similar accuracy (ours, f32 / int8) | "
+            "paper | front at or above under 5 M MACs |",
+            "|---|---|---|---|---|---|---|"]
+  for f, s in out["summary"].items():
+    for b, v in s["vs"].items():
+      d, lr = v["density"], v["latency"]
+      dens = (f"{d['ratio']:.2f}x ({d['swiftnet']} {d['swiftnet_density']:.1f}"
+              f" vs {d['baseline']} {d['baseline_density']:.1f})")
+      lat_s = (f"{lr['ratio']:.2f}x / {lr['ratio_int8']:.2f}x "
+               f"({lr['swiftnet']} vs {lr['baseline']})" if lr
+               else "no baseline within the band")
+      fr = v["front"]
+      front = (f"{sum(p['at_or_above'] for p in fr)} of {len(fr)} "
+               f"{b} points" if fr else "no baseline under 5 M MACs")
+      paper_lat = PAPER["latency_ratio"].get(b)
+      lines.append(f"| {f} | {b} | {dens} | {_f(d['paper'], suffix='x')} | "
+                   f"{lat_s} | {_f(paper_lat, suffix='x')} | {front} |")
+  lines += ["", "Paper ratios: ImageNet 96x96, Pixel 1 latency [SN Table 2]; "
+            "ours: this dataset and host. Rows a summary quotes are chosen on "
+            "the validation split (best validation density; the fastest "
+            "baseline within the band of validation accuracy), their test "
+            "numbers reported."]
+  if out["dataset"] in PUBLISHED:
+    lines.append(f"Published {out['dataset']} results, for scale (other "
+                 f"recipes): {PUBLISHED[out['dataset']]}.")
+  t4 = PAPER["table4"]
+  for f, s in out["summary"].items():
+    t = s["table4"]
+    if t["row"] is None:
+      lines.append(f"Table 4 target (>= {t4['top1']}% at <= "
+                   f"{t4['macs'] / 1e6:g} M MACs), {f}: no row within the "
+                   "MACs budget.")
+    else:
+      lines.append(
+          f"Table 4 target (>= {t4['top1']}% at <= {t4['macs'] / 1e6:g} M "
+          f"MACs, paper density {t4['density']}), {f}: {t['row']} (best "
+          f"validation top-1 within the budget) {_pm(t['top1'], t['top1_std'])}"
+          f"% at {t['macs'] / 1e6:.3f} M MACs: "
+          f"{'met' if t['met'] else 'not met'}.")
   return "\n".join(lines) + "\n"
 
 
 def write_outputs(out: Dict[str, Any], workdir: str) -> None:
-  io.write_json_atomic(os.path.join(workdir, "comparison.json"), out)
-  io.write_bytes_atomic(os.path.join(workdir, "comparison.md"),
+  """results.{json,md,csv}, pareto.png and curves.png in `workdir`."""
+  io.write_json_atomic(os.path.join(workdir, "results.json"), out)
+  io.write_bytes_atomic(os.path.join(workdir, "results.md"),
                         markdown(out).encode())
-  path = os.path.join(workdir, "comparison.csv")
+  path = os.path.join(workdir, "results.csv")
   with open(path + ".tmp", "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(ROWS) + ["source"],
-                       extrasaction="ignore")
+    w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
     w.writeheader()
     w.writerows(out["rows"])
   os.replace(path + ".tmp", path)
-  plot(out, os.path.join(workdir, "comparison.png"))
+  plot_pareto(out, os.path.join(workdir, "pareto.png"))
+  plot_curves(out, os.path.join(workdir, "curves.png"))
 
 
-def plot(out: Dict[str, Any], path: str) -> None:
-  """Top-1 vs MACs (log) and top-1 vs host latency, one marker per kind."""
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_COLORS = ("tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple",
+           "tab:brown", "tab:pink", "tab:gray")
+
+
+def _styles(out):
+  fams = []
+  for r in out["rows"]:
+    if r["family"] not in fams:
+      fams.append(r["family"])
+  return {f: (_MARKERS[i % len(_MARKERS)], _COLORS[i % len(_COLORS)])
+          for i, f in enumerate(fams)}
+
+
+def plot_pareto(out: Dict[str, Any], path: str) -> None:
+  """Test top-1 (mean, std bars) vs MACs, float32 and int8 latency; one
+  marker per family."""
   from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
   plt = _pyplot()
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
-  style = {"swiftnet": ("o", "tab:red"), "baseline": ("s", "tab:blue")}
-  for ax, key, label in ((axes[0], "macs", "MACs (M, log)"),
-                         (axes[1], "latency_ms", "host TFLite latency (ms)")):
-    for kind, (marker, color) in style.items():
-      rs = [r for r in out["rows"] if r["kind"] == kind]
+  styles = _styles(out)
+  fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
+  for ax, key, label in (
+      (axes[0], "macs", "MACs (M, log)"),
+      (axes[1], "latency_ms", "float32 TFLite latency (ms)"),
+      (axes[2], "latency_int8_ms", "int8 TFLite latency (ms)")):
+    for fam, (marker, color) in styles.items():
+      rs = [r for r in out["rows"] if r["family"] == fam]
       xs = [r[key] / 1e6 if key == "macs" else r[key] for r in rs]
-      ax.scatter(xs, [r["top1"] for r in rs], marker=marker, color=color,
-                 label=kind, zorder=3)
+      ax.errorbar(xs, [r["top1"] for r in rs],
+                  yerr=[r["top1_std"] for r in rs], fmt=marker, color=color,
+                  label=fam, capsize=3, zorder=3)
       for x, r in zip(xs, rs):
-        text = r["name"]
-        if key == "macs":
-          text += f" ({r['density']:.1f}%/M)"
-        ax.annotate(text, (x, r["top1"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, 3))
-    if key == "macs":
-      ax.set_xscale("log")
-    ax.set(xlabel=label, ylabel="top-1 (%)")
+        ax.annotate(r["name"].replace(fam + "-", ""), (x, r["top1"]),
+                    fontsize=6, textcoords="offset points", xytext=(4, 3))
+    ax.set_xscale("log")
+    ax.set(xlabel=label, ylabel="test top-1 (%)")
     ax.grid(alpha=0.3)
-    ax.legend()
-  axes[0].set_title("Accuracy vs MACs (label: accuracy density)")
-  axes[1].set_title(f"Accuracy vs latency ({out['latency']['threads']} "
+  axes[0].legend(fontsize=8)
+  axes[0].set_title(f"{out['dataset']}: accuracy vs MACs")
+  axes[1].set_title(f"accuracy vs latency ({out['latency']['threads']} "
                     "thread(s))")
+  axes[2].set_title("accuracy vs int8 latency")
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def plot_curves(out: Dict[str, Any], path: str) -> None:
+  """Training and validation top-1 per epoch of every model (mean over
+  seeds): training has plateaued where the training curve is flat."""
+  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
+  plt = _pyplot()
+  styles = _styles(out)
+  fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+  family = {r["name"]: r["family"] for r in out["rows"]}
+  for name, curves in out["curves"].items():
+    _, color = styles[family[name]]
+    for ax, key in ((axes[0], "train_top1"), (axes[1], "val_top1")):
+      series = [[r[key] for r in c if key in r] for c in curves]
+      n = min(len(s) for s in series)
+      if not n:
+        continue
+      mean = 100 * np.mean([s[:n] for s in series], axis=0)
+      ax.plot(np.arange(1, n + 1), mean, color=color, alpha=0.8, lw=1)
+      ax.annotate(name, (n, mean[-1]), fontsize=6)
+  for ax, what in ((axes[0], "training (fixed unaugmented subset)"),
+                   (axes[1], "validation")):
+    ax.set(xlabel="epoch", ylabel="top-1 (%)", title=f"{what} accuracy")
+    ax.grid(alpha=0.3)
+  handles = [plt.Line2D([], [], color=c, label=f)
+             for f, (_, c) in styles.items()]
+  axes[1].legend(handles=handles, fontsize=8)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write_release(cfg: CompareConfig, records, rows: List[Dict[str, Any]],
+                  workdir: str) -> None:
+  """``release/``: a `fulltrain.write_bundle` file per SwiftNet row (the
+  architecture with its stem, the recipe with the first seed, what it
+  measured) and ``recipe.json`` for the baselines."""
+  rel = os.path.join(workdir, "release")
+  os.makedirs(rel, exist_ok=True)
+  recipe = dataclasses.replace(cfg.recipe, seed=cfg.seeds[0])
+  by_name = {r["name"]: r for r in rows}
+  keep = ("top1", "top1_std", "val_top1", "int8_top1", "macs", "params",
+          "density", "latency_ms", "latency_int8_ms", "seeds", "family",
+          "role", "searched_on", "source")
+  for c, _, _ in records:
+    if c.kind != "swiftnet":
+      continue
+    fulltrain.write_bundle(
+        os.path.join(rel, f"{c.name}.json"), c.arch, cfg.dataset, recipe,
+        {k: by_name[c.name][k] for k in keep})
+  io.write_json_atomic(os.path.join(rel, "recipe.json"),
+                       json.loads(json.dumps(dataclasses.asdict(recipe))))
 
 
 # --- command ------------------------------------------------------------------
@@ -496,8 +988,8 @@ def plot(out: Dict[str, Any], path: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", required=True,
-                      help="a compare config, e.g. "
-                      "experiments/configs/compare_digits.py")
+                      help="a compare config, e.g. experiments/configs/"
+                      "compare_fashion_mnist.py:runlocal")
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--no-progress", action="store_true")
   parser.epilog = ("Override config fields with --config.<field>=<value>, "
@@ -517,6 +1009,6 @@ def run(args: argparse.Namespace, rest) -> int:
   cfg = load(args.config, rest)
   out = run_compare(cfg, args.workdir, progress=not args.no_progress)
   print(markdown(out), end="")
-  print(f"wrote {os.path.join(args.workdir, 'comparison.md')} (.csv, "
-        ".json, .png)")
+  print(f"wrote {os.path.join(args.workdir, 'results.md')} (.csv, .json, "
+        "pareto.png, curves.png, release/)")
   return 0

@@ -258,8 +258,11 @@ def _check_same_run(sub: str, spec: arch_lib.ArchSpec,
   old = io.read_json(os.path.join(sub, "config.json"), ExperimentError)
   want = fulltrain.adapt_spec(spec, num_classes=spec.num_classes,
                               stem=recipe.stem).to_dict()
-  if old.get("arch") != json.loads(json.dumps(want)) or old.get(
-      "recipe") != json.loads(json.dumps(dataclasses.asdict(recipe))):
+  old_recipe = old.get("recipe")
+  if isinstance(old_recipe, dict):
+    old_recipe = fulltrain.with_recipe_defaults(old_recipe)
+  if old.get("arch") != json.loads(json.dumps(want)) or old_recipe != \
+      json.loads(json.dumps(dataclasses.asdict(recipe))):
     raise ExperimentError(
         f"--workdir: {sub} holds a network trained for another config "
         "(architecture or recipe differ, e.g. prune_mode, search or recipe "

@@ -22,6 +22,17 @@ TensorBoard events, orbax checkpoints (resumed at the last finished epoch),
 and at the end `final/` (variables for `gram-jax export`), `arch.json` (or
 `model.json` for a baseline) and `result.json`. ``recipe.stem`` applies to
 SwiftNet architectures only: the baselines have their own stride-2 stem.
+
+Every dataset but ImageNet is held in memory, where ``recipe.augment``
+(crop after ``augment_pad`` pixels of padding, and flip) is applied per
+batch, and ``recipe.val_examples`` training images can be held out as a
+validation split (seeded by ``recipe.split_seed``). With one, each epoch
+records the validation accuracy and the training accuracy on a fixed
+unaugmented subset, and the test split is evaluated only once, at the end.
+``--recipe-file`` reads the recipe from a JSON object of its fields, and
+``--arch`` also takes a bundle (`write_bundle`: architecture, dataset and
+recipe in one file, as `gram-jax compare` releases them), so that one
+command retrains a compared row.
 """
 
 from __future__ import annotations
@@ -66,13 +77,38 @@ class Recipe:
   decay_epochs: float = 2.0      # "exponential": every this many epochs
   weight_decay: float = 0.0      # coupled L2 on kernels
   augment: str = "none"
+  augment_pad: int = 4           # "crop_flip": padding (pixels) before the crop
   input_size: int = 0            # 0: the dataset's native size
   stem: Tuple[str, ...] = ()     # convs added before the model ("conv3x3_32/2")
   eval_every: int = 1
   seed: int = 0
-  max_examples: int = 0          # cap on training examples (0: all)
+  max_examples: int = 0          # cap on training and test examples (0: all)
+  val_examples: int = 0          # held out of the training split (0: none)
+  train_examples: int = 0        # seeded subset of the rest (0: all of it)
+  split_seed: int = -1           # seed of the held-out splits (-1: `seed`)
 
   def __post_init__(self):
+    # Values come from JSON and config files too: check the types first, so
+    # that a string epoch count is one line naming the field, not a
+    # TypeError from a comparison below.
+    for f in dataclasses.fields(self):
+      value, default = getattr(self, f.name), f.default
+      if isinstance(default, tuple):
+        ok = isinstance(value, (tuple, list)) and all(
+            isinstance(v, str) for v in value)
+        want = "a list of strings"
+      elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+        want = "a number"
+      elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "an integer"
+      else:
+        ok, want = isinstance(value, str), "a string"
+      if not ok:
+        raise GramJaxError(f"recipe.{f.name}: {value!r} is not allowed; "
+                           f"allowed: {want}")
     object.__setattr__(self, "stem", tuple(self.stem))
     checks = [
         ("epochs", self.epochs >= 1, ">= 1"),
@@ -85,10 +121,14 @@ class Recipe:
         ("decay_epochs", self.decay_epochs > 0, "> 0"),
         ("weight_decay", self.weight_decay >= 0, ">= 0"),
         ("augment", self.augment in AUGMENTS, ", ".join(AUGMENTS)),
+        ("augment_pad", self.augment_pad >= 0, ">= 0"),
         ("input_size", self.input_size >= 0, ">= 0"),
         ("eval_every", self.eval_every >= 1, ">= 1"),
         ("seed", self.seed >= 0, ">= 0"),
         ("max_examples", self.max_examples >= 0, ">= 0"),
+        ("val_examples", self.val_examples >= 0, ">= 0"),
+        ("train_examples", self.train_examples >= 0, ">= 0"),
+        ("split_seed", self.split_seed >= -1, ">= 0, or -1 for `seed`"),
     ]
     for field, ok, allowed in checks:
       if not ok:
@@ -114,9 +154,12 @@ for _name in ("mnist", "fashion_mnist", "svhn_cropped"):
                                        augment="none")
 
 
-def recipe_for(dataset: str, overrides=()) -> Recipe:
-  """The default recipe of `dataset` with ``--recipe.<field>=<v>`` applied."""
-  base = dataclasses.asdict(RECIPES.get(dataset, Recipe()))
+def recipe_for(dataset: str, overrides=(), *,
+               base: Optional[Recipe] = None) -> Recipe:
+  """The default recipe of `dataset` (or `base`) with
+  ``--recipe.<field>=<v>`` applied."""
+  base = dataclasses.asdict(base if base is not None
+                            else RECIPES.get(dataset, Recipe()))
   types = {f.name: f.type for f in dataclasses.fields(Recipe)}
   for item in overrides:
     if not item.startswith("--recipe.") or "=" not in item:
@@ -126,7 +169,9 @@ def recipe_for(dataset: str, overrides=()) -> Recipe:
     if key not in base:
       raise GramJaxError(f"recipe.{key}: unknown field; allowed: "
                          f"{', '.join(sorted(base))}")
-    current = base[key]
+    # The type of the field's default: a recipe read from JSON may hold
+    # 2 where the field is a float.
+    current = getattr(Recipe(), key)
     try:
       if isinstance(current, tuple):
         base[key] = tuple(s for s in text.split(",") if s)
@@ -138,6 +183,64 @@ def recipe_for(dataset: str, overrides=()) -> Recipe:
       raise GramJaxError(f"recipe.{key}: {text!r} is not allowed; allowed: "
                          f"{types[key]}") from None
   return Recipe(**base)
+
+
+BUNDLE_FORMAT = "gram_jax.TrainBundle"
+
+
+def with_recipe_defaults(d: Dict[str, Any]) -> Dict[str, Any]:
+  """A recipe as recorded in a workdir's config.json, with the fields it
+  lacks at their defaults: a run written before a field existed ran with
+  the default, so it still resumes (and compares equal)."""
+  defaults = json.loads(json.dumps(dataclasses.asdict(Recipe())))
+  return {**{k: v for k, v in defaults.items() if k not in d}, **d}
+
+
+def recipe_from_dict(d: Any, where: str = "recipe") -> Recipe:
+  """A `Recipe` from a JSON object of its fields (all optional)."""
+  if not isinstance(d, dict):
+    raise GramJaxError(f"{where}: expected an object of recipe fields")
+  names = {f.name for f in dataclasses.fields(Recipe)}
+  unknown = sorted(set(d) - names)
+  if unknown:
+    raise GramJaxError(f"{where}.{unknown[0]}: unknown field; allowed: "
+                       f"{', '.join(sorted(names))}")
+  try:
+    return Recipe(**d)
+  except GramJaxError as e:
+    raise GramJaxError(str(e).replace("recipe.", f"{where}.", 1)) from None
+
+
+def write_bundle(path: str, spec: arch_lib.ArchSpec, dataset: str,
+                 recipe: Recipe, measured: Optional[Dict[str, Any]] = None
+                 ) -> None:
+  """One JSON file that `gram-jax train --arch <path>` retrains exactly.
+
+  Holds the (already adapted) architecture, the dataset, the recipe and,
+  for the reader, what the run that wrote it measured.
+  """
+  io.write_json_atomic(path, {
+      "format": BUNDLE_FORMAT, "version": 1, "dataset": dataset,
+      "recipe": json.loads(json.dumps(dataclasses.asdict(recipe))),
+      "arch": spec.to_dict(), "measured": measured or {}})
+
+
+def load_arch_file(path: str):
+  """``(spec, recipe or None, dataset or None)`` of an arch.json or of a
+  bundle written by `write_bundle`."""
+  d = io.read_json(path, arch_lib.SpecError)
+  if isinstance(d, dict) and d.get("format") == BUNDLE_FORMAT:
+    if d.get("version") != 1:
+      raise arch_lib.SpecError(f"{path}.version: expected 1, got "
+                               f"{d.get('version')!r}")
+    dataset = d.get("dataset")
+    if dataset not in data_lib.DATASETS:
+      raise arch_lib.SpecError(f"{path}.dataset: {dataset!r} is not "
+                               f"allowed; allowed: "
+                               f"{', '.join(data_lib.DATASETS)}")
+    spec = arch_lib.ArchSpec.from_dict(d.get("arch"), where=f"{path}.arch")
+    return spec, recipe_from_dict(d.get("recipe"), f"{path}.recipe"), dataset
+  return arch_lib.ArchSpec.from_dict(d, where=path), None, None
 
 
 def adapt_spec(spec: arch_lib.ArchSpec, *, num_classes: int,
@@ -168,24 +271,84 @@ def schedule_fn(recipe: Recipe, steps_per_epoch: int):
   return lr
 
 
+def crop_flip(x: np.ndarray, rng: np.random.Generator, pad: int,
+              fill: np.ndarray) -> np.ndarray:
+  """Random crop after `pad` pixels of padding, and random horizontal flip.
+
+  The in-memory form of `data.tfds_pipeline`'s ``crop_flip``: every image
+  of the batch ``x: f32[N, H, W, C]`` gets its own offset and flip. The
+  padding is `fill` (per channel): the images are already standardised, and
+  the darkest training value stands for the black border the TFDS pipeline
+  pads before standardising.
+  """
+  n, h, w, _ = x.shape
+  if pad:
+    padded = np.empty((n, h + 2 * pad, w + 2 * pad, x.shape[3]), x.dtype)
+    padded[...] = fill
+    padded[:, pad:pad + h, pad:pad + w] = x
+    oy = rng.integers(0, 2 * pad + 1, n)
+    ox = rng.integers(0, 2 * pad + 1, n)
+    rows = (oy[:, None] + np.arange(h))[:, :, None]
+    cols = (ox[:, None] + np.arange(w))[:, None, :]
+    x = padded[np.arange(n)[:, None, None], rows, cols]
+  else:
+    x = x.copy()
+  flip = rng.random(n) < 0.5
+  x[flip] = x[flip, :, ::-1]
+  return x
+
+
 class _Data:
-  """Training batches and the evaluation split, in memory or from TFDS."""
+  """Training batches and the evaluation splits, in memory or from TFDS.
+
+  Every dataset but ``imagenet2012`` is held in memory (`data.load`). There,
+  ``recipe.val_examples`` images are held out of the training split as the
+  validation split, and ``recipe.train_examples`` (if set) of the rest are
+  trained on, both drawn with ``recipe.split_seed``: with a fixed split
+  seed every model and training seed sees the same three splits.
+  ``train_eval`` is a fixed, unaugmented subset of the training images (as
+  many as the validation split) on which the training accuracy is measured.
+  """
 
   def __init__(self, name: str, recipe: Recipe, data_dir: Optional[str]):
     self.name, self.recipe, self.data_dir = name, recipe, data_dir
     size = recipe.input_size or None
-    # IDX files found offline (fashion_mnist, mnist) fit in memory.
-    idx = (name in data_lib.IDX_ENV_VARS
-           and data_lib.find_idx_dir(name, data_dir) is not None)
-    if name == "digits" or name not in RECIPES or recipe.max_examples or idx:
+    self.val = self.train_eval = None
+    split_seed = recipe.seed if recipe.split_seed < 0 else recipe.split_seed
+    if name != "imagenet2012" or recipe.max_examples:
       ds = data_lib.load(name, data_dir=data_dir, image_size=size,
                          max_examples=recipe.max_examples or None,
-                         seed=recipe.seed)
+                         seed=split_seed)
       self.memory = ds
       self.image_shape = tuple(int(d) for d in ds.image_shape)
       self.num_classes = ds.num_classes
-      self.train_size = len(ds.x_train)
+      x, y = ds.x_train, ds.y_train
+      if recipe.val_examples or recipe.train_examples:
+        need = recipe.val_examples + max(recipe.train_examples,
+                                         recipe.batch_size)
+        if need > len(x):
+          raise GramJaxError(
+              f"recipe.val_examples: {recipe.val_examples} validation + "
+              f"{max(recipe.train_examples, recipe.batch_size)} training "
+              f"images need {need}, the training split has {len(x)}")
+        order = np.random.default_rng(split_seed).permutation(len(x))
+        held, rest = order[:recipe.val_examples], order[recipe.val_examples:]
+        if recipe.train_examples:
+          rest = rest[:recipe.train_examples]
+        if recipe.val_examples:
+          self.val = (x[held], y[held])
+          k = min(len(rest), recipe.val_examples)
+          self.train_eval = (x[rest[:k]], y[rest[:k]])
+        x, y = x[rest], y[rest]
+      self.x_train, self.y_train = x, y
+      # Darkest value per channel: the padding colour of `crop_flip`.
+      self.fill = x.min(axis=(0, 1, 2))
+      self.train_size = len(x)
     else:
+      if recipe.val_examples or recipe.train_examples:
+        raise GramJaxError("recipe.val_examples: held-out splits need the "
+                           f"dataset in memory; {name} is streamed from "
+                           "TFDS (allowed: 0)")
       self.memory = None
       shape, self.num_classes = data_lib.info(name)
       if size:
@@ -210,8 +373,14 @@ class _Data:
   def train_epoch(self, epoch: int) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     seed = self.recipe.seed * 100003 + epoch
     if self.memory is not None:
-      yield from data_lib.batches(self.memory.x_train, self.memory.y_train,
-                                  self.recipe.batch_size, seed=seed)
+      # Its own stream: the batch order stays what it was without
+      # augmentation.
+      rng = np.random.default_rng([seed, 1])
+      for x, y in data_lib.batches(self.x_train, self.y_train,
+                                   self.recipe.batch_size, seed=seed):
+        if self.recipe.augment == "crop_flip":
+          x = crop_flip(x, rng, self.recipe.augment_pad, self.fill)
+        yield x, y
       return
     ds = data_lib.tfds_pipeline(
         self.name, "train", batch_size=self.recipe.batch_size,
@@ -220,16 +389,29 @@ class _Data:
     for x, y in ds.take(self.steps).as_numpy_iterator():
       yield x, y
 
-  def eval_batches(self, batch_size: int):
+  def eval_batches(self, batch_size: int, split: str = "test"):
+    """``(x, y, weight)`` batches of `batch_size` (in memory: the last one
+    padded, weight 0 on the padding, so one compiled program serves every
+    split)."""
     if self.memory is not None:
-      yield from data_lib.batches(self.memory.x_test, self.memory.y_test,
-                                  batch_size, seed=None, drop_remainder=False)
+      x, y = {"test": (self.memory.x_test, self.memory.y_test),
+              "val": self.val, "train": self.train_eval}[split]
+      for idx, weight in train_lib.padded_chunks(len(y), batch_size):
+        yield x[idx], y[idx], weight
       return
     split = "validation" if self.name == "imagenet2012" else "test"
     ds = data_lib.tfds_pipeline(
         self.name, split, batch_size=batch_size, data_dir=self.data_dir,
         image_size=self.recipe.input_size or None, train=False)
-    yield from ds.as_numpy_iterator()
+    for x, y in ds.as_numpy_iterator():
+      yield x, y, np.ones(len(y), np.float32)
+
+
+def splits(dataset: str, recipe: Recipe, data_dir: Optional[str] = None
+           ) -> "_Data":
+  """The training, validation and test images a run with `recipe` sees
+  (``x_train``, ``val``, ``memory.x_test``; see `_Data`)."""
+  return _Data(dataset, recipe, data_dir)
 
 
 class _Network(NamedTuple):
@@ -303,6 +485,8 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
   if os.path.exists(cfg_path):
     with open(cfg_path) as f:
       old = json.load(f)
+    if isinstance(old.get("recipe"), dict):
+      old["recipe"] = with_recipe_defaults(old["recipe"])
     if old != run_cfg:
       from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
       d = diff(old, run_cfg) or ("?", None, None)
@@ -339,13 +523,14 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
   io.write_jsonl_atomic(metrics_path, history)
   writer = _tensorboard(os.path.join(workdir, "tensorboard"))
 
-  def run_eval(variables):
+  def run_eval(variables, split="test"):
     correct = top5 = loss = 0.0
     n = 0
-    for x, y in data.eval_batches(500):
+    for x, y, w in data.eval_batches(500, split):
       c, c5, l = evaluate(variables, jnp.asarray(x), jnp.asarray(y, jnp.int32),
-                          jnp.ones(len(y), jnp.float32))
-      correct, top5, loss, n = correct + c, top5 + c5, loss + l, n + len(y)
+                          jnp.asarray(w, jnp.float32))
+      correct, top5, loss, n = (correct + c, top5 + c5, loss + l,
+                                n + float(np.sum(w)))
     return float(correct) / n, float(top5) / n, float(loss) / n
 
   end = recipe.epochs if stop_after_epochs is None else min(
@@ -370,7 +555,14 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
       rec = {"epoch": epoch + 1, "train_loss": train_loss,
              "seconds": time.perf_counter() - t0}
       if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
-        rec["top1"], rec["top5"], rec["test_loss"] = run_eval(variables)
+        if data.val is not None:
+          # With a validation split the test split is not looked at during
+          # training: it is evaluated once, after the last epoch.
+          rec["val_top1"], _, rec["val_loss"] = run_eval(variables, "val")
+          rec["train_top1"], _, rec["train_eval_loss"] = run_eval(
+              variables, "train")
+        else:
+          rec["top1"], rec["top5"], rec["test_loss"] = run_eval(variables)
       out.write(json.dumps(rec) + "\n")
       out.flush()
       history.append(rec)
@@ -379,8 +571,8 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
       manager.save(epoch + 1, args=ocp.args.StandardSave(
           {"variables": variables, "opt_state": opt_state}))
       if bar is not None:
-        bar.set_postfix(loss=f"{train_loss:.3f}",
-                        top1=f"{rec.get('top1', float('nan')):.4f}",
+        shown = rec.get("top1", rec.get("val_top1", float("nan")))
+        bar.set_postfix(loss=f"{train_loss:.3f}", top1=f"{shown:.4f}",
                         refresh=False)
         bar.update(1)
   manager.wait_until_finished()
@@ -390,6 +582,11 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
   if end < recipe.epochs:
     return {"complete": False, "epoch": end}
   top1, top5, test_loss = run_eval(variables)
+  held = {}
+  if data.val is not None:
+    held["val_top1"] = run_eval(variables, "val")[0]
+    held["train_top1"] = run_eval(variables, "train")[0]
+    held["val_examples"] = len(data.val[1])
   c = network.cost(data.image_shape)
   final = os.path.join(workdir, "final")
   if not os.path.exists(final):
@@ -400,6 +597,7 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
             "params": c.params,
             "accuracy_density": cost_lib.accuracy_density(100 * top1, c.macs),
             "input_shape": list(data.image_shape), "epochs": recipe.epochs,
+            "train_examples": data.train_size, **held,
             **described, "variables": final}
   io.write_json_atomic(os.path.join(workdir, "result.json"), result)
   return result
@@ -432,10 +630,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--resolution", type=int, default=None,
                       help="input size (images resized to it); the same as "
                       "--recipe.input_size")
-  parser.add_argument("--dataset", default="digits",
-                      choices=data_lib.DATASETS)
+  parser.add_argument("--dataset", default=None, choices=data_lib.DATASETS,
+                      help="default: the dataset of an --arch bundle, else "
+                      "digits")
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--data-dir", default=None)
+  parser.add_argument("--recipe-file", default=None,
+                      help="a JSON object of recipe fields (e.g. a gram-jax "
+                      "compare release/recipe.json) in place of the "
+                      "dataset's default recipe")
   parser.add_argument("--upscale", type=float, default=1.0,
                       help="node-wise channel up-scaling factor [SN §3.3]")
   parser.add_argument("--no-progress", action="store_true")
@@ -465,7 +668,22 @@ def run(args: argparse.Namespace, rest) -> int:
     if len(given) > 1:
       raise GramJaxError("--resolution: conflicts with "
                          "--recipe.input_size; give one")
-  recipe = recipe_for(args.dataset, rest)
+  spec = base = None
+  if args.arch:
+    # A bundle (gram-jax compare's release files) brings its recipe and
+    # dataset: the command alone retrains the row it came from.
+    spec, base, bundle_dataset = load_arch_file(args.arch)
+    if args.dataset is None:
+      args.dataset = bundle_dataset
+  if args.dataset is None:
+    args.dataset = "digits"
+  if args.recipe_file:
+    if base is not None:
+      raise GramJaxError("--recipe-file: --arch is a bundle that brings its "
+                         "own recipe; give one of them")
+    base = recipe_from_dict(io.read_json(args.recipe_file),
+                            args.recipe_file)
+  recipe = recipe_for(args.dataset, rest, base=base)
   if args.model:
     result = run_model_training(
         args.model, args.dataset, args.workdir, recipe=recipe,
@@ -473,7 +691,6 @@ def run(args: argparse.Namespace, rest) -> int:
         data_dir=args.data_dir, progress=not args.no_progress,
         stop_after_epochs=args.stop_after_epochs)
   else:
-    spec = arch_lib.ArchSpec.load(args.arch)
     if args.upscale != 1.0:
       spec = arch_lib.upscale(spec, args.upscale)
     result = run_training(spec, args.dataset, args.workdir, recipe=recipe,

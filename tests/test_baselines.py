@@ -1,6 +1,6 @@
 """Baselines in the pipeline: FBNet definitions against the published
-figures, the model registry, `gram-jax train/export/latency --model` and
-`gram-jax compare` end to end."""
+figures, the model registry and `gram-jax train/export/latency --model`
+(`gram-jax compare` is tested in test_compare.py)."""
 
 import json
 import math
@@ -11,22 +11,15 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gram_jax import arch
 from gram_jax import cli
-from gram_jax import compare
-from gram_jax import metagraph as mg
 from gram_jax.errors import GramJaxError
 from gram_jax.models import fbnet as fb
 from gram_jax.models import mobile
 from gram_jax.models import registry
 from gram_jax.models.mobilenet_v2 import MobileNetV2, mobilenet_v2_cost
-from gram_jax.space import SearchSpace
 from helpers import free_linear
 
 import flax.linen as nn
-
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "experiments",
-                       "configs")
 
 # FBNet paper [Wu et al. 2019], Table 2 (FBNet-A/B/C at 224: FLOPs, i.e.
 # multiply-adds, and parameters) and Table 3 (FBNet-96-0.35-1: 12.9M, no
@@ -179,129 +172,3 @@ def test_train_and_export_arguments(tmp_path, capsys):
   assert cli.main(["export", "--model", "mbconv_tiny", "--width", "x",
                    "--params", wd, "--out", "m.tflite"]) == 2
   assert "--width" in capsys.readouterr().err
-
-
-def _rows():
-  def row(name, kind, top1, macs, ms):
-    return {"name": name, "kind": kind, "top1": top1, "macs": macs,
-            "density": top1 / (macs / 1e6), "latency_ms": ms}
-  return [row("s1", "swiftnet", 90.0, 1e6, 1.0),
-          row("s2", "swiftnet", 80.0, 0.5e6, 0.5),
-          row("b_fast", "baseline", 89.2, 4e6, 2.0),
-          row("b_slow", "baseline", 90.9, 8e6, 4.0),
-          row("b_far", "baseline", 95.0, 2e6, 0.1)]
-
-
-def test_similar_accuracy_matching():
-  rows = compare.match_baselines(_rows(), 1.0)
-  s1, s2 = rows[0], rows[1]
-  # Both b_fast (-0.8) and b_slow (+0.9) are within 1 point; the fastest
-  # is the match. b_far is fast but 5 points away.
-  assert s1["similar_baseline"] == "b_fast"
-  assert s1["latency_ratio"] == pytest.approx(2.0)
-  assert s1["density_ratio"] == pytest.approx(90.0 / (89.2 / 4))
-  assert s2["similar_baseline"] is None and s2["latency_ratio"] is None
-  assert all(r["latency_ratio"] is None for r in rows[2:])
-  assert compare.match_baselines(_rows(), 0.5)[0]["similar_baseline"] is None
-  summary = compare.summarise(rows)
-  assert summary["best_swiftnet_density"]["name"] == "s2"
-  assert summary["best_baseline_density"]["name"] == "b_far"
-  assert summary["density_ratio_best"] == pytest.approx(160.0 / 47.5)
-  assert summary["latency_ratio_best"]["ratio"] == pytest.approx(2.0)
-
-
-@pytest.fixture
-def arch_file(tmp_path):
-  space = SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=3,
-                      width=0.25)
-  g = mg.init(space, jax.random.key(0), init_weight=0.8)
-  spec = arch.from_masks(space, g.ops, mg.sample(g, jax.random.key(1)),
-                         num_classes=10)
-  path = str(tmp_path / "tiny.json")
-  spec.save(path)
-  return path
-
-
-def _config(arch_file, **over):
-  d = {"dataset": "digits", "data_dir": "",
-       "recipe": {"epochs": 1, "batch_size": 128, "max_examples": 256},
-       "swiftnet": {"archs": [arch_file]},
-       "baselines": ["mbconv_tiny@1.0"],
-       "latency": {"threads": 1, "runs": 3, "warmup": 1},
-       "similar_points": 100.0}
-  d.update(over)
-  return d
-
-
-def test_compare_config_errors(tmp_path, arch_file):
-  bad = [({"baselines": ["resnet@1"]}, "config.baselines\\[0\\]: model"),
-         ({"baselines": ["mbconv_tiny@x"]}, "width 'x' is not a number"),
-         ({"baselines": []}, "config.baselines: empty"),
-         ({"swiftnet": {}}, "no SwiftNet candidate"),
-         ({"swiftnet": {"search_workdir": str(tmp_path)}},
-          "holds no metagraph.json"),
-         ({"recipe": {"epochs": 0}}, "recipe.epochs"),
-         ({"recipe": {"bogus": 1}}, "config.recipe.bogus: unknown"),
-         ({"latency": {"runs": 0}}, "config.latency.runs"),
-         ({"similar_points": -1}, "similar_points"),
-         ({"extra": 1}, "config.extra: unknown field"),
-         ({"baselines": ["mbconv_tiny", "mbconv_tiny@1"]}, "named")]
-  for over, msg in bad:
-    with pytest.raises(GramJaxError, match=msg):
-      compare.parse_config(_config(arch_file, **over))
-
-
-def test_compare_configs_load():
-  from gram_jax.search import config as config_lib
-  for name in ("compare_digits", "compare_cifar10", "compare_imagenet"):
-    path = os.path.join(CONFIGS, f"{name}.py")
-    d = config_lib._plain(config_lib.load_config_file(path).to_dict())
-    assert d["baselines"] and d["swiftnet"]["prune_levels"]
-    assert "gram-jax compare" in open(path).read()
-    # Everything but the search workdir (absent here) validates.
-    d["swiftnet"] = {"archs": [os.path.join(os.path.dirname(__file__),
-                                            "..", "experiments", "configs",
-                                            "compare_digits.py")]}
-    with pytest.raises(GramJaxError):  # not an arch.json
-      compare.parse_config(d)
-
-
-def test_compare_end_to_end_and_resume(tmp_path, arch_file, capsys):
-  cfg_path = tmp_path / "cfg.py"
-  cfg_path.write_text(
-      "import ml_collections\n"
-      "def get_config():\n"
-      f"  return ml_collections.ConfigDict({_config(arch_file)!r})\n")
-  wd = str(tmp_path / "cmp")
-  args = ["compare", "--config", str(cfg_path), "--workdir", wd,
-          "--no-progress"]
-  assert cli.main(args) == 0
-  out = json.load(open(os.path.join(wd, "comparison.json")))
-  names = [r["name"] for r in out["rows"]]
-  assert names == ["swiftnet-tiny", "mbconv_tiny-1"]
-  for r in out["rows"]:
-    assert 0 <= r["top1"] <= 100 and r["macs"] > 0 and r["latency_ms"] > 0
-    assert r["tflite_max_abs_diff"] < 1e-4
-    assert r["density"] == pytest.approx(r["top1"] / (r["macs"] / 1e6))
-  sw = out["rows"][0]
-  # similar_points=100: the baseline always matches.
-  assert sw["similar_baseline"] == "mbconv_tiny-1"
-  assert sw["latency_ratio"] == pytest.approx(
-      out["rows"][1]["latency_ms"] / sw["latency_ms"])
-  for f in ("comparison.md", "comparison.csv", "comparison.png"):
-    assert os.path.getsize(os.path.join(wd, f)) > 0
-  assert "| swiftnet-tiny | swiftnet |" in open(
-      os.path.join(wd, "comparison.md")).read()
-  csv_head = open(os.path.join(wd, "comparison.csv")).readline()
-  assert csv_head.startswith("name,kind,top1,top5,macs,params,density")
-  # Resume: finished models are neither trained nor timed again.
-  stamp = os.path.getmtime(os.path.join(wd, "models", "mbconv_tiny-1",
-                                        "latency.json"))
-  capsys.readouterr()
-  assert cli.main(args) == 0
-  assert capsys.readouterr().out.count("finished before") == 2
-  assert os.path.getmtime(os.path.join(
-      wd, "models", "mbconv_tiny-1", "latency.json")) == stamp
-  # A different recipe on the same workdir is refused, naming the field.
-  assert cli.main(args + ["--config.recipe.epochs=2"]) == 2
-  assert "recipe.epochs" in capsys.readouterr().err
