@@ -1,7 +1,7 @@
 """How much of a proxy reward is the candidate, and how much is chance?
 
   python benchmarks/proxy_noise.py --workdir runs/ablation_fmnist/search/random_seed0 \
-      [--candidates 8] [--repeats 3]
+      [--candidates 8] [--repeats 3] [--config.train.schedule=cosine ...]
 
 Retrains `--candidates` logged candidates of a finished (or running) search
 `--repeats` times each, with fresh training keys, on the search's own proxy
@@ -9,6 +9,8 @@ split and recipe, and prints (JSON) the proxy accuracy's standard deviation
 within a candidate (training noise) and between candidates (the signal a
 search can use), and their ratio. A search can only tell candidates apart
 when the between-candidate spread is well above the within-candidate one.
+``--config.<field>=<value>`` changes the proxy (e.g. ``train.schedule``,
+``train.epochs``, ``proxy.num_train``) for the same candidates.
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ def main():
   p.add_argument("--workdir", required=True)
   p.add_argument("--candidates", type=int, default=8)
   p.add_argument("--repeats", type=int, default=3)
-  args = p.parse_args()
+  args, overrides = p.parse_known_args()
+  stored = json.load(open(os.path.join(args.workdir, loop.CONFIG)))
+  stored = config_lib.merge_defaults(config_lib.SearchConfig().to_dict(),
+                                     stored)
   cfg = config_lib.SearchConfig.from_dict(
-      json.load(open(os.path.join(args.workdir, loop.CONFIG))))
+      config_lib.apply_overrides(stored, overrides))
   records = [json.loads(l) for l in open(os.path.join(args.workdir,
                                                       loop.CANDIDATES))]
   shared = cfg.seed if cfg.search.shared_seed < 0 else cfg.search.shared_seed
@@ -48,7 +53,7 @@ def main():
       cfg.space, graph.ops, ds.num_classes, x_train=split.x_train,
       y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
       epochs=t.epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-      optimizer=t.optimizer, select=t.select)
+      optimizer=t.optimizer, select=t.select, schedule=t.schedule)
   picks = np.linspace(0, len(records) - 1, args.candidates).round().astype(int)
   accs = np.zeros((len(picks), args.repeats))
   for i, c in enumerate(picks):
@@ -62,7 +67,8 @@ def main():
   between = float(np.std(accs.mean(axis=1), ddof=1))
   # The candidate means still carry within-noise / sqrt(repeats).
   signal = float(np.sqrt(max(between ** 2 - within ** 2 / args.repeats, 0.0)))
-  print(json.dumps({"workdir": args.workdir, "candidates": len(picks),
+  print(json.dumps({"workdir": args.workdir, "overrides": overrides,
+                    "candidates": len(picks),
                     "repeats": args.repeats, "within_std": within,
                     "between_std": between, "signal_std": signal,
                     "signal_to_noise": signal / within if within else None,

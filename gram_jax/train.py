@@ -113,6 +113,9 @@ def data_rng(key: jax.Array) -> np.random.Generator:
   return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
 
 
+PROXY_SCHEDULES = ("constant", "cosine")
+
+
 class ProxyResult(NamedTuple):
   accuracy: float      # validation accuracy in [0, 1]; 0 if diverged
   loss: float          # validation loss (nan if diverged)
@@ -135,6 +138,10 @@ class ProxyTrainer:
     weight_decay: coupled L2 (GRAM's search loss has none [SN Eq. 3]).
     select: ``"last"`` (accuracy after the last epoch) or ``"best"`` (best
       epoch; evaluates every epoch, as AutoShrink does).
+    schedule: ``"constant"`` learning rate (AutoShrink's proxy recipe) or
+      ``"cosine"`` decay to 0 over the candidate's training, which makes the
+      final accuracy depend less on where the last steps happened to land
+      (less proxy noise; `benchmarks/proxy_noise.py` measures it).
     eval_batch_size: batch size of validation.
 
   Calling ``trainer(masks, key)`` returns a `ProxyResult`. A candidate whose
@@ -146,12 +153,16 @@ class ProxyTrainer:
                x_train, y_train, x_val, y_val, epochs: int = 10,
                batch_size: int = 50, learning_rate: float = 4e-3,
                optimizer: str = "adam", weight_decay: float = 0.0,
-               select: str = "last", eval_batch_size: int = 500):
+               select: str = "last", eval_batch_size: int = 500,
+               schedule: str = "constant"):
     if select not in ("last", "best"):
       raise ValueError(f"select: {select!r} is not allowed; allowed: last, "
                        "best")
     if epochs < 1:
       raise ValueError(f"epochs: {epochs!r} is not allowed; allowed: >= 1")
+    if schedule not in PROXY_SCHEDULES:
+      raise ValueError(f"schedule: {schedule!r} is not allowed; allowed: "
+                       f"{', '.join(PROXY_SCHEDULES)}")
     if not 1 <= batch_size <= len(x_train):
       raise ValueError(f"batch_size: {batch_size!r} is not allowed; allowed: "
                        f"1 to the proxy training size {len(x_train)}")
@@ -163,7 +174,11 @@ class ProxyTrainer:
     self.x_val = jnp.asarray(x_val)
     self.y_val = jnp.asarray(y_val, jnp.int32)
     self.eval_batch_size = min(eval_batch_size, len(x_val))
-    tx = make_optimizer(optimizer, learning_rate)
+    lr = learning_rate
+    if schedule == "cosine":
+      lr = optax.cosine_decay_schedule(
+          learning_rate, max(1, epochs * (len(x_train) // batch_size)))
+    tx = make_optimizer(optimizer, lr)
     net = self.net
     sample_x = self.x_train[:batch_size]
 

@@ -11,6 +11,7 @@ from gram_jax import metagraph as mg
 from gram_jax import train
 from gram_jax.models import ExactNet, Supernet, init_candidate, static_ops
 from gram_jax.models import to_exact_variables
+from gram_jax.space import SearchSpace
 
 
 def _random_masks(graph, seed):
@@ -115,3 +116,37 @@ def test_reshaped_pool_equals_window_pool(mode, size):
   x = jax.random.normal(jax.random.key(0), (3,) + size + (4,))
   np.testing.assert_allclose(layers.pool_reshaped(x, mode),
                              layers.pool(x, mode), rtol=1e-6, atol=1e-6)
+
+
+def test_proxy_cosine_schedule_decays_to_zero():
+  """Under ``schedule="cosine"`` the last steps barely move the weights."""
+  tiny_space = SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=4,
+                           width=0.25)
+  graph = mg.init(tiny_space, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(40, 8, 8, 3)).astype(np.float32)
+  y = rng.integers(0, 4, size=40).astype(np.int32)
+  masks = _random_masks(graph, 0)
+  moves = {}
+  for schedule in train.PROXY_SCHEDULES:
+    trainer = train.ProxyTrainer(tiny_space, graph.ops, 4, x_train=x[:24],
+                                 y_train=y[:24], x_val=x[24:], y_val=y[24:],
+                                 epochs=2, batch_size=8, eval_batch_size=16,
+                                 schedule=schedule)
+    variables, opt_state = trainer._init(jax.random.key(1), masks)  # pylint: disable=protected-access
+    steps = 2 * trainer.steps_per_epoch
+    for s in range(steps):
+      idx = np.arange(8) + 8 * (s % 3)
+      before = jax.tree.map(np.asarray, variables)  # the step donates
+      variables, opt_state, _ = trainer._step(  # pylint: disable=protected-access
+          variables, opt_state, trainer.x_train, trainer.y_train, idx, masks)
+    leaves = zip(jax.tree.leaves(before["params"]),
+                 jax.tree.leaves(variables["params"]))
+    moves[schedule] = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
+                          for a, b in leaves)
+  # the last cosine step runs at lr(5/6 of the way) = 4e-3 * 0.067
+  assert moves["cosine"] < 0.2 * moves["constant"], moves
+  with pytest.raises(ValueError, match="schedule"):
+    train.ProxyTrainer(tiny_space, graph.ops, 4, x_train=x[:24],
+                       y_train=y[:24], x_val=x[24:], y_val=y[24:],
+                       schedule="linear")

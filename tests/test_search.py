@@ -85,6 +85,10 @@ def _files(workdir):
     ("--config.space.ops=conv3x3_32,pool", "config.space.ops: unknown op"),
     ("--config.dataset=cifar100", "config.dataset: 'cifar100' is not allowed"),
     ("--config.search.cost=flops", "config.search.cost: 'flops' is not"),
+    ("--config.train.schedule=linear",
+     "config.train.schedule: 'linear' is not allowed"),
+    ("--config.search.normalization=sum",
+     "config.search.normalization: 'sum' is not allowed"),
     ("--workers=3", "--workers: unknown argument"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, field):

@@ -207,7 +207,7 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
         y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
         epochs=t.epochs, batch_size=t.batch_size,
         learning_rate=t.learning_rate, optimizer=t.optimizer,
-        select=t.select)
+        select=t.select, schedule=t.schedule)
     mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
     mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None
     fn = batched.make_evaluator(trainer, mode, mesh=mesh)

@@ -57,7 +57,9 @@ class TrainSettings:
   learning_rate: float = 4e-3
   optimizer: str = "adam"
   select: str = "last"
+  schedule: str = "constant"      # learning rate over a candidate's training
   _checks = {"epochs": _rng(1), "batch_size": _rng(1),
+             "schedule": _one_of(train_lib.PROXY_SCHEDULES),
              "learning_rate": _rng(0, lo_open=True),
              "optimizer": _one_of(train_lib.OPTIMIZERS),
              "select": _one_of(("last", "best"))}

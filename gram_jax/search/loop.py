@@ -368,7 +368,8 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
       y_val=split.y_val, epochs=config.train.epochs,
       batch_size=config.train.batch_size,
       learning_rate=config.train.learning_rate,
-      optimizer=config.train.optimizer, select=config.train.select)
+      optimizer=config.train.optimizer, select=config.train.select,
+      schedule=config.train.schedule)
   evaluate = batched.make_evaluator(trainer, mode, mesh=mesh)
   sample, update = batched_steps(strategy)
   input_shape = tuple(int(d) for d in ds.image_shape)
