@@ -73,7 +73,8 @@ def main():
         graph = mg.MetaGraph(weights=w[i], ops=jnp.zeros(
             (SPACE.num_dags, SPACE.nodes), jnp.int32), space=SPACE)
         kept = np.asarray(mg.prune(graph, 1 - 4 / 28, mode="quantile"))
-        prec.append(float((kept & np.asarray(planted[i])).sum() / kept.sum()))
+        prec.append(float((kept & np.asarray(planted[i])).sum()
+                          / max(kept.sum(), 1)))   # nothing kept: 0
       row = {"rule": name, "iterations": t, "auc": float(np.mean(aucs)),
              "auc_min": float(np.min(aucs)), "precision": float(np.mean(prec)),
              "edges_late": float(np.asarray(edges)[:, -10:].mean()),

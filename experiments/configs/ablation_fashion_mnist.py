@@ -63,6 +63,7 @@ def get_config(arg=None):
   s.train.learning_rate = 4e-3
   s.train.optimizer = "adam"
   s.train.select = "last"
+  s.train.schedule = "constant"   # "cosine": half the proxy noise
   g = s.search = ml_collections.ConfigDict()
   g.iterations = 100 if runlocal else 300
   g.strategy = "gram"             # replaced by each of c.strategies
