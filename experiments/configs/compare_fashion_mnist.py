@@ -34,7 +34,8 @@ breaks it, naming the field):
     adaptation stem (two 3x3/2 convs, 16 channels: 28x28 -> 7x7, close to
     the 8x8 it was searched at, so its DAGs do not run at full resolution).
   Quantile pruning: the short (60-iteration) searches leave every edge
-  weight in about [0.85, 1], so absolute thresholds would keep whole DAGs.
+  weight (a sampling probability, 0.5 at the start) within about 0.15 of
+  0.5, so absolute thresholds would keep all edges or almost none.
   Channel scaling 0.5 as well as up-scaling: with the stem, a network of
   the quickstart space has 1.4-1.7 M MACs at 28x28 (measured on a short
   search's meta-graph), and x0.5 brings it near the paper's 0.86 M.
