@@ -23,8 +23,8 @@ import jax  # noqa: E402
 
 from gram_jax import data as data_lib  # noqa: E402
 from gram_jax import metagraph as mg  # noqa: E402
-from gram_jax import train as train_lib  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
+from gram_jax.search import loop  # noqa: E402
 
 QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
@@ -45,11 +45,7 @@ def main():
   t = cfg.train
   c0 = common.compilations()
   t0 = time.perf_counter()
-  trainer = train_lib.ProxyTrainer(
-      cfg.space, graph.ops, ds.num_classes, x_train=split.x_train,
-      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-      epochs=t.epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-      optimizer=t.optimizer, select=t.select)
+  trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   times, accs = [], []
   for i in range(args.candidates + 1):
     masks = mg.sample(graph, jax.random.key(100 + i))

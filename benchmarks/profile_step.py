@@ -44,8 +44,8 @@ from jax._src.profiler import ProfileData  # noqa: E402  pylint: disable=protect
 
 from gram_jax import data as data_lib  # noqa: E402
 from gram_jax import metagraph as mg  # noqa: E402
-from gram_jax import train as train_lib  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
+from gram_jax.search import loop  # noqa: E402
 
 QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
@@ -116,11 +116,7 @@ def main():
   graph = mg.init(cfg.space, jax.random.fold_in(jax.random.key(cfg.seed), 0),
                   init_weight=cfg.search.init_weight)
   t = cfg.train
-  trainer = train_lib.ProxyTrainer(
-      cfg.space, graph.ops, ds.num_classes, x_train=split.x_train,
-      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-      epochs=t.epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-      optimizer=t.optimizer, select=t.select)
+  trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   masks = mg.sample(graph, jax.random.key(args.seed))
   variables, opt_state = trainer._init(jax.random.key(0), masks)  # pylint: disable=protected-access
   idx = np.arange(t.batch_size)

@@ -24,7 +24,6 @@ import numpy as np
 
 from gram_jax import data as data_lib
 from gram_jax import metagraph as mg
-from gram_jax import train as train_lib
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
@@ -48,12 +47,7 @@ def main():
                                num_val=cfg.proxy.num_val,
                                per_class=cfg.proxy.per_class)
   graph = mg.init(cfg.space, jax.random.fold_in(jax.random.key(shared), 0))
-  t = cfg.train
-  trainer = train_lib.ProxyTrainer(
-      cfg.space, graph.ops, ds.num_classes, x_train=split.x_train,
-      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-      epochs=t.epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-      optimizer=t.optimizer, select=t.select, schedule=t.schedule)
+  trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   picks = np.linspace(0, len(records) - 1, args.candidates).round().astype(int)
   accs = np.zeros((len(picks), args.repeats))
   for i, c in enumerate(picks):

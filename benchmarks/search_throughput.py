@@ -38,7 +38,6 @@ import numpy as np  # noqa: E402
 from gram_jax import arch as arch_lib  # noqa: E402
 from gram_jax import cost as cost_lib  # noqa: E402
 from gram_jax import data as data_lib  # noqa: E402
-from gram_jax import train as train_lib  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
@@ -49,11 +48,7 @@ QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
 def _flops_per_candidate(cfg, ops, split, num_classes):
   """XLA's FLOP count of one candidate's training and validation."""
   t = cfg.train
-  trainer = train_lib.ProxyTrainer(
-      cfg.space, ops, num_classes, x_train=split.x_train,
-      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-      epochs=t.epochs, batch_size=t.batch_size, learning_rate=t.learning_rate,
-      optimizer=t.optimizer, select=t.select)
+  trainer = loop.proxy_trainer(cfg, ops, num_classes, split)
   masks = jnp.ones((cfg.space.num_dags, cfg.space.nodes, cfg.space.nodes),
                    bool)
   variables, opt_state = trainer._init(jax.random.key(0), masks)  # pylint: disable=protected-access

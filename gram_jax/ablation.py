@@ -45,6 +45,7 @@ import numpy as np
 from gram_jax import arch as arch_lib
 from gram_jax import cost as cost_lib
 from gram_jax import derive
+from gram_jax import experiment
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
@@ -96,15 +97,7 @@ def _number(d, key, ok, allowed):
 
 def from_dict(d: Dict[str, Any]) -> Ablation:
   """Validates a plain dict (a config file's ``get_config().to_dict()``)."""
-  if not isinstance(d, dict):
-    raise AblationError("config: expected a group of fields")
-  unknown = sorted(set(d) - set(FIELDS))
-  if unknown:
-    raise AblationError(f"config.{unknown[0]}: unknown field; allowed: "
-                        f"{', '.join(FIELDS)}")
-  missing = [k for k in FIELDS if k not in d]
-  if missing:
-    raise AblationError(f"config.{missing[0]}: missing field")
+  config_lib.check_fields(d, FIELDS, AblationError)
   try:
     search = config_lib.SearchConfig.from_dict(d["search"])
   except GramJaxError as e:
@@ -153,10 +146,7 @@ def from_dict(d: Dict[str, Any]) -> Ablation:
 
 
 def resolve(path: str, overrides: Sequence[str]) -> Ablation:
-  raw = config_lib.load_config_file(path)
-  d = config_lib._plain(raw.to_dict() if hasattr(raw, "to_dict")  # pylint: disable=protected-access
-                        else dict(raw))
-  return from_dict(config_lib.apply_overrides(d, list(overrides)))
+  return from_dict(config_lib.load_overridden(path, overrides))
 
 
 def search_config(abl: Ablation, strategy: str,
@@ -178,7 +168,7 @@ def replay_weights(config: config_lib.SearchConfig,
   s = config.search
   shared = config.seed if s.shared_seed < 0 else s.shared_seed
   key = jax.random.fold_in(jax.random.key(shared), 0)
-  strategy = loop._strategy(s)  # pylint: disable=protected-access
+  strategy = loop.make_strategy(s)
   state = strategy.init(mg.init(config.space, key, init_weight=s.init_weight),
                         key)
   n = config.space.nodes
@@ -226,11 +216,6 @@ def pruned(graph: mg.MetaGraph, max_macs: float, *, mode: str, step: float,
                         num_classes=num_classes, mode=mode)
   chosen = derive.select(rows, max_macs=max_macs)
   return chosen["spec"], chosen["level"]
-
-
-def _host_latency(result: Dict[str, Any], threads: int) -> float:
-  from gram_jax import experiment  # pylint: disable=import-outside-toplevel
-  return experiment.host_latency(result, threads)
 
 
 def run_ablation(abl: Ablation, workdir: str, *, progress: bool = True,
@@ -296,7 +281,8 @@ def run_ablation(abl: Ablation, workdir: str, *, progress: bool = True,
         out["train_seconds"] = round(time.time() - t0, 1)
         out["arch_json"] = spec.to_dict()
         if abl.measure_latency:
-          out["latency_ms"] = _host_latency(out, abl.latency_threads)
+          out["latency_ms"] = experiment.host_latency(out,
+                                                      abl.latency_threads)
         io.write_json_atomic(done, out)
       rows.append({"strategy": strategy, "kind": kind, "seed": seed,
                    "top1": 100 * out["top1"], "macs": out["macs"],

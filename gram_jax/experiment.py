@@ -84,13 +84,7 @@ def _list(d, key, typ, check, allowed):
 
 def from_dict(d: Dict[str, Any]) -> Experiment:
   """Validates a plain dict (a config file's ``get_config().to_dict()``)."""
-  unknown = sorted(set(d) - set(FIELDS))
-  if unknown:
-    raise ExperimentError(f"config.{unknown[0]}: unknown field; allowed: "
-                          f"{', '.join(FIELDS)}")
-  missing = [k for k in FIELDS if k not in d]
-  if missing:
-    raise ExperimentError(f"config.{missing[0]}: missing field")
+  config_lib.check_fields(d, FIELDS, ExperimentError)
   from_workdir = d["from_workdir"]
   if not isinstance(from_workdir, str):
     raise ExperimentError("config.from_workdir: expected a path string ('' "
@@ -144,10 +138,7 @@ def from_dict(d: Dict[str, Any]) -> Experiment:
 
 
 def resolve(path: str, overrides: Sequence[str]) -> Experiment:
-  raw = config_lib.load_config_file(path)
-  d = config_lib._plain(raw.to_dict() if hasattr(raw, "to_dict")  # pylint: disable=protected-access
-                        else dict(raw))
-  return from_dict(config_lib.apply_overrides(d, list(overrides)))
+  return from_dict(config_lib.load_overridden(path, overrides))
 
 
 def _recipe(dataset: str, fields: Dict[str, Any], size: int

@@ -201,13 +201,7 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
                                  num_train=config.proxy.num_train,
                                  num_val=config.proxy.num_val,
                                  per_class=config.proxy.per_class)
-    t = config.train
-    trainer = train_lib.ProxyTrainer(
-        config.space, ops, ds.num_classes, x_train=split.x_train,
-        y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-        epochs=t.epochs, batch_size=t.batch_size,
-        learning_rate=t.learning_rate, optimizer=t.optimizer,
-        select=t.select, schedule=t.schedule)
+    trainer = loop.proxy_trainer(config, ops, ds.num_classes, split)
     mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
     mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None
     fn = batched.make_evaluator(trainer, mode, mesh=mesh)

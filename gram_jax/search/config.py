@@ -311,6 +311,28 @@ def apply_overrides(cfg_dict: Dict[str, Any], overrides: List[str]) -> Dict:
   return cfg_dict
 
 
+def load_overridden(path: str, overrides: List[str]) -> Dict[str, Any]:
+  """A command's config file as a plain dict with ``--config.*`` applied
+  (each command then validates it)."""
+  raw = load_config_file(path)
+  d = _plain(raw.to_dict() if hasattr(raw, "to_dict") else dict(raw))
+  return apply_overrides(d, list(overrides))
+
+
+def check_fields(d: Any, fields, error: type, where: str = "config") -> None:
+  """`d` is a dict with exactly `fields`; else one `error` line naming the
+  first unknown or missing field."""
+  if not isinstance(d, dict):
+    raise error(f"{where}: expected a group of fields")
+  unknown = sorted(set(d) - set(fields))
+  if unknown:
+    raise error(f"{where}.{unknown[0]}: unknown field; allowed: "
+                f"{', '.join(fields)}")
+  missing = [k for k in fields if k not in d]
+  if missing:
+    raise error(f"{where}.{missing[0]}: missing field")
+
+
 def resolve(path: Optional[str], overrides: List[str]) -> SearchConfig:
   """Config file + overrides -> validated `SearchConfig`."""
   if path:

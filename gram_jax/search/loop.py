@@ -59,7 +59,8 @@ class SearchResult(NamedTuple):
   workdir: str = ""
 
 
-def _strategy(s: config_lib.GramSettings):
+def make_strategy(s: config_lib.GramSettings):
+  """The `SearchStrategy` that `search.strategy` names, with its settings."""
   if s.strategy == "random":
     return gram_lib.random_search()
   return gram_lib.gram(alpha=s.alpha, beta0=s.beta0,
@@ -147,6 +148,18 @@ def seed_dirs(config: config_lib.SearchConfig, workdir: str) -> List[str]:
   if n == 1:
     return [workdir]
   return [os.path.join(workdir, f"seed_{config.seed + i}") for i in range(n)]
+
+
+def proxy_trainer(config: config_lib.SearchConfig, ops, num_classes: int,
+                  split) -> train_lib.ProxyTrainer:
+  """The proxy trainer a search with `config` scores its candidates with."""
+  t = config.train
+  return train_lib.ProxyTrainer(
+      config.space, ops, num_classes, x_train=split.x_train,
+      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
+      epochs=t.epochs, batch_size=t.batch_size,
+      learning_rate=t.learning_rate, optimizer=t.optimizer, select=t.select,
+      schedule=t.schedule)
 
 
 def batched_steps(strategy):
@@ -327,7 +340,7 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   roots = [jax.random.key(config.seed + i) for i in range(num_seeds)]
   sample_keys = jnp.stack([jax.random.fold_in(r, 1) for r in roots])
   train_keys = jnp.stack([jax.random.fold_in(r, 2) for r in roots])
-  strategy = _strategy(s)
+  strategy = make_strategy(s)
   state = _stack(strategy.init(mg.init(space, graph_key,
                                        init_weight=s.init_weight),
                                graph_key), num_seeds)
@@ -362,14 +375,7 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
       io.write_jsonl_atomic(path, records[i])
 
   ops = state.graph.ops[0]
-  trainer = train_lib.ProxyTrainer(
-      space, ops, ds.num_classes,
-      x_train=split.x_train, y_train=split.y_train, x_val=split.x_val,
-      y_val=split.y_val, epochs=config.train.epochs,
-      batch_size=config.train.batch_size,
-      learning_rate=config.train.learning_rate,
-      optimizer=config.train.optimizer, select=config.train.select,
-      schedule=config.train.schedule)
+  trainer = proxy_trainer(config, ops, ds.num_classes, split)
   evaluate = batched.make_evaluator(trainer, mode, mesh=mesh)
   sample, update = batched_steps(strategy)
   input_shape = tuple(int(d) for d in ds.image_shape)
