@@ -13,6 +13,11 @@ after the width) take the 28x28 images to 7x7, about the 8x8 the digits
 quickstart searches at, so the DAGs search and later train at the same
 resolution. `compare_fashion_mnist.py` gives the digits quickstart
 meta-graph the same stem for its transfer rows.
+
+The proxy's learning rate decays to 0 over each candidate's training
+(``train.schedule="cosine"``): on this proxy that halves the training noise
+of a candidate's reward (0.025 -> 0.0125 standard deviation, measured with
+benchmarks/proxy_noise.py; experiments/README.md, GRAM vs random search).
 """
 
 import os
@@ -27,4 +32,5 @@ def get_config(arg=None):
   c = quickstart.get_config()
   c.dataset = "fashion_mnist"
   c.space.stem = ("conv3x3_64/2", "conv3x3_64/2")   # x width 0.25: 16
+  c.train.schedule = "cosine"
   return c
