@@ -82,23 +82,51 @@ def _extra_commands() -> None:
       COMMANDS[name] = (module, help_text)
 
 
+CACHE_OFF = ("off", "none", "0", "false", "no")
+
+
+def default_cache_dir() -> str:
+  """Where the persistent XLA cache lives unless told otherwise:
+  ``$XDG_CACHE_HOME/gram_jax/xla`` (``~/.cache/gram_jax/xla``)."""
+  base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+      os.path.expanduser("~"), ".cache")
+  return os.path.join(base, "gram_jax", "xla")
+
+
 def _compilation_cache(argv: List[str]) -> List[str]:
-  """Handles ``--compilation-cache DIR`` (any command): XLA programs are
-  stored in DIR and reused, so a resumed run or a sweep worker does not
-  compile again. Also read from $GRAM_JAX_COMPILATION_CACHE."""
+  """Handles ``--compilation-cache DIR|off`` (any command): XLA programs are
+  stored in DIR and reused, so a repeated or resumed run, or a sweep worker,
+  does not compile again. Also read from $GRAM_JAX_COMPILATION_CACHE. On by
+  default in `default_cache_dir()`; ``off`` turns it off."""
   out, cache = [], os.environ.get("GRAM_JAX_COMPILATION_CACHE")
   it = iter(argv)
   for a in it:
     if a == "--compilation-cache":
       cache = next(it, None)
       if not cache:
-        raise GramJaxError("--compilation-cache: missing directory")
+        raise GramJaxError("--compilation-cache: missing directory; allowed: "
+                           "a directory or off")
     elif a.startswith("--compilation-cache="):
       cache = a.split("=", 1)[1]
+      if not cache:
+        raise GramJaxError("--compilation-cache: missing directory; allowed: "
+                           "a directory or off")
     else:
       out.append(a)
+  if cache and cache.lower() in CACHE_OFF:
+    return out
   if cache:
-    enable_compilation_cache(cache)
+    try:
+      enable_compilation_cache(cache)
+    except OSError as e:
+      raise GramJaxError(f"--compilation-cache: cannot use {cache!r} "
+                         f"({e.strerror}); allowed: a writable directory "
+                         "or off") from None
+  else:
+    try:  # the default: never a reason to fail a command
+      enable_compilation_cache(default_cache_dir())
+    except OSError:
+      pass
   return out
 
 

@@ -4,6 +4,9 @@ import os
 
 # Eight fake CPU devices for sharding tests; must be set before jax starts.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Commands run in-process must not turn on the default persistent XLA cache
+# for the rest of the session (tests of the cache pass their own).
+os.environ.setdefault("GRAM_JAX_COMPILATION_CACHE", "off")
 
 import pytest  # noqa: E402
 
