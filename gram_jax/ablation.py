@@ -49,7 +49,7 @@ from gram_jax import experiment
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
@@ -131,9 +131,8 @@ def from_dict(d: Dict[str, Any]) -> Ablation:
   except GramJaxError as e:
     raise AblationError(str(e).replace("recipe.", "config.recipe.", 1)) \
         from None
-  if not isinstance(d["measure_latency"], bool):
-    raise AblationError(f"config.measure_latency: {d['measure_latency']!r} "
-                        "is not allowed; allowed: true, false")
+  measure_latency = parse_bool(d["measure_latency"], "config.measure_latency",
+                               AblationError)
   threads = _number(d, "latency_threads",
                     lambda v: isinstance(v, int) and v >= 1,
                     "an integer >= 1")
@@ -141,7 +140,7 @@ def from_dict(d: Dict[str, Any]) -> Ablation:
                   strategies=tuple(strategies), seeds=seeds,
                   max_macs=float(max_macs), prune_mode=d["prune_mode"],
                   prune_step=float(step), recipe=recipe,
-                  measure_latency=d["measure_latency"],
+                  measure_latency=measure_latency,
                   latency_threads=int(threads))
 
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from gram_jax import data as data_lib
 from gram_jax import metagraph as mg
 from gram_jax import train as train_lib
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.search import rewards
 from gram_jax.space import SearchSpace, SpaceError
 
@@ -252,12 +252,7 @@ def load_config_file(path: str):
 
 def _parse_value(text: str, current: Any, where: str) -> Any:
   if isinstance(current, bool):
-    if text.lower() in ("true", "1", "yes"):
-      return True
-    if text.lower() in ("false", "0", "no"):
-      return False
-    raise ConfigError(f"{where}: {text!r} is not allowed; allowed: true or "
-                      "false")
+    return parse_bool(text, where, ConfigError)
   if isinstance(current, int):
     try:
       return int(text)
