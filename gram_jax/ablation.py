@@ -378,9 +378,9 @@ def write_results(abl: Ablation, rows, limit, records, workdir) -> None:
 
 
 def _band(series: List[np.ndarray], window: int):
-  from gram_jax.report.plots import _smooth  # pylint: disable=import-outside-toplevel
+  from gram_jax.report.plots import smooth  # pylint: disable=import-outside-toplevel
   t = min(len(s) for s in series)
-  a = np.stack([_smooth(s[:t], window) for s in series])
+  a = np.stack([smooth(s[:t], window) for s in series])
   return np.arange(t), a.mean(0), a.min(0), a.max(0)
 
 
@@ -388,8 +388,8 @@ def plot_curves(records, path: str, window: int = 10) -> None:
   """Proxy reward and sampled edges per iteration: mean line, min-max band
   over seeds (rolling mean over `window` iterations), one colour per
   strategy."""
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for strategy in dict.fromkeys(s for s, _ in records):
     runs = [rs for (s, _), rs in records.items() if s == strategy and rs]
@@ -412,8 +412,8 @@ def plot_curves(records, path: str, window: int = 10) -> None:
 
 def plot_weight_spread(spreads: Dict[int, np.ndarray], path: str) -> None:
   """Quantiles of the edge weights per iteration (one line style per seed)."""
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 3.8))
   qs = (0.05, 0.25, 0.5, 0.75, 0.95)
   colors = ["#c6dbef", "#6baed6", "#08306b", "#6baed6", "#c6dbef"]

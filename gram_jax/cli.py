@@ -82,7 +82,7 @@ def _extra_commands() -> None:
       COMMANDS[name] = (module, help_text)
 
 
-def _compilation_cache(argv: List[str]) -> List[str]:
+def compilation_cache(argv: List[str]) -> List[str]:
   """Handles ``--compilation-cache DIR`` (any command): XLA programs are
   stored in DIR and reused, so a resumed run or a sweep worker does not
   compile again. Also read from $GRAM_JAX_COMPILATION_CACHE."""
@@ -115,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   _extra_commands()
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
-    argv = _compilation_cache(argv)
+    argv = compilation_cache(argv)
   except GramJaxError as e:
     print(f"gram-jax: error: {e}", file=sys.stderr)
     return 2
