@@ -197,8 +197,9 @@ class RNNEvaluator:
       new_state, new_h, loss = vstep(state, hidden, x, y, valid, lr, key,
                                      masks)
       # Candidates that stopped early keep their weights.
-      keep = lambda n, o: jnp.where(
-          active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+      def keep(n, o):
+        return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
       return jax.tree.map(keep, new_state, state), new_h, loss
 
     self._train_step = jax.jit(train_step, donate_argnums=(0,))
