@@ -66,7 +66,7 @@ def main():
       "candidates_timed": len(run),
       "mean_accuracy": round(statistics.mean(accs), 4),
       "total_s": round(time.perf_counter() - t0, 2),
-      "space": cfg.space.to_dict(), "train": config_lib._to_dict(t),  # pylint: disable=protected-access
+      "space": cfg.space.to_dict(), "train": config_lib.to_dict(t),
       "proxy": {"num_train": len(split.x_train), "num_val": len(split.x_val)},
       "machine": common.machine()}))
 

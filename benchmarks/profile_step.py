@@ -118,9 +118,9 @@ def main():
   t = cfg.train
   trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   masks = mg.sample(graph, jax.random.key(args.seed))
-  variables, opt_state = trainer._init(jax.random.key(0), masks)  # pylint: disable=protected-access
+  variables, opt_state = trainer.jit_init(jax.random.key(0), masks)
   idx = np.arange(t.batch_size)
-  step = trainer._step  # pylint: disable=protected-access
+  step = trainer.jit_step
   for _ in range(3):
     variables, opt_state, loss = step(variables, opt_state, trainer.x_train,
                                       trainer.y_train, idx, masks)

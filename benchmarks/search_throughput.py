@@ -51,14 +51,14 @@ def _flops_per_candidate(cfg, ops, split, num_classes):
   trainer = loop.proxy_trainer(cfg, ops, num_classes, split)
   masks = jnp.ones((cfg.space.num_dags, cfg.space.nodes, cfg.space.nodes),
                    bool)
-  variables, opt_state = trainer._init(jax.random.key(0), masks)  # pylint: disable=protected-access
+  variables, opt_state = trainer.jit_init(jax.random.key(0), masks)
   idx = np.arange(t.batch_size)
-  step = trainer._step.lower(variables, opt_state, trainer.x_train,  # pylint: disable=protected-access
-                             trainer.y_train, idx, masks).cost_analysis()
+  step = trainer.jit_step.lower(variables, opt_state, trainer.x_train,
+                                trainer.y_train, idx, masks).cost_analysis()
   eidx = np.arange(trainer.eval_batch_size)
-  ev = trainer._eval.lower(variables, trainer.x_val, trainer.y_val, eidx,  # pylint: disable=protected-access
-                           np.ones(len(eidx), np.float32),
-                           masks).cost_analysis()
+  ev = trainer.jit_eval.lower(variables, trainer.x_val, trainer.y_val, eidx,
+                              np.ones(len(eidx), np.float32),
+                              masks).cost_analysis()
   evals = t.epochs if t.select == "best" else 1
   chunks = -(-len(split.x_val) // trainer.eval_batch_size)
   return (step["flops"] * trainer.steps_per_epoch * t.epochs
@@ -141,7 +141,7 @@ def main():
       "mean_accuracy": round(statistics.mean(r["accuracy"] for r in records),
                              4),
       "space": cfg.space.to_dict(),
-      "train": config_lib._to_dict(cfg.train),  # pylint: disable=protected-access
+      "train": config_lib.to_dict(cfg.train),
       "proxy": {"num_train": cfg.proxy.num_train,
                 "num_val": cfg.proxy.num_val},
       "machine": common.machine(),

@@ -49,7 +49,7 @@ from gram_jax import experiment
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
@@ -131,9 +131,8 @@ def from_dict(d: Dict[str, Any]) -> Ablation:
   except GramJaxError as e:
     raise AblationError(str(e).replace("recipe.", "config.recipe.", 1)) \
         from None
-  if not isinstance(d["measure_latency"], bool):
-    raise AblationError(f"config.measure_latency: {d['measure_latency']!r} "
-                        "is not allowed; allowed: true, false")
+  measure_latency = parse_bool(d["measure_latency"], "config.measure_latency",
+                               AblationError)
   threads = _number(d, "latency_threads",
                     lambda v: isinstance(v, int) and v >= 1,
                     "an integer >= 1")
@@ -141,7 +140,7 @@ def from_dict(d: Dict[str, Any]) -> Ablation:
                   strategies=tuple(strategies), seeds=seeds,
                   max_macs=float(max_macs), prune_mode=d["prune_mode"],
                   prune_step=float(step), recipe=recipe,
-                  measure_latency=d["measure_latency"],
+                  measure_latency=measure_latency,
                   latency_threads=int(threads))
 
 
@@ -379,9 +378,9 @@ def write_results(abl: Ablation, rows, limit, records, workdir) -> None:
 
 
 def _band(series: List[np.ndarray], window: int):
-  from gram_jax.report.plots import _smooth  # pylint: disable=import-outside-toplevel
+  from gram_jax.report.plots import smooth  # pylint: disable=import-outside-toplevel
   t = min(len(s) for s in series)
-  a = np.stack([_smooth(s[:t], window) for s in series])
+  a = np.stack([smooth(s[:t], window) for s in series])
   return np.arange(t), a.mean(0), a.min(0), a.max(0)
 
 
@@ -389,8 +388,8 @@ def plot_curves(records, path: str, window: int = 10) -> None:
   """Proxy reward and sampled edges per iteration: mean line, min-max band
   over seeds (rolling mean over `window` iterations), one colour per
   strategy."""
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
   for strategy in dict.fromkeys(s for s, _ in records):
     runs = [rs for (s, _), rs in records.items() if s == strategy and rs]
@@ -413,8 +412,8 @@ def plot_curves(records, path: str, window: int = 10) -> None:
 
 def plot_weight_spread(spreads: Dict[int, np.ndarray], path: str) -> None:
   """Quantiles of the edge weights per iteration (one line style per seed)."""
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 3.8))
   qs = (0.05, 0.25, 0.5, 0.75, 0.95)
   colors = ["#c6dbef", "#6baed6", "#08306b", "#6baed6", "#c6dbef"]

@@ -93,7 +93,7 @@ def default_cache_dir() -> str:
   return os.path.join(base, "gram_jax", "xla")
 
 
-def _compilation_cache(argv: List[str]) -> List[str]:
+def compilation_cache(argv: List[str]) -> List[str]:
   """Handles ``--compilation-cache DIR|off`` (any command): XLA programs are
   stored in DIR and reused, so a repeated or resumed run, or a sweep worker,
   does not compile again. Also read from $GRAM_JAX_COMPILATION_CACHE. On by
@@ -143,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   _extra_commands()
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
-    argv = _compilation_cache(argv)
+    argv = compilation_cache(argv)
   except GramJaxError as e:
     print(f"gram-jax: error: {e}", file=sys.stderr)
     return 2

@@ -903,8 +903,8 @@ def _styles(out):
 def plot_pareto(out: Dict[str, Any], path: str) -> None:
   """Test top-1 (mean, std bars) vs MACs, float32 and int8 latency; one
   marker per family."""
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   styles = _styles(out)
   fig, axes = plt.subplots(1, 3, figsize=(17, 5), constrained_layout=True)
   for ax, key, label in (
@@ -935,8 +935,8 @@ def plot_pareto(out: Dict[str, Any], path: str) -> None:
 def plot_curves(out: Dict[str, Any], path: str) -> None:
   """Training and validation top-1 per epoch of every model (mean over
   seeds): training has plateaued where the training curve is flat."""
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   styles = _styles(out)
   fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
   family = {r["name"]: r["family"] for r in out["rows"]}
@@ -1001,7 +1001,7 @@ def load(path: str, overrides: Sequence[str]) -> CompareConfig:
   from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
   raw = config_lib.load_config_file(path)
   d = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
-  d = config_lib.apply_overrides(config_lib._plain(d), list(overrides))  # pylint: disable=protected-access
+  d = config_lib.apply_overrides(config_lib.plain(d), list(overrides))
   return parse_config(d)
 
 

@@ -87,8 +87,8 @@ def select(rows: List[Dict[str, Any]], *, max_macs: Optional[float] = None,
 
 def plot_profile(rows: List[Dict[str, Any]], path: str,
                  chosen: Optional[float] = None) -> None:
-  from gram_jax.report.plots import _pyplot  # pylint: disable=import-outside-toplevel
-  plt = _pyplot()
+  from gram_jax.report.plots import pyplot  # pylint: disable=import-outside-toplevel
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
   lv = [r["level"] for r in rows]
   ax.plot(lv, [r["macs"] / 1e6 for r in rows], "o-", label="MACs (M)")

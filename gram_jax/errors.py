@@ -8,6 +8,42 @@ class GramJaxError(ValueError):
   """
 
 
+_TRUE = ("true", "1", "yes")
+_FALSE = ("false", "0", "no")
+BOOL_ALLOWED = "true, false, 1, 0, yes or no (any case)"
+
+
+def parse_bool(value, field: str, error: type = GramJaxError) -> bool:
+  """A boolean from a config or command-line value, strictly.
+
+  Args:
+    value: a real ``bool``, or text: true/false, 1/0 or yes/no in any case,
+      surrounding spaces ignored.
+    field: the name the error message starts with, e.g. ``"recipe.augment"``.
+    error: the `GramJaxError` subclass to raise (the caller's config error).
+
+  Returns:
+    The boolean.
+
+  Raises:
+    error: one line naming `field` and the allowed values, for anything else
+      (including other text, numbers and None).
+
+  Examples:
+    >>> parse_bool("Yes", "config.x"), parse_bool(False, "config.x")
+    (True, False)
+  """
+  if isinstance(value, bool):
+    return value
+  if isinstance(value, str):
+    text = value.strip().lower()
+    if text in _TRUE:
+      return True
+    if text in _FALSE:
+      return False
+  raise error(f"{field}: {value!r} is not allowed; allowed: {BOOL_ALLOWED}")
+
+
 def parse_int(text, flag: str, minimum: int = 1) -> int:
   """An integer command-line value, or one GramJaxError line naming `flag`."""
   try:

@@ -39,7 +39,7 @@ from gram_jax import data as data_lib
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
@@ -129,11 +129,13 @@ def from_dict(d: Dict[str, Any]) -> Experiment:
       isinstance(r, dict) for r in reference):
     raise ExperimentError("config.reference: expected a list of rows "
                           "(dicts) of the paper's numbers")
+  measure_latency = parse_bool(d["measure_latency"], "config.measure_latency",
+                               ExperimentError)
   return Experiment(
       name=str(d["name"]), search=search, from_workdir=from_workdir,
       levels=levels, prune_mode=d["prune_mode"], upscales=upscales,
       upscale_divisor=divisor, datasets=datasets, input_sizes=sizes,
-      recipe=dict(recipe), measure_latency=bool(d["measure_latency"]),
+      recipe=dict(recipe), measure_latency=measure_latency,
       latency_threads=threads, reference=tuple(reference))
 
 

@@ -56,7 +56,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import train as train_lib
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.models import ExactNet
 from gram_jax.models import registry
 from gram_jax.space import parse_op
@@ -176,7 +176,7 @@ def recipe_for(dataset: str, overrides=(), *,
       if isinstance(current, tuple):
         base[key] = tuple(s for s in text.split(",") if s)
       elif isinstance(current, bool):
-        base[key] = text.lower() in ("1", "true", "yes")
+        base[key] = parse_bool(text, f"recipe.{key}")
       else:
         base[key] = type(current)(text)
     except ValueError:

@@ -147,6 +147,13 @@ class ProxyTrainer:
   Calling ``trainer(masks, key)`` returns a `ProxyResult`. A candidate whose
   loss becomes NaN or inf is reported diverged with accuracy 0, so a NaN
   never reaches the meta-graph.
+
+  Attributes:
+    init_fn, step_fn, eval_fn: one candidate's init, train step and eval
+      step, unjitted (`scale.BatchedProxyTrainer` vmaps them).
+    jit_init, jit_step, jit_eval: the same, jitted, as ``trainer(...)`` runs
+      them (`jit_step` donates its variables and optimizer state). Benchmarks
+      lower them for XLA's cost analysis.
   """
 
   def __init__(self, space: SearchSpace, ops: Any, num_classes: int, *,
@@ -201,27 +208,28 @@ class ProxyTrainer:
     # The unjitted functions are kept for `scale.BatchedProxyTrainer`, which
     # vmaps them over a batch of candidates.
     self.init_fn, self.step_fn, self.eval_fn = init, step_fn, eval_fn
-    self._init = jax.jit(init)
-    self._step = jax.jit(step_fn, donate_argnums=(0, 1))
-    self._eval = jax.jit(eval_fn)
+    self.jit_init = jax.jit(init)
+    self.jit_step = jax.jit(step_fn, donate_argnums=(0, 1))
+    self.jit_eval = jax.jit(eval_fn)
     self.steps_per_epoch = len(x_train) // batch_size
 
   def num_compilations(self) -> int:
     """Compiled programs held by the trainer's init, train and eval steps."""
-    return sum(f._cache_size() for f in (self._init, self._step, self._eval))  # pylint: disable=protected-access
+    jitted = (self.jit_init, self.jit_step, self.jit_eval)
+    return sum(f._cache_size() for f in jitted)  # pylint: disable=protected-access
 
   def evaluate(self, variables: Variables, masks) -> Tuple[float, float]:
     correct, loss = 0.0, 0.0
     for idx, weight in padded_chunks(len(self.x_val), self.eval_batch_size):
-      c, _, l = self._eval(variables, self.x_val, self.y_val, idx, weight,
-                           masks)
+      c, _, l = self.jit_eval(variables, self.x_val, self.y_val, idx,
+                              weight, masks)
       correct, loss = correct + c, loss + l
     n = len(self.x_val)
     return float(correct) / n, float(loss) / n
 
   def __call__(self, masks, key: jax.Array) -> ProxyResult:
     init_key, data_key = jax.random.split(key)
-    variables, opt_state = self._init(init_key, masks)
+    variables, opt_state = self.jit_init(init_key, masks)
     n, b = len(self.x_train), self.batch_size
     best_acc, best_loss, train_loss = -1.0, math.nan, math.nan
     rng = data_rng(data_key)
@@ -230,7 +238,7 @@ class ProxyTrainer:
       losses = []
       for s in range(self.steps_per_epoch):
         idx = perm[s * b:(s + 1) * b]
-        variables, opt_state, loss = self._step(
+        variables, opt_state, loss = self.jit_step(
             variables, opt_state, self.x_train, self.y_train, idx, masks)
         losses.append(loss)
       if self.select == "best" or epoch == self.epochs - 1:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gram_jax import ablation, cli
+from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,3 +93,16 @@ def test_bad_config_is_one_line(tmp_path, capsys, override, field):
   assert code == 2, err
   assert field in err and len(err.splitlines()) == 1, err
   assert not work.exists()
+
+
+@pytest.mark.parametrize("value, expected", [(False, False), ("Yes", True),
+                                             ("sometimes", None)])
+def test_measure_latency_is_a_strict_boolean(value, expected):
+  d = config_lib.load_overridden(CONFIG + ":runlocal", [])
+  d["measure_latency"] = value
+  if expected is None:
+    with pytest.raises(ablation.AblationError,
+                       match=r"^config.measure_latency: 'sometimes' is not"):
+      ablation.from_dict(d)
+  else:
+    assert ablation.from_dict(d).measure_latency is expected

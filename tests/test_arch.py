@@ -128,6 +128,8 @@ def test_upscaling_multiplies_inner_node_macs_by_about_s_squared():
     up = cost.layers(arch.upscale(spec, s), (8, 8, 3))
     # inner nodes: every DAG node except node 0, whose input width is set
     # by the previous hierarchy's output (scaled) or the stem (not scaled)
-    inner = lambda ls: sum(l.macs for l in ls if "_node" in l.name
-                           and not l.name.endswith("_node0"))
+    def inner(ls):
+      return sum(l.macs for l in ls if "_node" in l.name
+                 and not l.name.endswith("_node0"))
+
     assert inner(up) / inner(base) == pytest.approx(s * s, rel=0.08)

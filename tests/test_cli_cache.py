@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _PROBE = (
     "import jax; from gram_jax import cli; "
-    "rest = cli._compilation_cache(['search', '--x']); "  # pylint: disable=protected-access
+    "rest = cli.compilation_cache(['search', '--x']); "
     "assert rest == ['search', '--x'], rest; "
     "print(jax.config.jax_compilation_cache_dir or '')")
 
@@ -46,7 +46,7 @@ def test_unusable_cache_dir_is_one_line_error(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
   with pytest.raises(GramJaxError, match="--compilation-cache: cannot use"):
-    cli._compilation_cache(  # pylint: disable=protected-access
+    cli.compilation_cache(
         ["search", "--compilation-cache", str(blocker / "sub")])
   with pytest.raises(GramJaxError, match="allowed: a directory or off"):
-    cli._compilation_cache(["search", "--compilation-cache="])  # pylint: disable=protected-access
+    cli.compilation_cache(["search", "--compilation-cache="])

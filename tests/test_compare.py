@@ -212,7 +212,7 @@ def test_shipped_configs_follow_the_protocol(arch_file):
                     ("compare_cifar10", None)):
     path = os.path.join(CONFIGS, f"{name}.py")
     raw = config_lib.load_config_file(path + (f":{arg}" if arg else ""))
-    d = config_lib._plain(raw.to_dict())  # pylint: disable=protected-access
+    d = config_lib.plain(raw.to_dict())
     assert "gram-jax compare" in open(path).read()
     # The search workdirs do not exist here: the first family is checked
     # up to them.

@@ -7,6 +7,7 @@ import pytest
 
 from gram_jax import cli
 from gram_jax import experiment
+from gram_jax.search import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
@@ -89,3 +90,17 @@ def test_tiny_experiment_runs_and_resumes(tmp_path, capsys):
   rows2 = json.load(open(os.path.join(work2, "results.json")))["rows"]
   assert rows2[0]["input_shape"] == [16, 16, 1]
   assert not os.path.exists(os.path.join(work2, "search"))
+
+
+@pytest.mark.parametrize("value, expected", [(True, True), ("no", False),
+                                             ("maybe", None), (0, None)])
+def test_measure_latency_is_a_strict_boolean(value, expected):
+  d = config_lib.load_overridden(
+      os.path.join(CONFIGS, "table1_cifar10.py:runlocal"), [])
+  d["measure_latency"] = value
+  if expected is None:
+    with pytest.raises(experiment.ExperimentError,
+                       match=r"^config.measure_latency: .* allowed: true"):
+      experiment.from_dict(d)
+  else:
+    assert experiment.from_dict(d).measure_latency is expected

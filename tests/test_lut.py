@@ -136,7 +136,7 @@ def test_missing_entry_is_explained():
 def test_interpolation():
   c = lut.Curve((8, 16, 32), (1.0, 2.0, 6.0))
   xs, ys, p = c.padded(5)
-  assert [float(lut._interp(np.float64(x), xs, ys, p))
+  assert [float(lut.interpolate(np.float64(x), xs, ys, p))
           for x in (8, 12, 16, 24, 32, 40, 4)] == [1, 1.5, 2, 4, 6, 8, 0.5]
   table = lut.LatencyTable("host", 1, 0.0, {("add", (2, 2)): lut.Curve(
       (8,), (0.5,))})

@@ -133,12 +133,12 @@ def test_proxy_cosine_schedule_decays_to_zero():
                                  y_train=y[:24], x_val=x[24:], y_val=y[24:],
                                  epochs=2, batch_size=8, eval_batch_size=16,
                                  schedule=schedule)
-    variables, opt_state = trainer._init(jax.random.key(1), masks)  # pylint: disable=protected-access
+    variables, opt_state = trainer.jit_init(jax.random.key(1), masks)
     steps = 2 * trainer.steps_per_epoch
     for s in range(steps):
       idx = np.arange(8) + 8 * (s % 3)
       before = jax.tree.map(np.asarray, variables)  # the step donates
-      variables, opt_state, _ = trainer._step(  # pylint: disable=protected-access
+      variables, opt_state, _ = trainer.jit_step(
           variables, opt_state, trainer.x_train, trainer.y_train, idx, masks)
     leaves = zip(jax.tree.leaves(before["params"]),
                  jax.tree.leaves(variables["params"]))

@@ -208,7 +208,7 @@ def test_measured_latency_cost_is_logged(tmp_path):
 def test_compilation_cache_flag(tmp_path):
   cache = str(tmp_path / "cache")
   code = ("import jax, jax.numpy as jnp; from gram_jax import cli; "
-          "rest = cli._compilation_cache(['search', '--compilation-cache', "
+          "rest = cli.compilation_cache(['search', '--compilation-cache', "
           f"{cache!r}]); assert rest == ['search'], rest; "
           "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0);"
           " jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8))).block_until_ready()")

@@ -164,7 +164,7 @@ def _state_dict(state: strat.ShrinkState) -> Dict[str, np.ndarray]:
 
 def _restore(manager, target, workdir):
   from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
-  return loop._restore(manager, target, workdir)  # pylint: disable=protected-access
+  return loop.restore(manager, target, workdir)
 
 
 class Result(dict):
@@ -272,7 +272,7 @@ def plot_rounds(records: List[Dict[str, Any]], path: str, *,
   """Score (chosen and mean), accuracy or perplexity, MACs and edges by
   round; the best snapshot is marked."""
   from gram_jax.report import plots  # pylint: disable=import-outside-toplevel
-  plt = plots._pyplot()  # pylint: disable=protected-access
+  plt = plots.pyplot()
   rounds = sorted({r["round"] for r in records})
   by = {t: [r for r in records if r["round"] == t] for t in rounds}
   chosen = {t: [r for r in by[t] if r["chosen"]][0] for t in rounds}

@@ -259,8 +259,11 @@ class ShrinkRNN(nn.Module):
       (outputs [T, B, nhid], last valid state [B, nhid]).
     """
     n, nhid = len(self.ops), self.nhid
-    init = lambda k, s: jax.random.uniform(k, s, jnp.float32, -self.init_range,
-                                           self.init_range)
+
+    def init(k, s):
+      return jax.random.uniform(k, s, jnp.float32, -self.init_range,
+                                self.init_range)
+
     w0 = self.param("W0", init, (x.shape[-1] + nhid, 2 * nhid))
     if self.edges is None:
       if mask is None:

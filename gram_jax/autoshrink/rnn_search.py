@@ -40,17 +40,7 @@ from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
 from gram_jax.errors import GramJaxError
 from gram_jax.search import config as config_lib
-
-
-def _rng(lo=None, hi=None, lo_open=False):
-  def ok(v):
-    if lo is not None and (v <= lo if lo_open else v < lo):
-      return False
-    return hi is None or v <= hi
-  text = " and ".join(s for s in (
-      "" if lo is None else f"{'>' if lo_open else '>='} {lo}",
-      "" if hi is None else f"<= {hi}") if s)
-  return ok, text
+from gram_jax.search.config import in_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,14 +70,16 @@ class RNNSearchSettings:
   ppl_weight: float = 0.25
   cost_weight: float = 1.0
   _checks = {
-      "train_lines": _rng(0), "valid_lines": _rng(0), "test_lines": _rng(0),
-      "nodes": _rng(2, 16), "nhid": _rng(1), "embedding_range": _rng(0),
-      "init_range": _rng(0, lo_open=True), "epochs": _rng(1),
-      "batch_size": _rng(1), "eval_batch_size": _rng(1), "bptt": _rng(2),
-      "learning_rate": _rng(0, lo_open=True), "clip": _rng(0),
-      "weight_decay": _rng(0), "patience": _rng(1), "bucket": _rng(0),
-      "candidates_per_program": _rng(0), "ppl_weight": _rng(0),
-      "cost_weight": _rng(0)}
+      "train_lines": in_range(0), "valid_lines": in_range(0),
+      "test_lines": in_range(0), "nodes": in_range(2, 16),
+      "nhid": in_range(1), "embedding_range": in_range(0),
+      "init_range": in_range(0, lo_open=True), "epochs": in_range(1),
+      "batch_size": in_range(1), "eval_batch_size": in_range(1),
+      "bptt": in_range(2), "learning_rate": in_range(0, lo_open=True),
+      "clip": in_range(0), "weight_decay": in_range(0),
+      "patience": in_range(1), "bucket": in_range(0),
+      "candidates_per_program": in_range(0), "ppl_weight": in_range(0),
+      "cost_weight": in_range(0)}
 
   def __post_init__(self):
     if self.ops and len(self.ops) != self.nodes:
@@ -109,8 +101,7 @@ class RNNSearchSettings:
     d = _plain(group.to_dict() if hasattr(group, "to_dict") else group)
     if dataclasses.is_dataclass(d):
       d = dataclasses.asdict(d)
-    # pylint: disable-next=protected-access
-    return config_lib._build(cls, d, "config.rnn")
+    return config_lib.build(cls, d, "config.rnn")
 
   def to_dict(self) -> Dict[str, Any]:
     d = dataclasses.asdict(self)
@@ -206,8 +197,9 @@ class RNNEvaluator:
       new_state, new_h, loss = vstep(state, hidden, x, y, valid, lr, key,
                                      masks)
       # Candidates that stopped early keep their weights.
-      keep = lambda n, o: jnp.where(
-          active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+      def keep(n, o):
+        return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
       return jax.tree.map(keep, new_state, state), new_h, loss
 
     self._train_step = jax.jit(train_step, donate_argnums=(0,))

@@ -36,11 +36,11 @@ import orbax.checkpoint as ocp
 from gram_jax import io
 from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
-from gram_jax.autoshrink.rnn_search import _rng
 from gram_jax.errors import GramJaxError
 from gram_jax.search import config as config_lib
+from gram_jax.search.config import in_range
 
-_rate = _rng(0, 0.99)
+_rate = in_range(0, 0.99)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,19 +72,19 @@ class LMRecipe:
   init_range: float = 0.04
   seed: int = 1267
   _checks = {
-      "nhid": _rng(1), "epochs": _rng(1), "batch_size": _rng(1),
-      "eval_batch_size": _rng(1), "test_batch_size": _rng(1),
-      "bptt": _rng(2), "max_seq_len_delta": _rng(0), "bucket": _rng(0),
-      "learning_rate": _rng(0, lo_open=True), "clip": _rng(0),
-      "weight_decay": _rng(0), "dropout": _rate, "dropouth": _rate,
-      "dropoutx": _rate, "dropouti": _rate, "dropoute": _rate,
-      "alpha": _rng(0), "beta": _rng(0), "nonmono": _rng(1),
-      "init_range": _rng(0, lo_open=True), "seed": _rng(0)}
+      "nhid": in_range(1), "epochs": in_range(1), "batch_size": in_range(1),
+      "eval_batch_size": in_range(1), "test_batch_size": in_range(1),
+      "bptt": in_range(2), "max_seq_len_delta": in_range(0),
+      "bucket": in_range(0), "learning_rate": in_range(0, lo_open=True),
+      "clip": in_range(0), "weight_decay": in_range(0), "dropout": _rate,
+      "dropouth": _rate, "dropoutx": _rate, "dropouti": _rate,
+      "dropoute": _rate, "alpha": in_range(0), "beta": in_range(0),
+      "nonmono": in_range(1), "init_range": in_range(0, lo_open=True),
+      "seed": in_range(0)}
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "LMRecipe":
-    # pylint: disable-next=protected-access
-    return config_lib._build(cls, d, "config")
+    return config_lib.build(cls, d, "config")
 
 
 def load_cell(name: str) -> rnn.CellSpec:

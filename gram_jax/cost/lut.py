@@ -141,7 +141,7 @@ class Curve:
   ms: Tuple[float, ...]
 
   def padded(self, size: int) -> Tuple[np.ndarray, np.ndarray, int]:
-    """``(x, ms, points)`` padded to `size` for `_interp` (>= 2 points)."""
+    """``(x, ms, points)`` padded to `size` for `interpolate` (>= 2 points)."""
     x = [float(v) for v in self.x]
     y = [float(v) for v in self.ms]
     if len(x) == 1:  # a flat curve through the single point
@@ -152,7 +152,7 @@ class Curve:
     return np.asarray(x), np.asarray(y), points
 
 
-def _interp(x, xs, ys, points, xp=np):
+def interpolate(x, xs, ys, points, xp=np):
   """Piecewise-linear interpolation with linear extrapolation, >= 0.
 
   Works on batches: `x` is ``[...]``, `xs` and `ys` ``[..., P]`` (padded
@@ -423,7 +423,7 @@ class LatencyTable:
 
     def at(curve, x):
       px, py, pts = curve.padded(max(2, len(curve.x)))
-      return float(_interp(np.float64(x), px, py, np.int32(pts)))
+      return float(interpolate(np.float64(x), px, py, np.int32(pts)))
 
     return Curve(tuple(xs), tuple((1 - t) * at(lo, x) + t * at(hi, x)
                                   for x in xs))
@@ -432,7 +432,7 @@ class LatencyTable:
     """The marginal latency (ms) of one layer."""
     curve = self.curve(kind, key)
     xs, ys, points = curve.padded(len(curve.x) if len(curve.x) > 1 else 2)
-    return float(_interp(np.float64(x), xs, ys, np.int32(points)))
+    return float(interpolate(np.float64(x), xs, ys, np.int32(points)))
 
   def breakdown(self, spec: arch_lib.ArchSpec,
                 input_shape: Sequence[int]) -> List[Tuple[Item, float]]:
@@ -736,9 +736,9 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
   def interp(x, arrays):
     xs, ys, pts = (jnp.asarray(a) for a in arrays)
     shape = jnp.shape(x)
-    return _interp(x, jnp.broadcast_to(xs, shape + xs.shape[-1:]),
-                   jnp.broadcast_to(ys, shape + ys.shape[-1:]),
-                   jnp.broadcast_to(pts, shape), xp=jnp)
+    return interpolate(x, jnp.broadcast_to(xs, shape + xs.shape[-1:]),
+                       jnp.broadcast_to(ys, shape + ys.shape[-1:]),
+                       jnp.broadcast_to(pts, shape), xp=jnp)
 
   def block_cost(d, eff, live, sink, cin0):
     """Latency of one hierarchy's DAGs, their output width and the number
@@ -770,7 +770,7 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
       dup = jnp.any(earlier[None] & same[..., -1], axis=1)    # [m, n+1]
       xs, ys, pts = (jnp.asarray(a) for a in d["concat"])
       j = jnp.clip(count, 0, xs.shape[0] - 1)
-      cost = _interp(width, xs[j], ys[j], pts[j], xp=jnp)
+      cost = interpolate(width, xs[j], ys[j], pts[j], xp=jnp)
       if fold:  # the DAG outputs are part of the hierarchy's concat
         cost = cost.at[:, n].set(0.0)
       agg = jnp.sum(jnp.where((count >= 2) & ~dup, cost, 0.0))
@@ -795,7 +795,7 @@ def jax_predictor(table: LatencyTable, space: SearchSpace, ops: Any,
         total += interp(cin, d["hier_concat"])
       elif fold:
         xs, ys, pts = (jnp.asarray(a) for a in d["concat"])
-        total += _interp(cin, xs[sinks], ys[sinks], pts[sinks], xp=jnp)
+        total += interpolate(cin, xs[sinks], ys[sinks], pts[sinks], xp=jnp)
     return const + scale * (total + interp(cin, head))
 
   return predict
@@ -849,7 +849,7 @@ def layer_function(kind: str, key: Key, x: int, *, seed: int = 0):
                  f"{', '.join(KINDS)}")
 
 
-def _constant_function():
+def constant_function():
   """The near-empty model whose latency is the per-invoke constant."""
   return (lambda a: a * 2.0), (1, 1, 1, 1)
 
@@ -1111,7 +1111,7 @@ def build(space: SearchSpace, input_shape: Sequence[int], num_classes: int,
       f"models ({len(need)} entries)"
       + (f" and {calibrate} calibration architectures" if calibrate else ""))
   start = time.time()
-  fn, shape = _constant_function()
+  fn, shape = constant_function()
   models = [tflite.function_to_tflite(fn, shape)]
   where: List[Tuple[Tuple[str, Key], int]] = []
   for i, ((kind, key), xs) in enumerate(need.items()):

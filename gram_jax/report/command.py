@@ -19,7 +19,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax.errors import GramJaxError
 from gram_jax.report import draw
-from gram_jax.report.plots import _pyplot
+from gram_jax.report.plots import pyplot
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def _results(workdir: str) -> List[Dict[str, Any]]:
 
 
 def pareto(rows: List[Dict[str, Any]], path: str) -> None:
-  plt = _pyplot()
+  plt = pyplot()
   lat = [r for r in rows if r.get("latency_ms")]
   fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(11 if lat else 6, 4.2),
                            squeeze=False, constrained_layout=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Dict
 
 from gram_jax.arch import ArchSpec, Dag
-from gram_jax.report.plots import _pyplot
+from gram_jax.report.plots import pyplot
 
 
 def _depths(dag: Dag) -> Dict[int, int]:
@@ -22,7 +22,7 @@ def _depths(dag: Dag) -> Dict[int, int]:
 
 
 def draw(spec: ArchSpec, path: str, *, title: str = "") -> None:
-  plt = _pyplot()
+  plt = pyplot()
   m, h = spec.dags_per_hierarchy, spec.hierarchies
   depths = [_depths(d) for d in spec.dags]
   max_depth = [max(max(depths[i * m + j].values()) for j in range(m)) + 1

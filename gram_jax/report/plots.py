@@ -8,14 +8,17 @@ from typing import Any, Dict, List, Sequence
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+  """`matplotlib.pyplot` on the non-interactive Agg backend (files only)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   return plt
 
 
-def _smooth(values: Sequence[float], window: int) -> np.ndarray:
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
+  """Running mean of `values` over `window` points, same length: the first
+  ``window - 1`` points average what came before them."""
   v = np.asarray(values, dtype=float)
   if len(v) < window or window < 2:
     return v
@@ -26,7 +29,7 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
 
 def search_curves(records: List[Dict[str, Any]], path: str) -> None:
   """Accuracy, reward and baseline, MACs and live edges per iteration."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
   if not records:
     fig.savefig(path, dpi=110)
@@ -37,7 +40,7 @@ def search_curves(records: List[Dict[str, Any]], path: str) -> None:
   ax = axes[0, 0]
   acc = [r["accuracy"] for r in records]
   ax.plot(step, acc, ".", alpha=0.35, color="tab:blue", label="candidate")
-  ax.plot(step, _smooth(acc, window), color="tab:blue",
+  ax.plot(step, smooth(acc, window), color="tab:blue",
           label=f"moving mean ({window})")
   ax.set(title="Proxy validation accuracy", xlabel="iteration",
          ylabel="accuracy")
@@ -52,12 +55,12 @@ def search_curves(records: List[Dict[str, Any]], path: str) -> None:
   ax = axes[1, 0]
   macs = [r["macs"] / 1e6 for r in records]
   ax.plot(step, macs, ".", alpha=0.35, color="tab:purple")
-  ax.plot(step, _smooth(macs, window), color="tab:purple")
+  ax.plot(step, smooth(macs, window), color="tab:purple")
   ax.set(title="Candidate MACs", xlabel="iteration", ylabel="M MACs")
   ax = axes[1, 1]
   edges = [r["live_edges"] for r in records]
   ax.plot(step, edges, ".", alpha=0.35, color="tab:orange")
-  ax.plot(step, _smooth(edges, window), color="tab:orange")
+  ax.plot(step, smooth(edges, window), color="tab:orange")
   ax.set(title="Live edges of the sampled network", xlabel="iteration",
          ylabel="edges")
   fig.suptitle("GRAM search")
@@ -67,7 +70,7 @@ def search_curves(records: List[Dict[str, Any]], path: str) -> None:
 
 def edge_weights(graph, path: str) -> None:
   """One heatmap per DAG: edge weight of i -> j (rows i, columns j)."""
-  plt = _pyplot()
+  plt = pyplot()
   space = graph.space
   w = np.asarray(graph.weights)
   h, m, n = space.hierarchies, space.dags_per_hierarchy, space.nodes

@@ -3,3 +3,5 @@
   from gram_jax.search.gram import gram, random_search
 """
 from gram_jax.search.base import SearchStrategy
+
+__all__ = ["SearchStrategy"]

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from gram_jax import data as data_lib
 from gram_jax import metagraph as mg
 from gram_jax import train as train_lib
-from gram_jax.errors import GramJaxError
+from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.search import rewards
 from gram_jax.space import SearchSpace, SpaceError
 
@@ -26,7 +26,19 @@ class ConfigError(GramJaxError):
   """A config field is unknown, of the wrong type or out of range."""
 
 
-def _rng(lo=None, hi=None, lo_open=False, hi_open=False):
+def in_range(lo=None, hi=None, lo_open=False, hi_open=False):
+  """A ``_checks`` entry: ``(ok, allowed)`` for ``lo <= v <= hi``.
+
+  Args:
+    lo: the lower bound (None: none).
+    hi: the upper bound (None: none).
+    lo_open: exclude `lo` itself.
+    hi_open: exclude `hi` itself.
+
+  Returns:
+    ``(ok, allowed)``: a predicate on a value and the text of the allowed
+    range that error messages show, e.g. ``">= 0 and < 1"``.
+  """
   def ok(v):
     if lo is not None and (v <= lo if lo_open else v < lo):
       return False
@@ -38,7 +50,8 @@ def _rng(lo=None, hi=None, lo_open=False, hi_open=False):
   return ok, " and ".join(s for s in (lo_s, hi_s) if s)
 
 
-def _one_of(values):
+def one_of(values):
+  """A ``_checks`` entry: ``(ok, allowed)`` for a value in `values`."""
   return (lambda v: v in values), "one of " + ", ".join(map(str, values))
 
 
@@ -47,7 +60,7 @@ class ProxySettings:
   num_train: int = 500
   num_val: int = 400
   per_class: bool = False
-  _checks = {"num_train": _rng(1), "num_val": _rng(1)}
+  _checks = {"num_train": in_range(1), "num_val": in_range(1)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,11 +71,11 @@ class TrainSettings:
   optimizer: str = "adam"
   select: str = "last"
   schedule: str = "constant"      # learning rate over a candidate's training
-  _checks = {"epochs": _rng(1), "batch_size": _rng(1),
-             "schedule": _one_of(train_lib.PROXY_SCHEDULES),
-             "learning_rate": _rng(0, lo_open=True),
-             "optimizer": _one_of(train_lib.OPTIMIZERS),
-             "select": _one_of(("last", "best"))}
+  _checks = {"epochs": in_range(1), "batch_size": in_range(1),
+             "schedule": one_of(train_lib.PROXY_SCHEDULES),
+             "learning_rate": in_range(0, lo_open=True),
+             "optimizer": one_of(train_lib.OPTIMIZERS),
+             "select": one_of(("last", "best"))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,18 +107,19 @@ class GramSettings:
   candidates_per_iteration: int = 1
   batch_candidates: str = "loop"
   devices: int = 1
-  _checks = {"latency_threads": _rng(1), "latency_runs": _rng(1),
-             "num_seeds": _rng(1), "shared_seed": _rng(-1),
-             "candidates_per_iteration": _rng(1),
-             "batch_candidates": _one_of(("loop", "vmap", "auto")),
-             "devices": _rng(0),
-             "iterations": _rng(1), "strategy": _one_of(("gram", "random")),
-             "alpha": _rng(0), "beta0": _rng(), "gamma": _rng(0),
-             "beta_momentum": _rng(0, 1, hi_open=True),
-             "cost": _one_of(rewards.COSTS),
-             "normalization": _one_of(mg.NORMALIZATIONS),
-             "init_weight": _rng(0, 1, lo_open=True),
-             "prune_level": _rng(0, 1), "prune_mode": _one_of(mg.PRUNE_MODES)}
+  _checks = {"latency_threads": in_range(1), "latency_runs": in_range(1),
+             "num_seeds": in_range(1), "shared_seed": in_range(-1),
+             "candidates_per_iteration": in_range(1),
+             "batch_candidates": one_of(("loop", "vmap", "auto")),
+             "devices": in_range(0),
+             "iterations": in_range(1), "strategy": one_of(("gram", "random")),
+             "alpha": in_range(0), "beta0": in_range(), "gamma": in_range(0),
+             "beta_momentum": in_range(0, 1, hi_open=True),
+             "cost": one_of(rewards.COSTS),
+             "normalization": one_of(mg.NORMALIZATIONS),
+             "init_weight": in_range(0, 1, lo_open=True),
+             "prune_level": in_range(0, 1),
+             "prune_mode": one_of(mg.PRUNE_MODES)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,9 +128,9 @@ class FinalSettings:
   batch_size: int = 64
   learning_rate: float = 4e-3
   optimizer: str = "adam"
-  _checks = {"epochs": _rng(1), "batch_size": _rng(1),
-             "learning_rate": _rng(0, lo_open=True),
-             "optimizer": _one_of(train_lib.OPTIMIZERS)}
+  _checks = {"epochs": in_range(1), "batch_size": in_range(1),
+             "learning_rate": in_range(0, lo_open=True),
+             "optimizer": one_of(train_lib.OPTIMIZERS)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +146,12 @@ class SearchConfig:
   checkpoint_every: int = 10
   keep_checkpoints: int = 3
   final: FinalSettings = FinalSettings()
-  _checks = {"seed": _rng(0), "dataset": _one_of(data_lib.DATASETS),
-             "checkpoint_every": _rng(1), "keep_checkpoints": _rng(1)}
+  _checks = {"seed": in_range(0), "dataset": one_of(data_lib.DATASETS),
+             "checkpoint_every": in_range(1), "keep_checkpoints": in_range(1)}
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "SearchConfig":
-    config = _build(cls, d, "config")
+    config = build(cls, d, "config")
     s = config.search
     if s.cost == "lut" and not os.path.isfile(s.lut_path):
       raise ConfigError(
@@ -150,7 +164,7 @@ class SearchConfig:
     return config
 
   def to_dict(self) -> Dict[str, Any]:
-    return _to_dict(self)
+    return to_dict(self)
 
 
 _SPACE_TYPES = {"hierarchies": int, "dags_per_hierarchy": int, "nodes": int,
@@ -181,7 +195,23 @@ def _type_name(typ) -> str:
           str: "a string", tuple: "a list of strings"}[typ]
 
 
-def _build(cls, d, where):
+def build(cls, d, where):
+  """A settings dataclass `cls` from a plain dict `d`, every field checked.
+
+  Nested dataclass fields are built from nested dicts; each field's type is
+  checked, then its ``cls._checks`` entry (see `in_range`, `one_of`).
+
+  Args:
+    cls: a frozen settings dataclass (or `SearchSpace`).
+    d: its fields as a plain dict (any subset; the rest keep defaults).
+    where: the dotted name of `d` that error messages start with.
+
+  Returns:
+    The ``cls`` instance.
+
+  Raises:
+    ConfigError: one line naming the first unknown or bad field.
+  """
   if not isinstance(d, dict):
     raise ConfigError(f"{where}: expected a group of fields, got "
                       f"{type(d).__name__}")
@@ -198,7 +228,7 @@ def _build(cls, d, where):
   for name, value in d.items():
     typ, w = types[name], f"{where}.{name}"
     if dataclasses.is_dataclass(typ):
-      kwargs[name] = _build(typ, value, w)
+      kwargs[name] = build(typ, value, w)
       continue
     if not _type_ok(value, typ):
       raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
@@ -217,7 +247,8 @@ def _build(cls, d, where):
   return cls(**kwargs)
 
 
-def _to_dict(obj) -> Dict[str, Any]:
+def to_dict(obj) -> Dict[str, Any]:
+  """A settings dataclass as a JSON-ready dict (what `build` reads back)."""
   out = {}
   for f in dataclasses.fields(obj):
     v = getattr(obj, f.name)
@@ -225,7 +256,7 @@ def _to_dict(obj) -> Dict[str, Any]:
       v = v.to_dict()
       v["max_filters"] = v["max_filters"] or 0
     elif dataclasses.is_dataclass(v):
-      v = _to_dict(v)
+      v = to_dict(v)
     elif isinstance(v, tuple):
       v = list(v)
     out[f.name] = v
@@ -252,12 +283,7 @@ def load_config_file(path: str):
 
 def _parse_value(text: str, current: Any, where: str) -> Any:
   if isinstance(current, bool):
-    if text.lower() in ("true", "1", "yes"):
-      return True
-    if text.lower() in ("false", "0", "no"):
-      return False
-    raise ConfigError(f"{where}: {text!r} is not allowed; allowed: true or "
-                      "false")
+    return parse_bool(text, where, ConfigError)
   if isinstance(current, int):
     try:
       return int(text)
@@ -315,7 +341,7 @@ def load_overridden(path: str, overrides: List[str]) -> Dict[str, Any]:
   """A command's config file as a plain dict with ``--config.*`` applied
   (each command then validates it)."""
   raw = load_config_file(path)
-  d = _plain(raw.to_dict() if hasattr(raw, "to_dict") else dict(raw))
+  d = plain(raw.to_dict() if hasattr(raw, "to_dict") else dict(raw))
   return apply_overrides(d, list(overrides))
 
 
@@ -340,10 +366,10 @@ def resolve(path: Optional[str], overrides: List[str]) -> SearchConfig:
     d = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
     # Fields a config file leaves out take their defaults (and can then be
     # overridden), so older config files gain newer fields.
-    d = merge_defaults(SearchConfig().to_dict(), _plain(d))
+    d = merge_defaults(SearchConfig().to_dict(), plain(d))
   else:
     d = SearchConfig().to_dict()
-  d = _plain(d)
+  d = plain(d)
   return SearchConfig.from_dict(apply_overrides(d, overrides))
 
 
@@ -358,9 +384,11 @@ def merge_defaults(defaults: Dict[str, Any], d: Dict[str, Any]) -> Dict:
   return out
 
 
-def _plain(x):
+def plain(x):
+  """`x` with its dicts copied and tuples made lists, the plain nested form
+  that `apply_overrides` edits."""
   if isinstance(x, dict):
-    return {k: _plain(v) for k, v in x.items()}
+    return {k: plain(v) for k, v in x.items()}
   if isinstance(x, tuple):
     return list(x)
   return x

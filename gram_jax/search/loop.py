@@ -189,8 +189,8 @@ def candidate_keys(base_keys: jax.Array, first: int, k: int) -> jax.Array:
       lambda d: jax.random.fold_in(key, d))(data))(base_keys)
 
 
-def _restore(manager: ocp.CheckpointManager, target: Dict[str, np.ndarray],
-             workdir: str) -> Optional[Dict[str, np.ndarray]]:
+def restore(manager: ocp.CheckpointManager, target: Dict[str, np.ndarray],
+            workdir: str) -> Optional[Dict[str, np.ndarray]]:
   """The newest readable checkpoint; unreadable ones are moved aside."""
   for step in sorted(manager.all_steps(), reverse=True):
     try:
@@ -359,7 +359,7 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
     manager = ocp.CheckpointManager(
         ckpt_dir, options=ocp.CheckpointManagerOptions(**opts))
     if resumed:
-      restored = _restore(manager, _state_tree(state, squeeze), workdir)
+      restored = restore(manager, _state_tree(state, squeeze), workdir)
       if restored is not None:
         state = _from_tree(state, restored, num_seeds)
   # Process 0's state (restored or fresh) is everyone's.

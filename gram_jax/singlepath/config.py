@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 from gram_jax import data as data_lib
 from gram_jax.search import config as base
-from gram_jax.search.config import ConfigError, _one_of, _rng
+from gram_jax.search.config import ConfigError, in_range, one_of
 from gram_jax.singlepath.space import IMAGENET_STAGES, Macro, SpaceError
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
@@ -66,9 +66,10 @@ class RuntimeSettings:
   rescale_dropout: bool = True
   exact_masks: bool = False
   squared_norm: bool = False
-  _checks = {"runtime_lambda": _rng(0.0), "scale": _rng(0.0, lo_open=True),
-             "warmup_epochs": _rng(0.0),
-             "indicator_keep": _rng(0.0, 1.0, lo_open=True)}
+  _checks = {"runtime_lambda": in_range(0.0),
+             "scale": in_range(0.0, lo_open=True),
+             "warmup_epochs": in_range(0.0),
+             "indicator_keep": in_range(0.0, 1.0, lo_open=True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,17 +90,17 @@ class TrainSettings:
   # is learning_rate * threshold_lr_scale. At init a kernel norm is far from
   # its threshold (sigmoid' is tiny there), so a few hundred steps need it.
   threshold_lr_scale: float = 1.0
-  _checks = {"epochs": _rng(1), "batch_size": _rng(1),
-             "learning_rate": _rng(0.0, lo_open=True),
-             "optimizer": _one_of(OPTIMIZERS),
-             "rms_decay": _rng(0.0, 1.0, hi_open=True),
-             "momentum": _rng(0.0, 1.0, hi_open=True),
-             "epsilon": _rng(0.0, lo_open=True),
-             "lr_decay": _rng(0.0, 1.0, lo_open=True),
-             "lr_decay_epochs": _rng(0.0, lo_open=True),
-             "weight_decay": _rng(0.0),
-             "label_smoothing": _rng(0.0, 1.0, hi_open=True),
-             "threshold_lr_scale": _rng(0.0, lo_open=True)}
+  _checks = {"epochs": in_range(1), "batch_size": in_range(1),
+             "learning_rate": in_range(0.0, lo_open=True),
+             "optimizer": one_of(OPTIMIZERS),
+             "rms_decay": in_range(0.0, 1.0, hi_open=True),
+             "momentum": in_range(0.0, 1.0, hi_open=True),
+             "epsilon": in_range(0.0, lo_open=True),
+             "lr_decay": in_range(0.0, 1.0, lo_open=True),
+             "lr_decay_epochs": in_range(0.0, lo_open=True),
+             "weight_decay": in_range(0.0),
+             "label_smoothing": in_range(0.0, 1.0, hi_open=True),
+             "threshold_lr_scale": in_range(0.0, lo_open=True)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,14 +133,14 @@ class SinglePathConfig:
   replicate_encoder_bug: bool = False
   checkpoint_every: int = 0
   keep_checkpoints: int = 3
-  _checks = {"dataset": _one_of(data_lib.DATASETS), "image_size": _rng(0),
-             "max_examples": _rng(0), "num_train_examples": _rng(0),
-             "eval_examples": _rng(0), "eval_batch_size": _rng(1),
-             "checkpoint_every": _rng(0), "keep_checkpoints": _rng(1)}
+  _checks = {"dataset": one_of(data_lib.DATASETS), "image_size": in_range(0),
+             "max_examples": in_range(0), "num_train_examples": in_range(0),
+             "eval_examples": in_range(0), "eval_batch_size": in_range(1),
+             "checkpoint_every": in_range(0), "keep_checkpoints": in_range(1)}
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "SinglePathConfig":
-    cfg = base._build(cls, d, "config")  # pylint: disable=protected-access
+    cfg = base.build(cls, d, "config")
     cfg.macro.build()
     if cfg.streaming and cfg.dataset == "digits":
       raise ConfigError("config.streaming: true is not allowed with "
@@ -151,7 +152,7 @@ class SinglePathConfig:
     return cfg
 
   def to_dict(self) -> Dict[str, Any]:
-    return base._to_dict(self)  # pylint: disable=protected-access
+    return base.to_dict(self)
 
 
 def resolve(path: Optional[str], overrides: List[str]) -> SinglePathConfig:
@@ -161,5 +162,5 @@ def resolve(path: Optional[str], overrides: List[str]) -> SinglePathConfig:
     d = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
   else:
     d = SinglePathConfig().to_dict()
-  d = base._plain(d)  # pylint: disable=protected-access
+  d = base.plain(d)
   return SinglePathConfig.from_dict(base.apply_overrides(d, overrides))

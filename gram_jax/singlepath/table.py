@@ -98,7 +98,7 @@ def layer_models(macro: Macro, input_shape: Sequence[int],
       lambda a: sk.head(a, num_classes=num_classes,
                         channels=macro.head_channels, dropout=0.0,
                         train=False, bn=bn), (1, hw[0], hw[1], last.cout), 4))
-  fn, shape = lut._constant_function()  # pylint: disable=protected-access
+  fn, shape = lut.constant_function()
   models.append(tflite.function_to_tflite(fn, shape))
   return models
 
