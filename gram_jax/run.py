@@ -81,13 +81,16 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], *,
     error: the exception type of a mismatch or an unreadable config.json.
 
   Returns:
-    True when the workdir already held the run (resume), False when new.
+    True when the workdir already held the run (resume), False when new
+    (and on every process but 0, which neither reads nor writes it).
 
   Raises:
     error: ``config.json`` is unreadable, or differs in a field outside
       `may_change`; the workdir is left untouched.
   """
   from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
+  if not is_primary():
+    return False
   path = os.path.join(workdir, CONFIG)
   new = _plain_json(config)
   if not os.path.exists(path):

@@ -34,6 +34,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import metagraph as mg
+from gram_jax import run as run_lib
 from gram_jax import train as train_lib
 from gram_jax.search import config as config_lib
 from gram_jax.search import gram as gram_lib
@@ -70,7 +71,15 @@ def make_strategy(s: config_lib.GramSettings):
 
 # Fields that may differ on resume: the length of the run, and how (not
 # what) it computes: batching and device count change only float rounding.
-_MAY_CHANGE = ("iterations", "batch_candidates", "devices")
+_MAY_CHANGE = ("search.iterations", "search.batch_candidates",
+               "search.devices")
+
+
+def _with_defaults(old: Dict[str, Any]) -> Dict[str, Any]:
+  """A stored config with the fields added since it was written at their
+  defaults."""
+  return config_lib.merge_defaults(json.loads(json.dumps(
+      config_lib.SearchConfig().to_dict())), old)
 
 
 def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
@@ -81,35 +90,10 @@ def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
   differ; any other difference is a `ConfigError` and nothing in the
   workdir is touched.
   """
-  os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, CONFIG)
-  new = config.to_dict()
-  if not os.path.exists(path):
-    io.write_json_atomic(path, new)
-    return False
-  try:
-    with open(path) as f:
-      old = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise config_lib.ConfigError(
-        f"{path}: unreadable ({e}); use a new --workdir") from None
-  # Fields added since the run was written take their defaults.
-  old_cmp = config_lib.merge_defaults(json.loads(json.dumps(
-      config_lib.SearchConfig().to_dict())), json.loads(json.dumps(old)))
-  new_cmp = json.loads(json.dumps(new))
-  for d in (old_cmp, new_cmp):
-    for field in _MAY_CHANGE:
-      d.get("search", {}).pop(field, None)
-  d = config_lib.diff(old_cmp, new_cmp)
-  if d:
-    field, was, now = d
-    raise config_lib.ConfigError(
-        f"config.{field}: the workdir {workdir} holds a run with {field}="
-        f"{was!r}, this config says {now!r}; use a new --workdir or the "
-        "same config")
-  if old != new:
-    io.write_json_atomic(path, new)
-  return True
+  return run_lib.prepare_workdir(workdir, config.to_dict(),
+                                 may_change=_MAY_CHANGE,
+                                 upgrade=_with_defaults,
+                                 error=config_lib.ConfigError)
 
 
 def _state_tree(state: gram_lib.GramState,
@@ -325,7 +309,7 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
   mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None
   primary = distributed.is_primary()
-  resumed = prepare_workdir(config, workdir) if primary else False
+  prepare_workdir(config, workdir)   # process 0 only
   dirs = seed_dirs(config, workdir)
   # Seeds share the proxy split and the node ops (the supernet's layout is
   # static in the program); all they draw afterwards comes from their seed.
@@ -346,33 +330,13 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
                                graph_key), num_seeds)
 
   squeeze = num_seeds == 1
-  manager = None
-  if primary:
-    ckpt_dir = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    opts = {"max_to_keep": config.keep_checkpoints, "create": True}
-    if jax.process_count() > 1:
-      # Only process 0 checkpoints: the state is the same everywhere.
-      os.makedirs(ckpt_dir, exist_ok=True)
-      opts.update(create=False,
-                  multiprocessing_options=ocp.options.MultiprocessingOptions(
-                      primary_host=0, active_processes={0}))
-    manager = ocp.CheckpointManager(
-        ckpt_dir, options=ocp.CheckpointManagerOptions(**opts))
-    if resumed:
-      restored = restore(manager, _state_tree(state, squeeze), workdir)
-      if restored is not None:
-        state = _from_tree(state, restored, num_seeds)
-  # Process 0's state (restored or fresh) is everyone's.
-  state = _from_tree(state, distributed.broadcast_from_primary(
-      _state_tree(state, squeeze)), num_seeds)
+  # Every process takes part (process 0 reads, the others receive its
+  # state); a fresh workdir has no checkpoint.
+  ckpt = run_lib.Checkpoints(workdir, max_to_keep=config.keep_checkpoints)
+  restored = ckpt.restore(_state_tree(state, squeeze))
+  if restored is not None:
+    state = _from_tree(state, restored.tree, num_seeds)
   start = int(state.step[0]) // per_iter
-  records = [[] for _ in dirs]
-  if primary:
-    for i, d in enumerate(dirs):
-      os.makedirs(d, exist_ok=True)
-      path = os.path.join(d, CANDIDATES)
-      records[i] = io.read_jsonl(path, "step", start)
-      io.write_jsonl_atomic(path, records[i])
 
   ops = state.graph.ops[0]
   trainer = proxy_trainer(config, ops, ds.num_classes, split)
@@ -383,13 +347,12 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   latency_fn = latency_cost(config, ops, input_shape, ds.num_classes)
   total = s.iterations
   end = total if stop_after is None else min(total, start + stop_after)
-  bar = None
-  if progress and primary and start < end:
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=total, initial=start, desc="GRAM search", unit="it",
-               dynamic_ncols=True)
-  outs = ([open(os.path.join(d, CANDIDATES), "a") for d in dirs]
-          if primary else [])
+  bar = run_lib.progress_bar(progress and start < end, total=total,
+                             initial=start, desc="GRAM search", unit="it")
+  # Lines past the restored step are dropped: a resumed run writes each once.
+  logs = [run_lib.JsonlLog(os.path.join(d, CANDIDATES), key="step",
+                           before=start) for d in dirs]
+  records = [log.records for log in logs]
   num = num_seeds * per_iter
   try:
     for t in range(start, end):
@@ -434,15 +397,11 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
           rec["seed"] = config.seed + i
         if latency_ms is not None:
           rec["latency_ms"] = latency_ms
-        if primary:
-          outs[i].write(json.dumps(rec) + "\n")
-          records[i].append(rec)
-      for out in outs:
-        out.flush()
-      if primary and ((t + 1) % config.checkpoint_every == 0
-                      or t + 1 == total):
-        manager.save(t + 1, args=ocp.args.StandardSave(
-            _state_tree(state, squeeze)))
+        logs[i].write(rec, flush=False)
+      for log in logs:
+        log.flush()
+      if (t + 1) % config.checkpoint_every == 0 or t + 1 == total:
+        ckpt.save(t + 1, _state_tree(state, squeeze))
       if bar is not None:
         accs = [res.accuracy for res in results]
         bar.set_postfix(acc=f"{max(accs):.3f}", reward=f"{rewards_.max():.3f}",
@@ -450,11 +409,9 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
                         edges=rows[0][0].num_edges, refresh=False)
         bar.update(1)
   finally:
-    for out in outs:
-      out.close()
-    if manager is not None:
-      manager.wait_until_finished()
-      manager.close()
+    for log in logs:
+      log.close()
+    ckpt.close()
     if bar is not None:
       bar.close()
 
