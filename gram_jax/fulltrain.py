@@ -49,12 +49,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from gram_jax import arch as arch_lib
 from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
+from gram_jax import run as run_lib
 from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.models import ExactNet
@@ -194,6 +194,14 @@ def with_recipe_defaults(d: Dict[str, Any]) -> Dict[str, Any]:
   the default, so it still resumes (and compares equal)."""
   defaults = json.loads(json.dumps(dataclasses.asdict(Recipe())))
   return {**{k: v for k, v in defaults.items() if k not in d}, **d}
+
+
+def _with_old_recipe_defaults(old: Dict[str, Any]) -> Dict[str, Any]:
+  """A stored config.json with `with_recipe_defaults` applied to its
+  recipe."""
+  if isinstance(old.get("recipe"), dict):
+    old = {**old, "recipe": with_recipe_defaults(old["recipe"])}
+  return old
 
 
 def recipe_from_dict(d: Any, where: str = "recipe") -> Recipe:
@@ -477,24 +485,10 @@ def run_model_training(model: str, dataset: str, workdir: str, *,
 def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
          recipe: Recipe, progress: bool,
          stop_after_epochs: Optional[int]) -> Dict[str, Any]:
-  os.makedirs(workdir, exist_ok=True)
   run_cfg = {"dataset": dataset, "recipe": dataclasses.asdict(recipe),
              **network.config}
-  run_cfg = json.loads(json.dumps(run_cfg))
-  cfg_path = os.path.join(workdir, "config.json")
-  if os.path.exists(cfg_path):
-    with open(cfg_path) as f:
-      old = json.load(f)
-    if isinstance(old.get("recipe"), dict):
-      old["recipe"] = with_recipe_defaults(old["recipe"])
-    if old != run_cfg:
-      from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
-      d = diff(old, run_cfg) or ("?", None, None)
-      raise GramJaxError(f"{d[0]}: the workdir {workdir} holds a run with "
-                         f"{d[1]!r}, this one has {d[2]!r}; use a new "
-                         "--workdir")
-  else:
-    io.write_json_atomic(cfg_path, run_cfg)
+  run_lib.prepare_workdir(workdir, run_cfg, upgrade=_with_old_recipe_defaults,
+                          prefix="")
 
   net = network.module
   x0 = jnp.zeros((1,) + data.image_shape)
@@ -507,21 +501,13 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
   step = jax.jit(train_step, donate_argnums=(0, 1))
   evaluate = jax.jit(train_lib.make_eval_step(net.apply, top_k=5))
 
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  ckpt = run_lib.Checkpoints(workdir, max_to_keep=2)
   start = 0
-  if manager.latest_step() is not None:
-    target = {"variables": variables, "opt_state": opt_state}
-    restored = manager.restore(manager.latest_step(),
-                               args=ocp.args.StandardRestore(target))
-    variables, opt_state = restored["variables"], restored["opt_state"]
-    start = int(manager.latest_step())
-
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  history = io.read_jsonl(metrics_path, "epoch", start + 1)
-  io.write_jsonl_atomic(metrics_path, history)
-  writer = _tensorboard(os.path.join(workdir, "tensorboard"))
+  restored = ckpt.restore({"variables": variables, "opt_state": opt_state})
+  if restored is not None:
+    variables = restored.tree["variables"]
+    opt_state = restored.tree["opt_state"]
+    start = restored.step
 
   def run_eval(variables, split="test"):
     correct = top5 = loss = 0.0
@@ -535,12 +521,15 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
 
   end = recipe.epochs if stop_after_epochs is None else min(
       recipe.epochs, start + stop_after_epochs)
-  bar = None
-  if progress and start < end:
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=recipe.epochs, initial=start, unit="epoch",
-               desc=f"train on {dataset}", dynamic_ncols=True)
-  with open(metrics_path, "a") as out:
+  bar = run_lib.progress_bar(progress and start < end, total=recipe.epochs,
+                             initial=start, desc=f"train on {dataset}",
+                             unit="epoch")
+  # Epoch lines past the restored epoch are dropped; each written line also
+  # goes to TensorBoard.
+  with run_lib.JsonlLog(os.path.join(workdir, "metrics.jsonl"), key="epoch",
+                        before=start + 1,
+                        tensorboard=os.path.join(workdir, "tensorboard")
+                        ) as metrics:
     for epoch in range(start, end):
       t0 = time.perf_counter()
       losses = []
@@ -563,20 +552,14 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
               variables, "train")
         else:
           rec["top1"], rec["top5"], rec["test_loss"] = run_eval(variables)
-      out.write(json.dumps(rec) + "\n")
-      out.flush()
-      history.append(rec)
-      if writer is not None:
-        writer(rec)
-      manager.save(epoch + 1, args=ocp.args.StandardSave(
-          {"variables": variables, "opt_state": opt_state}))
+      metrics.write(rec)
+      ckpt.save(epoch + 1, {"variables": variables, "opt_state": opt_state})
       if bar is not None:
         shown = rec.get("top1", rec.get("val_top1", float("nan")))
         bar.set_postfix(loss=f"{train_loss:.3f}", top1=f"{shown:.4f}",
                         refresh=False)
         bar.update(1)
-  manager.wait_until_finished()
-  manager.close()
+  ckpt.close()
   if bar is not None:
     bar.close()
   if end < recipe.epochs:
@@ -601,24 +584,6 @@ def _run(network: _Network, data: "_Data", dataset: str, workdir: str, *,
             **described, "variables": final}
   io.write_json_atomic(os.path.join(workdir, "result.json"), result)
   return result
-
-
-def _tensorboard(logdir: str):
-  """A writer of epoch records as TensorBoard scalars (TF's summary API)."""
-  try:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return None
-  writer = tf.summary.create_file_writer(logdir)
-
-  def write(rec):
-    with writer.as_default():
-      for key, value in rec.items():
-        if key != "epoch" and isinstance(value, (int, float)):
-          tf.summary.scalar(key, value, step=rec["epoch"])
-    writer.flush()
-
-  return write
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -191,3 +191,129 @@ def test_progress_bar_only_when_asked():
   bar = run.progress_bar(True, total=3, initial=1, desc="x", unit="it")
   assert bar.n == 1 and bar.total == 3
   bar.close()
+
+
+# --- every ported command: a corrupt newest checkpoint ---------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _search_command(tmp_path):
+  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
+  from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
+  cfg = config_lib.resolve(
+      os.path.join(ROOT, "experiments", "configs", "quickstart.py"),
+      ["--config.space.hierarchies=1", "--config.space.dags_per_hierarchy=2",
+       "--config.space.nodes=4", "--config.proxy.num_train=60",
+       "--config.proxy.num_val=40", "--config.train.epochs=1",
+       "--config.train.batch_size=20", "--config.search.iterations=6",
+       "--config.checkpoint_every=2"])
+
+  def run_it(wd, stop_after):
+    loop.run_search(cfg, wd, progress=False, stop_after=stop_after)
+
+  def result(wd):
+    return (open(os.path.join(wd, "metagraph.json")).read(),
+            [(r["step"], r["reward"], r["baseline"]) for r in map(
+                json.loads, open(os.path.join(wd, "candidates.jsonl")))])
+
+  return run_it, result, 4, [2, 4], ("candidates.jsonl", "step")
+
+
+def _single_path_command(tmp_path):
+  from gram_jax.singlepath import config as sp_config  # pylint: disable=import-outside-toplevel
+  from gram_jax.singlepath import search as sp_search  # pylint: disable=import-outside-toplevel
+  d = sp_config.SinglePathConfig().to_dict()
+  d.update(dataset="digits", max_examples=256, eval_examples=128,
+           eval_batch_size=128, checkpoint_every=4)
+  d["macro"].update(stem_channels=4, stem_stride=2, first_channels=4,
+                    stages=["8x2/2"], last_channels=8, head_channels=16,
+                    dropout=0.0, bn_momentum=0.9)
+  d["runtime"].update(table="macs", runtime_lambda=3.0, scale=1.0,
+                      warmup_epochs=1.0)
+  d["train"].update(epochs=2, batch_size=32, learning_rate=3e-3,
+                    optimizer="adam", threshold_lr_scale=100.0)
+  cfg = sp_config.SinglePathConfig.from_dict(d)
+
+  def run_it(wd, stop_after):
+    sp_search.run_search(cfg, wd, progress=False, stop_after=stop_after,
+                         log=lambda m: None)
+
+  def result(wd):
+    steps = [(r["step"], r["loss"], r["decisions"]) for r in map(
+        json.loads, open(os.path.join(wd, "steps.jsonl")))]
+    res = json.load(open(os.path.join(wd, "result.json")))
+    return (steps, res["thresholds"], res["decisions"],
+            open(os.path.join(wd, "spec.json")).read())
+
+  # 8 steps an epoch; checkpoints at 4, 8 (an epoch) and 12
+  return run_it, result, 12, [4, 8, 12], ("steps.jsonl", "step")
+
+
+def _train_command(tmp_path):
+  from gram_jax import arch  # pylint: disable=import-outside-toplevel
+  from gram_jax import fulltrain  # pylint: disable=import-outside-toplevel
+  from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
+  from gram_jax.space import SearchSpace  # pylint: disable=import-outside-toplevel
+  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=4,
+                      width=0.25)
+  g = mg.init(space, jax.random.key(0), init_weight=0.6)
+  spec = arch.from_masks(space, g.ops, mg.sample(g, jax.random.key(1)),
+                         num_classes=10)
+  recipe = fulltrain.Recipe(epochs=3, batch_size=128, max_examples=512)
+
+  def run_it(wd, stop_after):
+    fulltrain.run_training(spec, "digits", wd, recipe=recipe, progress=False,
+                           stop_after_epochs=stop_after)
+
+  def result(wd):
+    res = json.load(open(os.path.join(wd, "result.json")))
+    epochs = [(r["epoch"], r["train_loss"], r["top1"]) for r in map(
+        json.loads, open(os.path.join(wd, "metrics.jsonl")))]
+    return epochs, res["top1"], res["top5"], res["test_loss"]
+
+  return run_it, result, 2, [1, 2], ("metrics.jsonl", "epoch")
+
+
+@pytest.mark.parametrize("command", [
+    _search_command, _single_path_command, _train_command],
+                         ids=["search", "single-path", "train"])
+def test_command_resumes_past_a_corrupt_newest_checkpoint(tmp_path, command,
+                                                          monkeypatch):
+  """Each resumable command: a few steps, a torn newest checkpoint, resume:
+  one warning, the bad step moved aside, training continued from the step
+  before, and the same logs and result as an uninterrupted run (these runs
+  are deterministic: the exact comparison below holds)."""
+  run_it, result, stop_after, saved, (log_name, key) = command(tmp_path)
+  ref, wd = str(tmp_path / "ref"), str(tmp_path / "run")
+  run_it(ref, None)
+  run_it(wd, stop_after)
+  ckpts = os.path.join(wd, "checkpoints")
+  assert sorted(int(s) for s in os.listdir(ckpts)) == saved
+  _truncate_largest_file(os.path.join(ckpts, str(saved[-1])))
+
+  restored_steps = []
+  original = run.Checkpoints.restore
+
+  def spy(self, target):
+    got = original(self, target)
+    if self.directory == os.path.abspath(ckpts):
+      restored_steps.append(None if got is None else got.step)
+    return got
+
+  monkeypatch.setattr(run.Checkpoints, "restore", spy)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    run_it(wd, None)
+  bad = _unreadable(caught)
+  assert len(bad) == 1, [str(w.message) for w in caught]
+  assert f"step {saved[-2]}" in str(bad[0].message)
+  # the bad step was moved aside, and training went on from the one before
+  aside = os.listdir(os.path.join(wd, "checkpoints_corrupt"))
+  assert len(aside) == 1 and aside[0].startswith(f"{saved[-1]}-")
+  assert restored_steps == [saved[-2]]
+  # each log line once, and the same result as the uninterrupted run
+  def keys(d):
+    return [json.loads(l)[key] for l in open(os.path.join(d, log_name))]
+  assert keys(wd) == keys(ref) and keys(ref) == sorted(keys(ref))
+  assert result(wd) == result(ref)

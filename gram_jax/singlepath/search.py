@@ -22,23 +22,20 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import signal
 import time
-import warnings
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 
 from gram_jax import data as data_lib
 from gram_jax import io
-from gram_jax.search import config as base_config
+from gram_jax import run as run_lib
 from gram_jax.singlepath import runtime as rt
 from gram_jax.singlepath import spec as spec_lib
 from gram_jax.singlepath import superkernel as sk
@@ -280,30 +277,9 @@ def prepare_workdir(config: SinglePathConfig, workdir: str) -> bool:
   Only ``train.epochs`` may differ (to extend a run). Any other difference
   is a `ConfigError` and nothing in the workdir is touched.
   """
-  path = os.path.join(workdir, CONFIG)
-  new = config.to_dict()
-  if not os.path.exists(path):
-    os.makedirs(workdir, exist_ok=True)
-    io.write_json_atomic(path, new)
-    return False
-  try:
-    with open(path) as f:
-      old = json.load(f)
-  except (OSError, json.JSONDecodeError) as e:
-    raise ConfigError(f"{path}: unreadable ({e}); use a new --workdir") \
-        from None
-  a, b = json.loads(json.dumps(old)), json.loads(json.dumps(new))
-  a.get("train", {}).pop("epochs", None)
-  b["train"].pop("epochs", None)
-  d = base_config.diff(a, b)
-  if d:
-    field, was, now = d
-    raise ConfigError(f"config.{field}: the workdir {workdir} holds a run "
-                      f"with {field}={was!r}, this config says {now!r}; use "
-                      "a new --workdir or the same config")
-  if old != new:
-    io.write_json_atomic(path, new)
-  return True
+  return run_lib.prepare_workdir(workdir, config.to_dict(),
+                                 may_change=("train.epochs",),
+                                 error=ConfigError)
 
 
 def _ckpt_tree(state, step):
@@ -312,23 +288,18 @@ def _ckpt_tree(state, step):
           "step": np.asarray(step, np.int64)}
 
 
-def _restore(manager, state):
+def _restore(ckpt: run_lib.Checkpoints, state):
+  """``(state, step)`` of the newest readable checkpoint, or ``(None, 0)``."""
   treedef = jax.tree_util.tree_structure(state["opt_state"])
-  target = jax.tree.map(np.asarray, _ckpt_tree(state, 0))
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      got = manager.restore(step, args=ocp.args.StandardRestore(target))
-    except Exception as e:  # pylint: disable=broad-except
-      # a checkpoint torn by a kill: fall back to an older one
-      warnings.warn(f"checkpoint {step} is unreadable ({type(e).__name__}); "
-                    "resuming from an earlier one", stacklevel=2)
-      continue
-    opt = jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(v) for v in got["opt_state"]])
-    return {"params": jax.tree.map(jnp.asarray, got["params"]),
-            "batch_stats": jax.tree.map(jnp.asarray, got["batch_stats"]),
-            "opt_state": opt}, int(got["step"])
-  return None, 0
+  got = ckpt.restore(jax.tree.map(np.asarray, _ckpt_tree(state, 0)))
+  if got is None:
+    return None, 0
+  got = got.tree
+  opt = jax.tree_util.tree_unflatten(
+      treedef, [jnp.asarray(v) for v in got["opt_state"]])
+  return {"params": jax.tree.map(jnp.asarray, got["params"]),
+          "batch_stats": jax.tree.map(jnp.asarray, got["batch_stats"]),
+          "opt_state": opt}, int(got["step"])
 
 
 def _names(d) -> str:
@@ -371,7 +342,7 @@ def run_search(config: SinglePathConfig, workdir: str, *,
   steps_per_epoch = data.num_train // b
   total = c.train.epochs * steps_per_epoch
   warmup = int(c.runtime.warmup_epochs * data.num_train / b)
-  resumed = prepare_workdir(c, workdir)
+  prepare_workdir(c, workdir)
 
   progs = programs(macro, data.num_classes, data.image_shape,
                    (c.runtime.exact_masks, c.runtime.rescale_dropout,
@@ -384,31 +355,26 @@ def run_search(config: SinglePathConfig, workdir: str, *,
   state = progs.init(jax.random.fold_in(root, 0))
   entries = jnp.asarray(table.entries, jnp.float32)
 
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=c.keep_checkpoints,
-                                           create=True))
-  start = 0
-  if resumed:
-    restored, start = _restore(manager, state)
-    if restored is not None:
-      state = restored
-  steps_path = os.path.join(workdir, STEPS)
-  epochs_path = os.path.join(workdir, EPOCHS)
-  io.write_jsonl_atomic(steps_path, io.read_jsonl(steps_path, "step", start))
-  epochs = io.read_jsonl(epochs_path, "step", start + 1)
-  io.write_jsonl_atomic(epochs_path, epochs)
+  ckpt = run_lib.Checkpoints(workdir, max_to_keep=c.keep_checkpoints)
+  restored, start = _restore(ckpt, state)
+  if restored is not None:
+    state = restored
 
   end = total if stop_after is None else min(total, start + stop_after)
-  bar = None
-  if progress and start < end:
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=total, initial=start, desc="Single-Path search",
-               unit="step", dynamic_ncols=True)
+  bar = run_lib.progress_bar(progress and start < end, total=total,
+                             initial=start, desc="Single-Path search",
+                             unit="step")
   stream, stream_epoch = None, -1
   sums = {"loss": 0.0, "ce": 0.0, "acc": 0.0, "n": 0}
   t_epoch = time.perf_counter()
-  with open(steps_path, "a") as steps_out, open(epochs_path, "a") as ep_out:
+  # Log lines past the restored step are dropped (an epoch line belongs to
+  # the step that ends the epoch).
+  steps_log = run_lib.JsonlLog(os.path.join(workdir, STEPS), key="step",
+                               before=start)
+  epochs_log = run_lib.JsonlLog(os.path.join(workdir, EPOCHS), key="step",
+                                before=start + 1)
+  epochs = epochs_log.records
+  with steps_log, epochs_log:
     for t in range(start, end):
       epoch, i = divmod(t, steps_per_epoch)
       if c.streaming:
@@ -427,8 +393,7 @@ def run_search(config: SinglePathConfig, workdir: str, *,
              "runtime": float(m["runtime"]), "lambda": float(m["lambda"]),
              "lr": float(tx_lr(c.train, data.num_train / b, t)),
              "decisions": _names(m["decisions"])}
-      steps_out.write(json.dumps(rec) + "\n")
-      steps_out.flush()
+      steps_log.write(rec)
       for k in ("loss", "ce", "acc"):
         sums[k] += rec[k]
       sums["n"] += 1
@@ -451,9 +416,7 @@ def run_search(config: SinglePathConfig, workdir: str, *,
                 "decisions": sk.describe(hard),
                 "thresholds": sk.thresholds(state["params"]).tolist(),
                 "seconds": time.perf_counter() - t_epoch}
-        ep_out.write(json.dumps(erec) + "\n")
-        ep_out.flush()
-        epochs.append(erec)
+        epochs_log.write(erec)
         sums = {"loss": 0.0, "ce": 0.0, "acc": 0.0, "n": 0}
         t_epoch = time.perf_counter()
         log_line = (f"epoch {epoch + 1}/{c.train.epochs}: test acc {acc:.4f}"
@@ -464,17 +427,15 @@ def run_search(config: SinglePathConfig, workdir: str, *,
           log(log_line)
       if done % steps_per_epoch == 0 or (
           c.checkpoint_every and done % c.checkpoint_every == 0):
-        manager.save(done, args=ocp.args.StandardSave(
-            jax.device_get(_ckpt_tree(state, done))))
+        ckpt.save(done, jax.device_get(_ckpt_tree(state, done)))
       if bar is not None:
         bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.3f}",
                         R=f"{rec['runtime']:.2f}", refresh=False)
         bar.update(1)
       if sigkill_after is not None and done - start >= sigkill_after:
-        manager.wait_until_finished()
+        ckpt.wait()
         os.kill(os.getpid(), signal.SIGKILL)
-  manager.wait_until_finished()
-  manager.close()
+  ckpt.close()
   if bar is not None:
     bar.close()
   if end < total:
