@@ -237,9 +237,6 @@ class Checkpoints:
     if self.manager is not None:
       self.manager.wait_until_finished()
 
-  def latest_step(self) -> Optional[int]:
-    return None if self.manager is None else self.manager.latest_step()
-
   def close(self) -> None:
     if self.manager is not None:
       self.manager.wait_until_finished()

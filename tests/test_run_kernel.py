@@ -13,14 +13,18 @@ from gram_jax import run
 from gram_jax.errors import GramJaxError
 
 
-def _truncate_largest_file(step_dir):
-  """A torn write: the largest file of a checkpoint loses its second half."""
-  files = [os.path.join(b, f) for b, _, fs in os.walk(step_dir) for f in fs]
-  path = max(files, key=os.path.getsize)
-  with open(path, "rb") as f:
-    data = f.read()
-  with open(path, "wb") as f:
-    f.write(data[:len(data) // 2])
+def _tear(step_dir):
+  """A torn write: every array data file of a checkpoint loses its second
+  half. (All of them: orbax's OCDBT layout keeps files that a restore does
+  not read, so tearing only one may leave the checkpoint readable.)"""
+  files = [os.path.join(b, f) for b, _, fs in os.walk(step_dir)
+           if os.path.basename(b) == "d" for f in fs]
+  assert files, f"no array data files in {step_dir}"
+  for path in files:
+    with open(path, "rb") as f:
+      data = f.read()
+    with open(path, "wb") as f:
+      f.write(data[:len(data) // 2])
 
 
 def _unreadable(caught):
@@ -111,7 +115,7 @@ def test_restore_newest_against_an_eval_shape_target(tmp_path):
 def test_corrupt_newest_is_moved_aside_and_the_previous_restored(tmp_path):
   wd = str(tmp_path)
   _saved(wd, [1, 2, 3])
-  _truncate_largest_file(os.path.join(wd, "checkpoints", "3"))
+  _tear(os.path.join(wd, "checkpoints", "3"))
   ckpt = run.Checkpoints(wd, max_to_keep=5)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -147,7 +151,7 @@ def test_no_readable_checkpoint_starts_fresh(tmp_path):
   wd = str(tmp_path)
   _saved(wd, [1, 2])
   for s in ("1", "2"):
-    _truncate_largest_file(os.path.join(wd, "checkpoints", s))
+    _tear(os.path.join(wd, "checkpoints", s))
   ckpt = run.Checkpoints(wd, max_to_keep=5)
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -157,6 +161,61 @@ def test_no_readable_checkpoint_starts_fresh(tmp_path):
   assert os.listdir(os.path.join(wd, "checkpoints")) == []
   assert len(os.listdir(os.path.join(wd, "checkpoints_corrupt"))) == 2
   ckpt.close()
+
+
+_WORKER = r"""
+import json, os, sys, warnings
+sys.path.insert(0, sys.argv[4])
+from gram_jax.scale import distributed
+pid, port, base = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+distributed.initialize(f"127.0.0.1:{port}", 2, pid, initialization_timeout=60)
+import jax
+import numpy as np
+from gram_jax import run
+from test_run_kernel import _tree, _tear
+wd = os.path.join(base, f"work{pid}")
+ckpt = run.Checkpoints(wd, max_to_keep=3)
+for s in (1, 2):
+  ckpt.save(s, _tree(s))
+ckpt.close()
+if pid == 0:
+  _tear(os.path.join(wd, "checkpoints", "2"))
+ckpt = run.Checkpoints(wd, max_to_keep=3)
+with warnings.catch_warnings(record=True) as caught:
+  warnings.simplefilter("always")
+  got = ckpt.restore(_tree(0))
+ckpt.close()
+with open(os.path.join(base, f"result{pid}.json"), "w") as f:
+  json.dump({"step": got.step, "w": np.asarray(got.tree["w"]).tolist(),
+             "warned": sum("unreadable" in str(w.message) for w in caught)}, f)
+jax.distributed.shutdown()
+"""
+
+
+def test_two_processes_restore_on_process_0_and_broadcast(tmp_path):
+  import socket  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  script = tmp_path / "worker.py"
+  script.write_text(_WORKER)
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    port = str(sock.getsockname()[1])
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  procs = [subprocess.Popen([sys.executable, str(script), str(p), port,
+                             str(tmp_path), os.path.join(ROOT, "tests")],
+                            env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT) for p in (0, 1)]
+  logs = [p.communicate(timeout=180)[0].decode()[-3000:] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], logs
+  res = [json.loads((tmp_path / f"result{p}.json").read_text())
+         for p in (0, 1)]
+  # process 0 fell back to step 1 and process 1 received it
+  assert [r["step"] for r in res] == [1, 1]
+  assert res[0]["w"] == res[1]["w"] == _tree(1)["w"].tolist()
+  assert [r["warned"] for r in res] == [1, 0]
+  assert not (tmp_path / "work1").exists()     # only process 0 writes
 
 
 # --- JsonlLog and progress -------------------------------------------------------
@@ -275,9 +334,60 @@ def _train_command(tmp_path):
   return run_it, result, 2, [1, 2], ("metrics.jsonl", "epoch")
 
 
+def _autoshrink_command(tmp_path):
+  from gram_jax.autoshrink import command  # pylint: disable=import-outside-toplevel
+  config = command.resolve(
+      os.path.join(ROOT, "experiments", "configs",
+                   "autoshrink_cnn_runlocal.py"),
+      ["--config.search.k=3", "--config.cnn.nodes=4",
+       "--config.cnn.base_filters=4", "--config.cnn.stem_channels=4",
+       "--config.cnn.scales=(1.0, 2.0)", "--config.cnn.pools=(1, 2)",
+       "--config.cnn.replicate=(1, 1)", "--config.cnn.proxy.num_train=60",
+       "--config.cnn.proxy.num_val=40", "--config.cnn.train.epochs=1",
+       "--config.cnn.train.batch_size=20",
+       "--config.cnn.train.eval_batch_size=40"])
+
+  def run_it(wd, stop_after):
+    command.run_autoshrink(config, wd, progress=False, stop_after=stop_after)
+
+  def result(wd):
+    rounds = [{k: v for k, v in r.items() if k != "seconds"} for r in map(
+        json.loads, open(os.path.join(wd, "rounds.jsonl")))]
+    return open(os.path.join(wd, "best.json")).read(), rounds
+
+  # a checkpoint after every round
+  return run_it, result, 2, [1, 2], ("rounds.jsonl", "round")
+
+
+def _train_rnn_command(tmp_path):
+  from gram_jax.autoshrink import rnn  # pylint: disable=import-outside-toplevel
+  from gram_jax.autoshrink import train_rnn  # pylint: disable=import-outside-toplevel
+  cell_path = str(tmp_path / "cell.json")
+  rnn.CellSpec(4, ((0, 1), (0, 2), (1, 3)),
+               ("tanh", "sigmoid", "tanh", "identity")).save(cell_path)
+  recipe = train_rnn.LMRecipe(cell=cell_path, nhid=8, epochs=3, batch_size=64,
+                              eval_batch_size=32, test_batch_size=32, bptt=8,
+                              max_seq_len_delta=4, bucket=0, nonmono=1)
+
+  def run_it(wd, stop_after):
+    train_rnn.run_lm_training(recipe, wd, progress=False,
+                              stop_after_epochs=stop_after)
+
+  def result(wd):
+    res = json.load(open(os.path.join(wd, "result.json")))
+    epochs = [(r["epoch"], r["train_loss"], r["val_loss"]) for r in map(
+        json.loads, open(os.path.join(wd, "metrics.jsonl")))]
+    return epochs, res["val_ppl"], res["test_ppl"], res["best_epoch"]
+
+  # the last 2 epochs are kept
+  return run_it, result, 2, [1, 2], ("metrics.jsonl", "epoch")
+
+
 @pytest.mark.parametrize("command", [
-    _search_command, _single_path_command, _train_command],
-                         ids=["search", "single-path", "train"])
+    _search_command, _single_path_command, _train_command,
+    _autoshrink_command, _train_rnn_command],
+                         ids=["search", "single-path", "train", "autoshrink",
+                              "train-rnn"])
 def test_command_resumes_past_a_corrupt_newest_checkpoint(tmp_path, command,
                                                           monkeypatch):
   """Each resumable command: a few steps, a torn newest checkpoint, resume:
@@ -290,7 +400,7 @@ def test_command_resumes_past_a_corrupt_newest_checkpoint(tmp_path, command,
   run_it(wd, stop_after)
   ckpts = os.path.join(wd, "checkpoints")
   assert sorted(int(s) for s in os.listdir(ckpts)) == saved
-  _truncate_largest_file(os.path.join(ckpts, str(saved[-1])))
+  _tear(os.path.join(ckpts, str(saved[-1])))
 
   restored_steps = []
   original = run.Checkpoints.restore

@@ -36,15 +36,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 from typing import Any, Dict, List, Optional
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 
 from gram_jax import io
+from gram_jax import run as run_lib
 from gram_jax.autoshrink import fields as F
 from gram_jax.autoshrink import strategy as strat
 from gram_jax.errors import GramJaxError
@@ -136,35 +135,11 @@ def prepare_workdir(config: Dict[str, Any], workdir: str) -> bool:
 
   Returns True when resuming; a different config raises and touches nothing.
   """
-  path = os.path.join(workdir, CONFIG)
-  new = json.loads(json.dumps(config))
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        old = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise GramJaxError(f"{path}: unreadable ({e}); use a new --workdir") \
-          from None
-    d = config_lib.diff(old, new)
-    if d:
-      field, was, now = d
-      raise GramJaxError(
-          f"config.{field}: the workdir {workdir} holds a run with {field}="
-          f"{was!r}, this config says {now!r}; use a new --workdir or the "
-          "same config")
-    return True
-  os.makedirs(workdir, exist_ok=True)
-  io.write_json_atomic(path, new)
-  return False
+  return run_lib.prepare_workdir(workdir, config)
 
 
 def _state_dict(state: strat.ShrinkState) -> Dict[str, np.ndarray]:
   return {k: np.asarray(v) for k, v in state._asdict().items()}
-
-
-def _restore(manager, target, workdir):
-  from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
-  return loop.restore(manager, target, workdir)
 
 
 class Result(dict):
@@ -185,45 +160,39 @@ def run_autoshrink(config: Dict[str, Any], workdir: str, *,
   """
   kind = config["kind"]
   evaluate, score_fn, num_nodes = kind_module(kind).make_evaluator(config)
-  resumed = prepare_workdir(config, workdir)
+  prepare_workdir(config, workdir)
   s = config["search"]
   strategy = strat.autoshrink(k=s["k"], keep_fraction=s["keep_fraction"])
   state = strategy.init(num_nodes)
   key = jax.random.fold_in(jax.random.key(config["seed"]), 1)
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")),
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=config["keep_checkpoints"], create=True))
-  if resumed:
-    restored = _restore(manager, _state_dict(state), workdir)
-    if restored is not None:
-      state = strat.ShrinkState(**{k: np.asarray(restored[k])
-                                   for k in state._fields})
+  ckpt = run_lib.Checkpoints(workdir, max_to_keep=config["keep_checkpoints"])
+  restored = ckpt.restore(_state_dict(state))
+  if restored is not None:
+    state = strat.ShrinkState(**{k: np.asarray(restored.tree[k])
+                                 for k in state._fields})
   start = int(state.round)
-  rounds_path = os.path.join(workdir, ROUNDS)
-  records = io.read_jsonl(rounds_path, "round", start)
-  io.write_jsonl_atomic(rounds_path, records)
 
   target = strat.edge_threshold(int(state.max_edges), s["keep_fraction"])
-  bar = None
-  if progress and not strategy.done(state):
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=int(state.max_edges) - target,
-               initial=int(state.max_edges) - int(state.mask.sum()),
-               desc=f"AutoShrink ({kind})", unit="edge", dynamic_ncols=True)
+  bar = run_lib.progress_bar(
+      progress and not strategy.done(state),
+      total=int(state.max_edges) - target,
+      initial=int(state.max_edges) - int(state.mask.sum()),
+      desc=f"AutoShrink ({kind})", unit="edge")
+  # Lines of rounds past the restored one are dropped.
+  log = run_lib.JsonlLog(os.path.join(workdir, ROUNDS), key="round",
+                         before=start)
+  records = log.records
   done_rounds = 0
-  with open(rounds_path, "a") as out:
+  with log:
     while not strategy.done(state) and (stop_after is None
                                         or done_rounds < stop_after):
       before = int(state.mask.sum())
       result = strat.shrink_round(strategy, state, evaluate, score_fn, key)
       state = result.state
       for rec in result.records:
-        out.write(json.dumps(rec) + "\n")
-      out.flush()
-      records.extend(result.records)
-      manager.save(int(state.round),
-                   args=ocp.args.StandardSave(_state_dict(state)))
+        log.write(rec, flush=False)
+      log.flush()
+      ckpt.save(int(state.round), _state_dict(state))
       done_rounds += 1
       if bar is not None:
         chosen = [r for r in result.records if r["chosen"]][0]
@@ -231,8 +200,7 @@ def run_autoshrink(config: Dict[str, Any], workdir: str, *,
         bar.set_postfix(score="nan" if score is None else f"{score:.4f}",
                         edges=int(state.mask.sum()), refresh=False)
         bar.update(before - int(state.mask.sum()))
-  manager.wait_until_finished()
-  manager.close()
+  ckpt.close()
   if bar is not None:
     bar.close()
   if not strategy.done(state):

@@ -31,9 +31,9 @@ from typing import Any, Dict, Optional
 
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 
 from gram_jax import io
+from gram_jax import run as run_lib
 from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
 from gram_jax.errors import GramJaxError
@@ -96,21 +96,6 @@ def load_cell(name: str) -> rnn.CellSpec:
   return rnn.CellSpec.load(name)
 
 
-def _check_workdir(workdir: str, run_cfg: Dict[str, Any]) -> None:
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
-    if old != run_cfg:
-      d = config_lib.diff(old, run_cfg) or ("?", None, None)
-      raise GramJaxError(f"{d[0]}: the workdir {workdir} holds a run with "
-                         f"{d[1]!r}, this one has {d[2]!r}; use a new "
-                         "--workdir")
-  else:
-    os.makedirs(workdir, exist_ok=True)
-    io.write_json_atomic(path, run_cfg)
-
-
 def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
                     stop_after_epochs: Optional[int] = None
                     ) -> Dict[str, Any]:
@@ -125,7 +110,7 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
   run_cfg = json.loads(json.dumps({"recipe": dataclasses.asdict(r),
                                    "cell": cell.to_dict(),
                                    "vocab_size": vocab}))
-  _check_workdir(workdir, run_cfg)
+  run_lib.prepare_workdir(workdir, run_cfg, prefix="")
   cell.save(os.path.join(workdir, "cell.json"))
 
   model = rnn.exact_lm(cell, vocab, r.nhid, dropout=r.dropout,
@@ -145,32 +130,26 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
     h = jnp.zeros((data.shape[1], r.nhid))
     return float(lm.evaluate(eval_step, p, data, bptt=r.bptt, hidden=h))
 
-  opts = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "checkpoints")), options=opts)
-  best_mgr = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, "best")),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+  ckpt = run_lib.Checkpoints(workdir, max_to_keep=2)
+  best_ckpt = run_lib.Checkpoints(workdir, max_to_keep=1, name="best")
   start = 0
-  if manager.latest_step() is not None:
-    start = int(manager.latest_step())
-    state = manager.restore(start, args=ocp.args.StandardRestore(state))
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  records = io.read_jsonl(metrics_path, "epoch", start + 1)
-  io.write_jsonl_atomic(metrics_path, records)
+  restored = ckpt.restore(state)
+  if restored is not None:
+    state, start = restored.tree, restored.step
+  # Epoch lines past the restored epoch are dropped.
+  metrics = run_lib.JsonlLog(os.path.join(workdir, "metrics.jsonl"),
+                             key="epoch", before=start + 1)
+  records = metrics.records
   # NT-ASGD history: validation losses of the epochs before the switch.
   history = [x["val_loss"] for x in records if not x["averaging"]]
   stored = min([x["val_loss"] for x in records], default=math.inf)
 
   end = r.epochs if stop_after_epochs is None else min(
       r.epochs, start + stop_after_epochs)
-  bar = None
-  if progress and start < end:
-    from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-    bar = tqdm(total=r.epochs, initial=start, unit="epoch",
-               desc="train-rnn", dynamic_ncols=True)
+  bar = run_lib.progress_bar(progress and start < end, total=r.epochs,
+                             initial=start, desc="train-rnn", unit="epoch")
   max_len = r.bptt + (r.max_seq_len_delta if r.jitter else 0)
-  with open(metrics_path, "a") as out:
+  with metrics:
     for epoch in range(start, end):
       t0 = time.perf_counter()
       averaging = bool(state.averaging)
@@ -191,8 +170,7 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
       improved = val_loss < stored
       if improved:
         stored = val_loss
-        best_mgr.save(epoch + 1, args=ocp.args.StandardSave(
-            jax.device_get(lm.eval_params(state))))
+        best_ckpt.save(epoch + 1, jax.device_get(lm.eval_params(state)))
       switched = False
       if not averaging:
         if r.asgd and lm.nonmono_trigger(history, val_loss, r.nonmono):
@@ -203,30 +181,32 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
              "val_ppl": lm.ppl(val_loss), "best_val_ppl": lm.ppl(stored),
              "averaging": averaging, "switched_to_asgd": switched,
              "steps": len(windows), "seconds": time.perf_counter() - t0}
-      manager.save(epoch + 1, args=ocp.args.StandardSave(state))
-      manager.wait_until_finished()
-      best_mgr.wait_until_finished()
-      out.write(json.dumps(rec) + "\n")
-      out.flush()
+      ckpt.save(epoch + 1, state)
+      ckpt.wait()
+      best_ckpt.wait()
+      metrics.write(rec)
       if bar is not None:
         bar.set_postfix(val_ppl=f"{rec['val_ppl']:.2f}",
                         asgd=int(averaging or switched), refresh=False)
         bar.update(1)
-  manager.close()
+  ckpt.close()
   if bar is not None:
     bar.close()
   if end < r.epochs:
-    best_mgr.close()
+    best_ckpt.close()
     return {"complete": False, "epoch": end}
-  best = best_mgr.restore(best_mgr.latest_step(),
-                          args=ocp.args.StandardRestore(target))
-  best_mgr.close()
+  best = best_ckpt.restore(target)
+  best_ckpt.close()
+  if best is None:
+    raise GramJaxError(f"{best_ckpt.directory}: no readable checkpoint of "
+                       "the best parameters; train again in a new --workdir")
+  best_epoch, best = best.step, best.tree
   val_loss, test_loss = evaluate(best, val_data), evaluate(best, test_data)
   result = {"complete": True, "val_ppl": lm.ppl(val_loss),
             "test_ppl": lm.ppl(test_loss), "val_loss": val_loss,
             "test_loss": test_loss, "params": num_params,
             "edges": cell.num_edges, "vocab_size": vocab,
-            "epochs": r.epochs, "best_epoch": int(best_mgr.latest_step()),
+            "epochs": r.epochs, "best_epoch": best_epoch,
             "cell": os.path.join(workdir, "cell.json")}
   io.write_json_atomic(os.path.join(workdir, "result.json"), result)
   return result

@@ -19,15 +19,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
-import warnings
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from gram_jax import arch as arch_lib
 from gram_jax import cost as cost_lib
@@ -171,29 +168,6 @@ def candidate_keys(base_keys: jax.Array, first: int, k: int) -> jax.Array:
   data = jnp.arange(first, first + k, dtype=jnp.uint32)
   return jax.vmap(lambda key: jax.vmap(
       lambda d: jax.random.fold_in(key, d))(data))(base_keys)
-
-
-def restore(manager: ocp.CheckpointManager, target: Dict[str, np.ndarray],
-            workdir: str) -> Optional[Dict[str, np.ndarray]]:
-  """The newest readable checkpoint; unreadable ones are moved aside."""
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      restored = manager.restore(step, args=ocp.args.StandardRestore(target))
-      for key, value in target.items():
-        if np.shape(restored[key]) != np.shape(value):
-          raise ValueError(f"{key} has shape {np.shape(restored[key])}")
-      return restored
-    except Exception as e:  # any unreadable checkpoint: fall back  # pylint: disable=broad-except
-      aside = os.path.join(workdir, "checkpoints_corrupt")
-      os.makedirs(aside, exist_ok=True)
-      src = os.path.join(manager.directory, str(step))
-      warnings.warn(f"checkpoint {src} is unreadable ({type(e).__name__}: "
-                    f"{str(e).splitlines()[0][:200] if str(e) else ''}); "
-                    f"moved to {aside} and resuming from an earlier one")
-      if os.path.exists(src):
-        shutil.move(src, os.path.join(aside, f"{step}-{time.time_ns()}"))
-      manager.reload()
-  return None
 
 
 def encode_edges(masks) -> List[str]:
