@@ -1,4 +1,4 @@
-"""Test settings: strict numerics, small shapes, and shared fixtures."""
+"""Test settings: fake CPU devices, the XLA cache off, and shared fixtures."""
 
 import os
 

@@ -225,3 +225,15 @@ def test_list_overrides_keep_their_element_type():
   assert out["names"] == ("x", "y") and out["empty"] == ("p", "q")
   with pytest.raises(config_lib.ConfigError, match="config.sizes: 'big'"):
     config_lib.apply_overrides(dict(d), ["--config.sizes=96,big"])
+
+
+def test_quickstart_config_ships_inside_the_package():
+  # found by `gram-jax quickstart` without the repository (wheel installs);
+  # experiments/configs/quickstart.py is the same config
+  import gram_jax  # pylint: disable=import-outside-toplevel
+  from gram_jax.search import quickstart  # pylint: disable=import-outside-toplevel
+  pkg = os.path.dirname(os.path.abspath(gram_jax.__file__))
+  assert quickstart.DEFAULT_CONFIG.startswith(pkg + os.sep)
+  assert os.path.exists(quickstart.DEFAULT_CONFIG)
+  assert (config_lib.resolve(quickstart.DEFAULT_CONFIG, []).to_dict()
+          == config_lib.resolve(QUICKSTART, []).to_dict())

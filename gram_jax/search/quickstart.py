@@ -22,23 +22,23 @@ from gram_jax.models import ExactNet
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
-DEFAULT_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(gram_jax.__file__))),
-    "experiments", "configs", "quickstart.py")
+# Inside the package, so that an installed wheel finds it too.
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(
+    gram_jax.__file__)), "configs", "quickstart.py")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--workdir", default="runs/quickstart")
   parser.add_argument("--config", default=DEFAULT_CONFIG,
-                      help="default: experiments/configs/quickstart.py")
+                      help="default: gram_jax/configs/quickstart.py (the "
+                      "same as experiments/configs/quickstart.py)")
   parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace, rest) -> int:
   if not os.path.exists(args.config.rsplit(":", 1)[0]):
-    raise GramJaxError(f"--config: {args.config} not found (the quickstart "
-                       "config ships in the repository's experiments/configs;"
-                       " pass --config)")
+    raise GramJaxError(f"--config: {args.config} not found; allowed: a "
+                       "config file, e.g. experiments/configs/quickstart.py")
   config = config_lib.resolve(args.config, rest)
   t0 = time.time()
   result = loop.run_search(config, args.workdir,

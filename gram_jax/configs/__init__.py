@@ -1,0 +1,1 @@
+"""Configs that ship inside the package (found without the repository)."""
