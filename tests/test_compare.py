@@ -206,7 +206,11 @@ def test_families_from_a_search_workdir(search_wd, arch_file):
   assert own.num_edges >= by["own-L0.60-x1"].arch.num_edges
 
 
-def test_shipped_configs_follow_the_protocol(arch_file):
+def test_shipped_configs_follow_the_protocol(arch_file, tmp_path,
+                                             monkeypatch):
+  # The configs name their search workdirs relative to the working
+  # directory; run from an empty one, whatever a checkout holds in runs/.
+  monkeypatch.chdir(tmp_path)
   for name, arg in (("compare_fashion_mnist", None),
                     ("compare_fashion_mnist", "runlocal"),
                     ("compare_cifar10", None)):
