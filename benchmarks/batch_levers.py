@@ -130,18 +130,6 @@ def threads(args):
         "machine": common.machine()}), flush=True)
 
 
-def _rate(fn, graph, k, repeats):
-  def call(i):
-    keys = jax.random.split(jax.random.key(1000 + i), k)
-    masks = jax.vmap(lambda kk: mg.sample(graph, kk))(keys)
-    t = time.perf_counter()
-    fn(masks, jax.random.split(jax.random.key(i), k))
-    return time.perf_counter() - t
-  call(0)  # compile
-  times = [call(i + 1) for i in range(repeats)]
-  return round(k * repeats / sum(times), 3)
-
-
 def convs(args):
   worst = _check_patch_conv()
   for impl in ("xla", "patches"):
@@ -150,8 +138,9 @@ def convs(args):
       _, graph, trainer = _setup(200)
       for k in (1, args.k):
         for mode in ("loop", "vmap"):
-          rate = _rate(batched.make_evaluator(trainer, mode), graph, k,
-                       args.repeats)
+          rate = common.candidates_rate(
+              batched.make_evaluator(trainer, mode), graph, k,
+              args.repeats)["candidates_per_s"]
           print(json.dumps({"lever": "conv", "conv": impl, "k": k,
                             "mode": mode, "candidates_per_s": rate,
                             "patch_conv_max_abs_diff": worst}), flush=True)

@@ -55,3 +55,24 @@ def machine() -> dict:
           "device": str(jax.devices()[0].device_kind),
           "platform": jax.default_backend(), "jax": jax.__version__,
           "numpy": np.__version__}
+
+
+def candidates_rate(fn, graph, k: int, repeats: int) -> dict:
+  """Times ``fn(masks[k], keys[k])`` on fresh samples of `graph`: the first
+  call (compilation) apart, then `repeats` calls; candidates per second."""
+  from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
+
+  def call(i):
+    keys = jax.random.split(jax.random.key(1000 + i), k)
+    masks = jax.vmap(lambda kk: mg.sample(graph, kk))(keys)
+    t = time.perf_counter()
+    fn(masks, jax.random.split(jax.random.key(i), k))
+    return time.perf_counter() - t
+  c0 = compilations()
+  first = call(0)
+  c1 = compilations()
+  times = [call(i + 1) for i in range(repeats)]
+  return {"candidates_per_s": round(k * repeats / sum(times), 3),
+          "s_per_call": round(float(np.median(times)), 4),
+          "first_call_s": round(first, 2),
+          "compile_s": round(c1[1] - c0[1], 2)}

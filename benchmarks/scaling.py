@@ -69,23 +69,6 @@ def _trainer(space, ops, shape, *, num_train, num_val, epochs, batch):
       batch_size=batch)
 
 
-def _rate(fn, graph, k, repeats):
-  def call(i):
-    keys = jax.random.split(jax.random.key(1000 + i), k)
-    masks = jax.vmap(lambda kk: mg.sample(graph, kk))(keys)
-    t = time.perf_counter()
-    fn(masks, jax.random.split(jax.random.key(i), k))
-    return time.perf_counter() - t
-  c0 = common.compilations()
-  first = call(0)
-  c1 = common.compilations()
-  times = [call(i + 1) for i in range(repeats)]
-  return {"candidates_per_s": round(k * repeats / sum(times), 3),
-          "s_per_call": round(float(np.median(times)), 4),
-          "first_call_s": round(first, 2),
-          "compile_s": round(c1[1] - c0[1], 2)}
-
-
 def sweeps(args):
   space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=6,
                       width=0.25)
@@ -99,7 +82,8 @@ def sweeps(args):
     for mode in ("loop", "vmap"):
       fn = batched.make_evaluator(trainer, mode)
       print(json.dumps({"sweep": "K", "k": k, "mode": mode, "devices": 1,
-                        **_rate(fn, graph, k, args.repeats), **base}),
+                        **common.candidates_rate(fn, graph, k, args.repeats),
+                        **base}),
             flush=True)
   for d in args.devices:
     if d > jax.device_count():
@@ -109,7 +93,8 @@ def sweeps(args):
     print(json.dumps({"sweep": "devices", "k": 8, "mode": "vmap",
                       "devices": d, "fake_cpu_devices":
                       jax.default_backend() == "cpu",
-                      **_rate(fn, graph, 8, args.repeats), **base}),
+                      **common.candidates_rate(fn, graph, 8, args.repeats),
+                      **base}),
           flush=True)
 
 
