@@ -8,8 +8,9 @@ validation of one sub-network (what a GRAM iteration spends its time on).
 For each setting the first call (compilation) is excluded and the next
 `--repeats` calls are timed; the figure is candidates / second.
 
-  * vs K: K candidates per call, ``loop`` (one after another) and ``vmap``
-    (one vmapped program) on one device.
+  * vs K: K candidates per call, ``loop`` (one after another), ``vmap``
+    (one vmapped program) and ``threads`` (the loop's programs from one
+    thread per core) on one device.
   * vs devices: 8 candidates per call, vmapped and sharded (shard_map) over
     1, 2, 4, 8 devices. On a CPU host the devices are fake
     (``--xla_force_host_platform_device_count``) and share the same cores,
@@ -79,7 +80,7 @@ def sweeps(args):
           "proxy_train": args.num_train, "platform": jax.default_backend(),
           "device_kind": jax.devices()[0].device_kind}
   for k in args.k:
-    for mode in ("loop", "vmap"):
+    for mode in ("loop", "vmap", "threads"):
       fn = batched.make_evaluator(trainer, mode)
       print(json.dumps({"sweep": "K", "k": k, "mode": mode, "devices": 1,
                         **common.candidates_rate(fn, graph, k, args.repeats),

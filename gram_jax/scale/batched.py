@@ -11,14 +11,21 @@ order; tests/test_scale.py states the tolerance).
 
 On the CPU those grouped convs are slow, so one candidate after another
 (`batch_candidates="loop"`) is usually faster there; on GPUs and TPUs the
-batched program fills the device. `benchmarks/scaling.py` measures both;
+batched program fills the device. A third mode, ``"threads"``, runs the
+loop's single-candidate programs from a pool of Python threads (XLA
+releases the GIL while a program runs), so that one candidate's
+dispatch, data indexing and small ops overlap another's convolutions; each
+candidate runs exactly the program it runs in the loop, so the results are
+the loop's. `benchmarks/scaling.py` measures all three;
 ``batch_candidates="auto"`` (`resolve_mode`) picks by backend from those
 measurements.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import os
 from typing import List, Optional
 
 import jax
@@ -30,12 +37,12 @@ from jax.sharding import Mesh, PartitionSpec
 from gram_jax import train as train_lib
 from gram_jax.scale import distributed
 
-MODES = ("loop", "vmap", "auto")
+MODES = ("loop", "vmap", "threads", "auto")
 
 
 def resolve_mode(mode: str, *, devices: int = 1,
                  backend: Optional[str] = None) -> str:
-  """The concrete batching mode (``"loop"`` or ``"vmap"``) for `mode`.
+  """The concrete batching mode (``"loop"``, ``"vmap"`` or ``"threads"``).
 
   ``"auto"``: ``"vmap"`` when candidates are sharded over several devices
   (only it can), else ``"loop"`` on the CPU, where `benchmarks/scaling.py`
@@ -181,10 +188,42 @@ def make_evaluator(trainer: train_lib.ProxyTrainer, mode: str = "loop", *,
   if mode == "vmap":
     return BatchedProxyTrainer(trainer, mesh=mesh)
   if mesh is not None:
-    raise ValueError("batch_candidates: 'loop' runs on one device; use "
+    raise ValueError(f"batch_candidates: {mode!r} runs on one device; use "
                      "'vmap' to shard candidates over a mesh")
 
   def loop(masks, keys):
     return [trainer(masks[i], keys[i]) for i in range(masks.shape[0])]
 
-  return loop
+  if mode == "loop":
+    return loop
+  return ThreadedEvaluator(trainer)
+
+
+def num_threads(candidates: int) -> int:
+  """Threads of a ``"threads"`` batch: one per CPU core, at most one per
+  candidate, at least 1."""
+  return max(1, min(candidates, os.cpu_count() or 1))
+
+
+class ThreadedEvaluator:
+  """``fn(masks[C], keys[C])``: the loop's trainings from a thread pool.
+
+  Each candidate is trained by the very `trainer` call the loop makes, so
+  the results are the loop's, in order; only their overlap in time
+  differs. The pool (`num_threads` workers) lives as long as the evaluator.
+  """
+
+  def __init__(self, trainer: train_lib.ProxyTrainer):
+    self.trainer = trainer
+    self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+  def __call__(self, masks, keys) -> List[train_lib.ProxyResult]:
+    c = int(masks.shape[0])
+    if c == 1:
+      return [self.trainer(masks[0], keys[0])]
+    if self._pool is None:
+      self._pool = concurrent.futures.ThreadPoolExecutor(
+          num_threads(c), thread_name_prefix="gram_jax-candidate")
+    futures = [self._pool.submit(self.trainer, masks[i], keys[i])
+               for i in range(c)]
+    return [f.result() for f in futures]

@@ -100,8 +100,9 @@ class GramSettings:
   # `candidates_per_iteration` candidates are sampled from the same weights
   # and trained together each iteration; `batch_candidates` says how
   # ("vmap": one vmapped program, sharded over `devices` devices, 0 = all;
-  # "loop": one after another; "auto": loop on the CPU, vmap elsewhere or
-  # when devices != 1, `scale.batched.resolve_mode`).
+  # "loop": one after another; "threads": the loop's programs from one
+  # thread per CPU core; "auto": loop on the CPU, vmap elsewhere or when
+  # devices != 1, `scale.batched.resolve_mode`).
   num_seeds: int = 1
   shared_seed: int = -1
   candidates_per_iteration: int = 1
@@ -110,7 +111,7 @@ class GramSettings:
   _checks = {"latency_threads": in_range(1), "latency_runs": in_range(1),
              "num_seeds": in_range(1), "shared_seed": in_range(-1),
              "candidates_per_iteration": in_range(1),
-             "batch_candidates": one_of(("loop", "vmap", "auto")),
+             "batch_candidates": one_of(("loop", "vmap", "threads", "auto")),
              "devices": in_range(0),
              "iterations": in_range(1), "strategy": one_of(("gram", "random")),
              "alpha": in_range(0), "beta0": in_range(), "gamma": in_range(0),
@@ -157,10 +158,11 @@ class SearchConfig:
       raise ConfigError(
           f"config.search.lut_path: {s.lut_path!r} is not a file; cost=lut "
           "needs a latency table (build one with `gram-jax lut build`)")
-    if s.batch_candidates == "loop" and s.devices != 1:
+    if s.batch_candidates in ("loop", "threads") and s.devices != 1:
       raise ConfigError(
           f"config.search.devices: {s.devices} is not allowed with "
-          "batch_candidates='loop'; allowed: 1 (or batch_candidates='vmap')")
+          f"batch_candidates={s.batch_candidates!r}; allowed: 1 (or "
+          "batch_candidates='vmap')")
     return config
 
   def to_dict(self) -> Dict[str, Any]:
