@@ -402,16 +402,19 @@ def _final(workdir, cmd):
 
 def _tear_newest(workdir, name):
   """Tears the newest step of the checkpoint directory `name` (see
-  `test_run_kernel._tear`); returns the step's directory, or None when the
-  run has no checkpoint yet."""
+  `test_run_kernel._tear`). Returns the step's directory and what the
+  warning must say the run goes on from, or (None, None) when the run has no
+  checkpoint yet."""
   directory = os.path.join(workdir, name)
   steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) \
       if os.path.isdir(directory) else []
   if not steps:
-    return None
+    return None, None
   step_dir = os.path.join(directory, str(steps[-1]))
   _tear(step_dir)
-  return step_dir
+  then = (f"earlier one (step {steps[-2]})" if len(steps) > 1
+          else "from the beginning")
+  return step_dir, then
 
 
 def _unreadable(stderr):
@@ -462,13 +465,14 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
 
   # 4. the newest checkpoint torn, then resumed to the end: one warning (the
   # previous step is used), and the reference's outputs
-  torn = _tear_newest(work, cmd.checkpoints) if cmd.checkpoints else None
+  torn, then = (_tear_newest(work, cmd.checkpoints) if cmd.checkpoints
+                else (None, None))
   done = _run(argv, work, env, str(logs / "resume.err"), cmd.outputs)
   assert done.code == 0, done.stderr[-3000:]
   warned = _unreadable(done.stderr)
   assert len(warned) == (torn is not None), (torn, warned)
   if torn is not None:
-    assert torn in warned[0], (torn, warned)
+    assert torn in warned[0] and then in warned[0], (torn, then, warned)
   got = _final(work, cmd)
   assert sorted(got) == sorted(want)
   for path in want:
