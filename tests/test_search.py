@@ -231,7 +231,7 @@ def test_quickstart_config_ships_inside_the_package():
   # found by `gram-jax quickstart` without the repository (wheel installs);
   # experiments/configs/quickstart.py is the same config
   import gram_jax  # pylint: disable=import-outside-toplevel
-  from gram_jax.search import quickstart  # pylint: disable=import-outside-toplevel
+  from gram_jax.commands import quickstart  # pylint: disable=import-outside-toplevel
   pkg = os.path.dirname(os.path.abspath(gram_jax.__file__))
   assert quickstart.DEFAULT_CONFIG.startswith(pkg + os.sep)
   assert os.path.exists(quickstart.DEFAULT_CONFIG)

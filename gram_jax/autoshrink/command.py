@@ -42,12 +42,12 @@ from typing import Any, Dict, List, Optional
 import jax
 import numpy as np
 
+from gram_jax import config as config_lib
 from gram_jax import io
 from gram_jax import run as run_lib
 from gram_jax.autoshrink import fields as F
 from gram_jax.autoshrink import strategy as strat
 from gram_jax.errors import GramJaxError
-from gram_jax.search import config as config_lib
 
 CONFIG = "config.json"
 ROUNDS = "rounds.jsonl"

@@ -33,6 +33,11 @@ from gram_jax import io
 from gram_jax import metagraph as mg
 from gram_jax import run as run_lib
 from gram_jax import train as train_lib
+from gram_jax.cost import lut
+from gram_jax.export import latency, tflite
+from gram_jax.models import ExactNet
+from gram_jax.report import plots
+from gram_jax.scale import batched, distributed
 from gram_jax.search import config as config_lib
 from gram_jax.search import gram as gram_lib
 from gram_jax.search import rewards
@@ -199,7 +204,6 @@ def decode_edges(edges: List[str], n: int) -> np.ndarray:
 
 def _checked_table(config: config_lib.SearchConfig, input_shape):
   """The latency table of ``cost="lut"``, checked against the space."""
-  from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
   path = config.search.lut_path
   table = lut.LatencyTable.load(path)
   lut.check_table(table, config.space, input_shape, where=path,
@@ -213,14 +217,11 @@ def latency_cost(config: config_lib.SearchConfig, ops, input_shape,
   """``fn(masks, spec) -> ms`` for a latency cost, or None for ``macs``."""
   s = config.search
   if s.cost == "lut":
-    from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
     table = _checked_table(config, input_shape)
     predict = jax.jit(lut.jax_predictor(table, config.space, ops,
                                         input_shape))
     return lambda masks, spec: float(predict(masks))
   if s.cost == "measured":
-    from gram_jax.export import latency, tflite  # pylint: disable=import-outside-toplevel
-    from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
     del num_classes
 
     def measure(masks, spec):
@@ -277,7 +278,6 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   """
   if config.search.cost == "lut":   # a table for another space: fail early
     _checked_table(config, data_lib.info(config.dataset)[0])
-  from gram_jax.scale import batched, distributed  # pylint: disable=import-outside-toplevel
   space, s = config.space, config.search
   num_seeds, per_iter = s.num_seeds, s.candidates_per_iteration
   mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
@@ -424,7 +424,6 @@ def finish(state: gram_lib.GramState, records: List[Dict[str, Any]],
   spec = arch_lib.from_masks(state.graph.space, state.graph.ops, masks,
                              num_classes=num_classes)
   io.write_json_atomic(os.path.join(workdir, ARCH), spec.to_dict())
-  from gram_jax.report import plots  # pylint: disable=import-outside-toplevel
   plots.search_curves(records, os.path.join(workdir, "search_curves.png"))
   plots.edge_weights(state.graph, os.path.join(workdir, "edge_weights.png"))
   return spec
