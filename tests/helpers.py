@@ -1,5 +1,11 @@
 """Helpers shared by tests."""
 
+import hashlib
+import os
+import signal
+import subprocess
+import time
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -16,3 +22,31 @@ def free_linear(next_fun, args, kwargs, context):
   s = mod.strides[0] if mod.strides else 1
   y = x[:, ::s, ::s, :1]  # SAME padding: ceil(H / s) rows, as the conv
   return jnp.broadcast_to(y, y.shape[:-1] + (mod.features,))
+
+
+def file_digests(workdir):
+  """``{relative path: sha256}`` of every file under `workdir` (to check
+  that a refused command left a run directory untouched)."""
+  out = {}
+  for base, _, files in os.walk(workdir):
+    for f in files:
+      p = os.path.join(base, f)
+      with open(p, "rb") as fh:
+        out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
+  return out
+
+
+def kill_after_lines(cmd, path, lines_wanted, *, timeout, poll=0.05,
+                     env=None):
+  """Starts `cmd` and SIGKILLs it once the JSONL log `path` has
+  `lines_wanted` lines (or gives up after `timeout` s); its exit code."""
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=env)
+  deadline = time.time() + timeout
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(path) and sum(1 for _ in open(path)) >= lines_wanted:
+      proc.send_signal(signal.SIGKILL)
+      break
+    time.sleep(poll)
+  proc.wait(timeout=60)
+  return proc.returncode

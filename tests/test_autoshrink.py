@@ -1,13 +1,11 @@
 """AutoShrink: edge-shrinking strategy, CNN cell, ShrinkCNN, the command."""
 
-import hashlib
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +19,7 @@ from gram_jax.autoshrink import cnn_search
 from gram_jax.autoshrink import command
 from gram_jax.autoshrink import shrinkcnn
 from gram_jax.autoshrink import strategy as st
+from helpers import file_digests, kill_after_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNLOCAL = os.path.join(ROOT, "experiments", "configs",
@@ -285,16 +284,6 @@ def test_evaluator_serial_equals_vmapped_and_compiles_once():
 # --- the command -------------------------------------------------------------------
 
 
-def _files(workdir):
-  out = {}
-  for base, _, files in os.walk(workdir):
-    for f in files:
-      p = os.path.join(base, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
-  return out
-
-
 @pytest.mark.parametrize("override, field", [
     ("--config.search.k=0", "config.search.k: 0 is not allowed"),
     ("--config.kind=gru", "config.kind: 'gru' is not allowed"),
@@ -327,17 +316,8 @@ def _cmd(work, cache):
 
 def _run_until(work, cache, lines_wanted, timeout=300):
   """Starts a search and SIGKILLs it once rounds.jsonl has enough lines."""
-  proc = subprocess.Popen(_cmd(work, cache), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, env=ENV)
-  path = os.path.join(work, "rounds.jsonl")
-  deadline = time.time() + timeout
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.exists(path) and sum(1 for _ in open(path)) >= lines_wanted:
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.02)
-  proc.wait(timeout=60)
-  return proc.returncode
+  return kill_after_lines(_cmd(work, cache), os.path.join(work, "rounds.jsonl"),
+                          lines_wanted, timeout=timeout, poll=0.02, env=ENV)
 
 
 def test_command_outputs_sigkill_resume_and_config_guard(tmp_path, capsys):
@@ -373,13 +353,13 @@ def test_command_outputs_sigkill_resume_and_config_guard(tmp_path, capsys):
   assert [strip(r) for r in got] == [strip(r) for r in recs]
 
   # a different config on the same workdir: exit 2, nothing changed
-  before = _files(work)
+  before = file_digests(work)
   capsys.readouterr()
   code = cli.main(["autoshrink", "--config", RUNLOCAL, "--workdir", work]
                   + TINY + ["--config.seed=1"])
   err = capsys.readouterr().err
   assert code == 2 and "config.seed" in err and "--workdir" in err
-  assert _files(work) == before
+  assert file_digests(work) == before
 
 
 def test_imagenet_learning_rate_is_per_epoch_warmup_then_cosine():

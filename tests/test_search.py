@@ -1,12 +1,10 @@
 """GRAM strategy conformance, the search command, resume and bad input."""
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import chex
 import jax
@@ -20,6 +18,7 @@ from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 from gram_jax.search.gram import gram, random_search
 from gram_jax.space import SearchSpace
+from helpers import file_digests, kill_after_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "experiments", "configs", "quickstart.py")
@@ -67,16 +66,6 @@ def test_gram_update_is_algorithm_1():
   assert float(new.baseline) == pytest.approx(0.9 * 0.4 + 0.1 * 0.75)
 
 
-def _files(workdir):
-  out = {}
-  for base, _, files in os.walk(workdir):
-    for f in files:
-      p = os.path.join(base, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
-  return out
-
-
 @pytest.mark.parametrize("override, field", [
     ("--config.search.bogus=1", "config.search.bogus: unknown field"),
     ("--config.train.epochs=many", "config.train.epochs: 'many' is not allowed"),
@@ -117,17 +106,17 @@ def test_search_writes_outputs_resumes_and_guards_its_config(tmp_path, capsys):
   meta = json.load(open(os.path.join(work, "metagraph.json")))
   assert len(meta["dags"]) == 2 and meta["step"] == 6
   # a different config on the same workdir: exit 2, nothing changed
-  before = _files(work)
+  before = file_digests(work)
   capsys.readouterr()
   code = cli.main(["search", "--config", QUICKSTART, "--workdir", work]
                   + TINY + ["--config.search.alpha=0.5"])
   err = capsys.readouterr().err
   assert code == 2 and "config.search.alpha" in err and "--workdir" in err
-  assert _files(work) == before
+  assert file_digests(work) == before
   # the same config again: already complete, nothing retrained
   assert cli.main(["search", "--config", QUICKSTART, "--workdir", work,
                    "--no-progress"] + TINY) == 0
-  assert _files(work)["metagraph.json"] == before["metagraph.json"]
+  assert file_digests(work)["metagraph.json"] == before["metagraph.json"]
 
 
 def test_corrupt_latest_checkpoint_falls_back(tmp_path):
@@ -157,17 +146,8 @@ def _run_until(work, lines_wanted, timeout=240):
   """Starts a search and SIGKILLs it once candidates.jsonl has enough lines."""
   cmd = [sys.executable, "-m", "gram_jax.cli", "search", "--config",
          QUICKSTART, "--workdir", work, "--no-progress"] + TINY
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  path = os.path.join(work, "candidates.jsonl")
-  deadline = time.time() + timeout
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.exists(path) and sum(1 for _ in open(path)) >= lines_wanted:
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(0.05)
-  proc.wait(timeout=60)
-  return proc.returncode
+  return kill_after_lines(cmd, os.path.join(work, "candidates.jsonl"),
+                          lines_wanted, timeout=timeout)
 
 
 def test_sigkill_and_resume_gives_the_same_metagraph(tmp_path):
