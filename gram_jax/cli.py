@@ -1,8 +1,10 @@
 """The `gram-jax` command: one subcommand per job.
 
-Each subcommand lives in the module that does the work and is registered
-here by name; modules are imported only when their command runs, so
-``gram-jax search`` never imports TensorFlow.
+Each subcommand is a module registered here by name: a module of
+`gram_jax.commands` (a command line over library calls), or a workflow
+module whose library function is the command (``train``, ``prune``,
+``experiment``, ...; docs/architecture.md). Modules are imported only when
+their command runs, so ``gram-jax search`` never imports TensorFlow.
 
 Bad input (a config field, file, dataset or argument that is not allowed)
 prints one line naming it and exits with status 2.
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import importlib.util
 import sys
 from typing import List, Optional
 
@@ -22,13 +23,13 @@ from gram_jax.errors import GramJaxError
 # name -> (module, help). The module defines `add_arguments(parser)` and
 # `run(args) -> int`.
 COMMANDS = {
-    "search": ("gram_jax.search.command",
+    "search": ("gram_jax.commands.search",
                "run a GRAM search (resumes an existing workdir)"),
-    "quickstart": ("gram_jax.search.quickstart",
+    "quickstart": ("gram_jax.commands.quickstart",
                    "search on digits, then train and evaluate the result"),
     "train": ("gram_jax.fulltrain",
               "train a found architecture on a dataset (resumable)"),
-    "report": ("gram_jax.report.command",
+    "report": ("gram_jax.commands.report",
                "drawing, Pareto plot and summary of a run"),
     "prune": ("gram_jax.derive",
               "pruning profile of a trained meta-graph; pick a level for a "
@@ -42,7 +43,7 @@ COMMANDS = {
     "train-rnn": ("gram_jax.autoshrink.train_rnn",
                   "train a ShrinkRNN language model (released or found "
                   "cell) on a PTB-format corpus (resumable)"),
-    "lut": ("gram_jax.cost.lut_command",
+    "lut": ("gram_jax.commands.lut",
             "per-op latency tables: build one for a search space, validate "
             "it on random architectures, predict an arch.json"),
     "compare": ("gram_jax.compare",
@@ -51,12 +52,17 @@ COMMANDS = {
     "ablation": ("gram_jax.ablation",
                  "GRAM against random search at an equal budget, over "
                  "seeds: derive at one MACs budget, train, tabulate"),
-    "sweep": ("gram_jax.scale.sweep",
+    "sweep": ("gram_jax.sweep",
               "hyperparameter grid of searches (batched over seeds): table "
               "and Pareto front"),
-    "single-path": ("gram_jax.singlepath.command",
+    "single-path": ("gram_jax.commands.single_path",
                     "Single-Path NAS: search (resumable), per-layer latency "
                     "table, export of the decoded network"),
+    "export": ("gram_jax.commands.export",
+               "export an architecture and its weights to TFLite"),
+    "latency": ("gram_jax.commands.latency",
+                "time a .tflite model on the host (LiteRT) or an Android "
+                "phone"),
 }
 
 
@@ -65,21 +71,6 @@ def register(name: str, module: str, help_text: str) -> None:
   if name in COMMANDS:
     raise ValueError(f"command {name!r} is already registered")
   COMMANDS[name] = (module, help_text)
-
-
-def _extra_commands() -> None:
-  for name, module, help_text in [
-      ("export", "gram_jax.export.commands_export",
-       "export an architecture and its weights to TFLite"),
-      ("latency", "gram_jax.export.commands_latency",
-       "time a .tflite model on the host (LiteRT) or an Android phone"),
-  ]:
-    try:
-      found = importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-      found = False
-    if name not in COMMANDS and found:
-      COMMANDS[name] = (module, help_text)
 
 
 CACHE_OFF = ("off", "none", "0", "false", "no")
@@ -140,7 +131,6 @@ def enable_compilation_cache(directory: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-  _extra_commands()
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
     argv = compilation_cache(argv)

@@ -475,7 +475,7 @@ def _check_same(c: Candidate, seed_dir: str, cfg: CompareConfig,
   want = json.loads(json.dumps(
       {"dataset": cfg.dataset, "recipe": dataclasses.asdict(recipe),
        **_network_config(c, classes)}))
-  from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
+  from gram_jax.config import diff  # pylint: disable=import-outside-toplevel
   old = dict(old)
   if isinstance(old.get("recipe"), dict):
     old["recipe"] = fulltrain.with_recipe_defaults(old["recipe"])
@@ -998,7 +998,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load(path: str, overrides: Sequence[str]) -> CompareConfig:
   """Config file + ``--config.x=y`` overrides -> `CompareConfig`."""
-  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
+  from gram_jax import config as config_lib  # pylint: disable=import-outside-toplevel
   raw = config_lib.load_config_file(path)
   d = raw.to_dict() if hasattr(raw, "to_dict") else dict(raw)
   d = config_lib.apply_overrides(config_lib.plain(d), list(overrides))

@@ -40,6 +40,7 @@ from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
 from gram_jax.errors import GramJaxError, parse_bool
+from gram_jax.report.plots import pareto
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
@@ -276,7 +277,6 @@ def _paper(exp: Experiment, row: Dict[str, Any]) -> Optional[Dict[str, Any]]:
 def write_results(exp: Experiment, rows: List[Dict[str, Any]],
                   workdir: str) -> None:
   """results.{md,csv,json} and pareto.png in `workdir`."""
-  from gram_jax.report.command import pareto  # pylint: disable=import-outside-toplevel
   lines = [f"# {exp.name}", "",
            "| dataset | input | level | up-scale | top-1 % | top-5 % | "
            "M MACs | K params | density | host ms | paper top-1 % | "

@@ -37,6 +37,9 @@ def save_variables(path: str, variables: Dict[str, Any]) -> None:
 def load_variables(path: str, spec: ArchSpec,
                    input_shape: Sequence[int]) -> Dict[str, Any]:
   """Restores the variables of `ExactNet(spec)` at `input_shape` (H, W, C)."""
+  # Imported here, not for a cycle (models import nothing above them) but
+  # so that `import gram_jax.io`, and with it `gram_jax.export` and the
+  # LiteRT timing process of `gram_jax.cost.timing`, loads no Flax.
   from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
   return load_module_variables(path, ExactNet(spec), input_shape,
                                what="this architecture")
@@ -135,6 +138,7 @@ def read_json(path: str, error: type = GramJaxError) -> Any:
 def load_metagraph(path: str):
   """Reads a `metagraph.json` written by a search into a `MetaGraph`."""
   import numpy as np  # pylint: disable=import-outside-toplevel
+  # Here for the same reason as `ExactNet` in `load_variables`.
   from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
   from gram_jax.space import SearchSpace  # pylint: disable=import-outside-toplevel
   d = read_json(path, CheckpointError)

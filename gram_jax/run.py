@@ -37,7 +37,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gram_jax import io
+from gram_jax.config import diff
 from gram_jax.errors import GramJaxError
+from gram_jax.scale import distributed
 
 CONFIG = "config.json"
 
@@ -88,7 +90,6 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], *,
     error: ``config.json`` is unreadable, or differs in a field outside
       `may_change`; the workdir is left untouched.
   """
-  from gram_jax.search.config import diff  # pylint: disable=import-outside-toplevel
   if not is_primary():
     return False
   path = os.path.join(workdir, CONFIG)
@@ -220,7 +221,6 @@ class Checkpoints:
 
   def _broadcast(self, found: Optional[Restored],
                  target: Any) -> Optional[Restored]:
-    from gram_jax.scale import distributed  # pylint: disable=import-outside-toplevel
     zeros = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), target)
     step, tree = (found.step, found.tree) if found is not None else (-1, zeros)
     step, tree = distributed.broadcast_from_primary(

@@ -1,6 +1,5 @@
 """AutoShrink: edge-shrinking strategy, CNN cell, ShrinkCNN, the command."""
 
-import hashlib
 import json
 import math
 import os
@@ -17,6 +16,7 @@ from gram_jax.autoshrink import cnn_search
 from gram_jax.autoshrink import command
 from gram_jax.autoshrink import shrinkcnn
 from gram_jax.autoshrink import strategy as st
+from helpers import file_digests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNLOCAL = os.path.join(ROOT, "experiments", "configs",
@@ -281,16 +281,6 @@ def test_evaluator_serial_equals_vmapped_and_compiles_once():
 # --- the command -------------------------------------------------------------------
 
 
-def _files(workdir):
-  out = {}
-  for base, _, files in os.walk(workdir):
-    for f in files:
-      p = os.path.join(base, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
-  return out
-
-
 @pytest.mark.parametrize("override, field", [
     ("--config.search.k=0", "config.search.k: 0 is not allowed"),
     ("--config.kind=gru", "config.kind: 'gru' is not allowed"),
@@ -335,13 +325,13 @@ def test_command_outputs_and_config_guard(tmp_path, capsys):
   assert best["description"]["ops"][0] is None
 
   # a different config on the same workdir: exit 2, nothing changed
-  before = _files(ref)
+  before = file_digests(ref)
   capsys.readouterr()
   code = cli.main(["autoshrink", "--config", RUNLOCAL, "--workdir", ref]
                   + TINY + ["--config.seed=1"])
   err = capsys.readouterr().err
   assert code == 2 and "config.seed" in err and "--workdir" in err
-  assert _files(ref) == before
+  assert file_digests(ref) == before
 
 
 def test_imagenet_learning_rate_is_per_epoch_warmup_then_cosine():

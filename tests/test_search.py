@@ -1,6 +1,5 @@
 """GRAM strategy conformance, the search command, resume and bad input."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 from gram_jax.search.gram import gram, random_search
 from gram_jax.space import SearchSpace
+from helpers import file_digests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "experiments", "configs", "quickstart.py")
@@ -65,16 +65,6 @@ def test_gram_update_is_algorithm_1():
   assert float(new.baseline) == pytest.approx(0.9 * 0.4 + 0.1 * 0.75)
 
 
-def _files(workdir):
-  out = {}
-  for base, _, files in os.walk(workdir):
-    for f in files:
-      p = os.path.join(base, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
-  return out
-
-
 @pytest.mark.parametrize("override, field", [
     ("--config.search.bogus=1", "config.search.bogus: unknown field"),
     ("--config.train.epochs=many", "config.train.epochs: 'many' is not allowed"),
@@ -115,17 +105,17 @@ def test_search_writes_outputs_resumes_and_guards_its_config(tmp_path, capsys):
   meta = json.load(open(os.path.join(work, "metagraph.json")))
   assert len(meta["dags"]) == 2 and meta["step"] == 6
   # a different config on the same workdir: exit 2, nothing changed
-  before = _files(work)
+  before = file_digests(work)
   capsys.readouterr()
   code = cli.main(["search", "--config", QUICKSTART, "--workdir", work]
                   + TINY + ["--config.search.alpha=0.5"])
   err = capsys.readouterr().err
   assert code == 2 and "config.search.alpha" in err and "--workdir" in err
-  assert _files(work) == before
+  assert file_digests(work) == before
   # the same config again: already complete, nothing retrained
   assert cli.main(["search", "--config", QUICKSTART, "--workdir", work,
                    "--no-progress"] + TINY) == 0
-  assert _files(work)["metagraph.json"] == before["metagraph.json"]
+  assert file_digests(work)["metagraph.json"] == before["metagraph.json"]
 
 
 def test_corrupt_latest_checkpoint_falls_back(tmp_path):
@@ -196,7 +186,7 @@ def test_quickstart_config_ships_inside_the_package():
   # found by `gram-jax quickstart` without the repository (wheel installs);
   # experiments/configs/quickstart.py is the same config
   import gram_jax  # pylint: disable=import-outside-toplevel
-  from gram_jax.search import quickstart  # pylint: disable=import-outside-toplevel
+  from gram_jax.commands import quickstart  # pylint: disable=import-outside-toplevel
   pkg = os.path.dirname(os.path.abspath(gram_jax.__file__))
   assert quickstart.DEFAULT_CONFIG.startswith(pkg + os.sep)
   assert os.path.exists(quickstart.DEFAULT_CONFIG)

@@ -13,7 +13,15 @@ whether a strategy does its job:
     number of sampled edges must stay where it started.
 
 All searches run in one `lax.scan`, vmapped over 8 seeds: seconds, and
-deterministic.
+deterministic. A row is a `SearchStrategy` (one candidate a round) or any
+meta-graph `base.Strategy` (several candidates a round: `gram.ask_tell`).
+
+AutoShrink has no edge weights, so the weight ranking and the collapse
+check do not apply to it. Its check is a planted score instead: good edges
+that pay, harmful edges that cost, a small charge for every other edge, and
+the best snapshot must be exactly the good edges. Single-Path's check
+(runtime pressure makes its architecture cheaper) is in
+test_strategy_contract.py, next to its compiled supernet.
 """
 
 import jax
@@ -23,7 +31,8 @@ import pytest
 
 from gram_jax import metagraph as mg
 from gram_jax.search import synthetic as syn
-from gram_jax.search.gram import gram, random_search
+from gram_jax.autoshrink import strategy as shrink
+from gram_jax.search.gram import ask_tell, gram, random_search
 from gram_jax.space import SearchSpace
 
 # The quickstart's space: 6 DAGs of 8 nodes, 168 edges.
@@ -44,6 +53,9 @@ STRATEGIES = [
     ("gram_max", gram(alpha=0.9, beta0=0.8, normalization="max"),
      {"learns": None, "collapses": True}),
     ("random", random_search(), {"learns": False, "collapses": False}),
+    # Four candidates a round from the same weights, updated in order.
+    ("gram_k4", ask_tell(gram(alpha=0.9, beta0=0.8), candidates=4),
+     {"learns": True, "collapses": False}),
 ]
 IDS = [s[0] for s in STRATEGIES]
 
@@ -116,3 +128,38 @@ def test_planted_auc_measures_ranking():
   assert syn.auc(w, planted) == 0.0
   with pytest.raises(ValueError, match="per_dag"):
     syn.planted_edges(SPACE, jax.random.key(0), per_dag=8)
+
+
+def test_autoshrink_keeps_exactly_the_planted_good_edges():
+  n, k = 8, 10
+  space = SearchSpace(hierarchies=1, dags_per_hierarchy=1, nodes=n)
+  strategy = shrink.autoshrink(k=k, keep_fraction=0.0)
+  for seed in range(SEEDS):
+    key = jax.random.key(seed)
+    # five edges out of node 0 (always live): two good, three harmful
+    planted = np.asarray(syn.planted_edges(space, jax.random.fold_in(key, 7),
+                                           per_dag=5))[0]
+    targets = np.flatnonzero(planted[0])
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 8),
+                                              targets))
+    good = np.zeros((n, n), bool)
+    good[0, order[:2]] = True
+    bad = planted & ~good
+    # a good edge outweighs the charge of every edge it can cut off (27)
+    pay = syn.planted_reward(good, effect=0.2, cost=0.005, noise=0.001)
+    harm = syn.planted_reward(bad, base=0.0, effect=-0.1, noise=0.0)
+    score = jax.jit(lambda m, key: pay(m, key) + harm(m, key))
+
+    def evaluate(masks, key):
+      return [{"score": float(score(m, jax.random.fold_in(key, i)))}
+              for i, m in enumerate(masks)]
+
+    state = shrink.run(strategy, n, evaluate, lambda m: m["score"], key)
+    mask, _, _ = shrink.best_snapshot(state)
+    np.testing.assert_array_equal(mask, good)
+    # every harmful edge goes before any good one
+    removed = [tuple(e) for e in state.removed[:int(state.round)]]
+    when = {e: r for r, e in enumerate(removed)}
+    last_bad = max(when[e] for e in zip(*np.nonzero(bad)))
+    first_good = min(when[e] for e in zip(*np.nonzero(good)))
+    assert last_bad < first_good, (removed, seed)

@@ -36,18 +36,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 from typing import Any, Dict, List, Optional
 
 import jax
 import numpy as np
 
+from gram_jax import config as config_lib
 from gram_jax import io
 from gram_jax import run as run_lib
 from gram_jax.autoshrink import fields as F
 from gram_jax.autoshrink import strategy as strat
 from gram_jax.errors import GramJaxError
-from gram_jax.search import config as config_lib
+from gram_jax.search import base
 
 CONFIG = "config.json"
 ROUNDS = "rounds.jsonl"
@@ -182,24 +184,24 @@ def run_autoshrink(config: Dict[str, Any], workdir: str, *,
   log = run_lib.JsonlLog(os.path.join(workdir, ROUNDS), key="round",
                          before=start)
   records = log.records
-  done_rounds = 0
+
+  def log_round(rnd):
+    for rec in strat.round_records(rnd):
+      log.write(rec, flush=False)
+    log.flush()
+    ckpt.save(int(rnd.new.round), _state_dict(rnd.new))
+    if bar is not None:
+      score = rnd.rewards[rnd.info]
+      bar.set_postfix(score="nan" if math.isnan(score) else f"{score:.4f}",
+                      edges=int(rnd.new.mask.sum()), refresh=False)
+      bar.update(int(rnd.state.mask.sum()) - int(rnd.new.mask.sum()))
+
   with log:
-    while not strategy.done(state) and (stop_after is None
-                                        or done_rounds < stop_after):
-      before = int(state.mask.sum())
-      result = strat.shrink_round(strategy, state, evaluate, score_fn, key)
-      state = result.state
-      for rec in result.records:
-        log.write(rec, flush=False)
-      log.flush()
-      ckpt.save(int(state.round), _state_dict(state))
-      done_rounds += 1
-      if bar is not None:
-        chosen = [r for r in result.records if r["chosen"]][0]
-        score = chosen["score"]
-        bar.set_postfix(score="nan" if score is None else f"{score:.4f}",
-                        edges=int(state.mask.sum()), refresh=False)
-        bar.update(before - int(state.mask.sum()))
+    state = base.run_rounds(
+        strat.ask_tell(strategy), state, jax.random.fold_in(key, 0),
+        strat.scorer(evaluate, score_fn, key),
+        until=None if stop_after is None else start + stop_after,
+        on_round=log_round)
   ckpt.close()
   if bar is not None:
     bar.close()

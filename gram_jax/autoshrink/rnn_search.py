@@ -36,11 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gram_jax import config as config_lib
 from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
+from gram_jax.config import in_range
 from gram_jax.errors import GramJaxError
-from gram_jax.search import config as config_lib
-from gram_jax.search.config import in_range
 
 
 @dataclasses.dataclass(frozen=True)

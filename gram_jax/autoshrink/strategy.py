@@ -12,8 +12,10 @@ searching/rnn/autoshrink_rnn.py]; only the evaluator and the score differ:
     state = strategy.update(state, proposal, scores)
   mask, score, r = best_snapshot(state)
 
-`shrink_round` does one round of that loop and `run` the whole loop; the
-`gram-jax autoshrink` command adds checkpoints around `shrink_round`.
+`ask_tell` is the same strategy under the contract every search method
+implements (`gram_jax.search.base`); `shrink_round` does one round of that
+loop and `run` the whole loop (`base.run_rounds`); the `gram-jax autoshrink`
+command adds logs and checkpoints around the same rounds.
 
 Semantics, following the official code (ALGORITHMS.md 2.2 and 5):
 
@@ -49,6 +51,8 @@ from typing import (Any, Callable, Dict, List, NamedTuple, Optional,
 
 import jax
 import numpy as np
+
+from gram_jax.search import base
 
 Metrics = Dict[str, Any]
 Evaluator = Callable[[np.ndarray, jax.Array], List[Metrics]]
@@ -268,9 +272,71 @@ def cnn_score(factor: float = 0.1) -> ScoreFn:
   return score
 
 
+def ask_tell(strategy: ShrinkStrategy) -> base.Strategy:
+  """`strategy` as a `base.Strategy`: ``init(num_nodes, key)`` (the key is
+  unused: the complete DAG), ``ask`` = ``propose``, ``tell`` = ``update``
+  with the index of the chosen candidate as info, ``result`` =
+  `best_snapshot`, ``rounds`` = rounds done. All on the host (numpy)."""
+
+  def init_fn(num_nodes: int, key) -> ShrinkState:
+    del key
+    return strategy.init(num_nodes)
+
+  def tell_fn(state: ShrinkState, proposal: Proposal,
+              scores: Sequence[float]) -> Tuple[ShrinkState, int]:
+    new = strategy.update(state, proposal, scores)
+    removed = new.removed[int(state.round)]
+    chosen = np.flatnonzero(np.all(proposal.edges == removed, axis=-1))
+    return new, int(chosen[0])
+
+  def rounds_fn(state: ShrinkState) -> int:
+    return int(state.round)
+
+  return base.Strategy(init_fn, strategy.propose, tell_fn, strategy.done,
+                       best_snapshot, rounds_fn)
+
+
 class RoundResult(NamedTuple):
   state: ShrinkState
   records: List[Metrics]
+
+
+def scorer(evaluate: Evaluator, score_fn: ScoreFn,
+           key: jax.Array) -> base.Evaluate:
+  """`evaluate` and `score_fn` as the generic loop's ``evaluate(proposal,
+  round) -> (scores, (metrics, seconds))``; round r trains with
+  ``fold_in(fold_in(key, 1), r)``."""
+
+  def fn(proposal: Proposal, r: int):
+    t0 = time.perf_counter()
+    metrics = evaluate(proposal.masks,
+                       jax.random.fold_in(jax.random.fold_in(key, 1), r))
+    if len(metrics) != len(proposal.edges):
+      raise ValueError(f"evaluate returned {len(metrics)} results for "
+                       f"{len(proposal.edges)} candidates")
+    elapsed = time.perf_counter() - t0
+    return [float(score_fn(m)) for m in metrics], (metrics, elapsed)
+
+  return fn
+
+
+def round_records(rnd: base.Round) -> List[Metrics]:
+  """The log lines of one round of `ask_tell` driven with a `scorer`: the
+  metrics dicts plus ``round``, ``candidate``, ``removed`` (the candidate's
+  edge), ``edges`` (its edges left), ``cell``, ``score`` and ``chosen``."""
+  proposal, (metrics, elapsed) = rnd.proposal, rnd.aux
+  records = []
+  for c, (m, s) in enumerate(zip(metrics, rnd.rewards)):
+    rec = {"round": rnd.round, "candidate": c,
+           "removed": [int(e) for e in proposal.edges[c]],
+           "edges": int(proposal.masks[c].sum()),
+           "cell": encode_mask(proposal.masks[c]),
+           "score": None if math.isnan(s) else s,
+           "chosen": c == rnd.info}
+    rec.update(m)
+    rec.setdefault("seconds", elapsed / len(metrics))
+    records.append(rec)
+  return records
 
 
 def shrink_round(strategy: ShrinkStrategy, state: ShrinkState,
@@ -284,32 +350,11 @@ def shrink_round(strategy: ShrinkStrategy, state: ShrinkState,
   candidate.
   The records are those dicts plus ``round``, ``candidate``, ``removed``
   (the candidate's edge), ``edges`` (its edges left), ``score`` and
-  ``chosen``.
+  ``chosen`` (`round_records`).
   """
-  r = int(state.round)
-  proposal = strategy.propose(state, jax.random.fold_in(key, 0))
-  t0 = time.perf_counter()
-  metrics = evaluate(proposal.masks,
-                     jax.random.fold_in(jax.random.fold_in(key, 1), r))
-  if len(metrics) != len(proposal.edges):
-    raise ValueError(f"evaluate returned {len(metrics)} results for "
-                     f"{len(proposal.edges)} candidates")
-  elapsed = time.perf_counter() - t0
-  scores = [float(score_fn(m)) for m in metrics]
-  new = strategy.update(state, proposal, scores)
-  chosen = tuple(int(e) for e in new.removed[r])
-  records = []
-  for c, (m, s) in enumerate(zip(metrics, scores)):
-    edge = [int(e) for e in proposal.edges[c]]
-    rec = {"round": r, "candidate": c, "removed": edge,
-           "edges": int(proposal.masks[c].sum()),
-           "cell": encode_mask(proposal.masks[c]),
-           "score": None if math.isnan(s) else s,
-           "chosen": tuple(edge) == chosen}
-    rec.update(m)
-    rec.setdefault("seconds", elapsed / len(metrics))
-    records.append(rec)
-  return RoundResult(new, records)
+  rnd = base.play_round(ask_tell(strategy), state, jax.random.fold_in(key, 0),
+                        scorer(evaluate, score_fn, key))
+  return RoundResult(rnd.new, round_records(rnd))
 
 
 def run(strategy: ShrinkStrategy, num_nodes: int, evaluate: Evaluator,
@@ -317,12 +362,15 @@ def run(strategy: ShrinkStrategy, num_nodes: int, evaluate: Evaluator,
         state: Optional[ShrinkState] = None,
         on_round: Optional[Callable[[RoundResult], None]] = None
         ) -> ShrinkState:
-  """Shrinks from the complete DAG (or `state`) until `strategy.done`."""
+  """Shrinks from the complete DAG (or `state`) until `strategy.done`
+  (`base.run_rounds` over `ask_tell`)."""
+  contract = ask_tell(strategy)
   if state is None:
-    state = strategy.init(num_nodes)
-  while not strategy.done(state):
-    result = shrink_round(strategy, state, evaluate, score_fn, key)
-    state = result.state
+    state = contract.init(num_nodes, key)
+
+  def report(rnd: base.Round):
     if on_round is not None:
-      on_round(result)
-  return state
+      on_round(RoundResult(rnd.new, round_records(rnd)))
+
+  return base.run_rounds(contract, state, jax.random.fold_in(key, 0),
+                         scorer(evaluate, score_fn, key), on_round=report)

@@ -32,13 +32,13 @@ from typing import Any, Dict, Optional
 import jax
 import jax.numpy as jnp
 
+from gram_jax import config as config_lib
 from gram_jax import io
 from gram_jax import run as run_lib
 from gram_jax.autoshrink import lm
 from gram_jax.autoshrink import rnn
+from gram_jax.config import in_range
 from gram_jax.errors import GramJaxError
-from gram_jax.search import config as config_lib
-from gram_jax.search.config import in_range
 
 _rate = in_range(0, 0.99)
 

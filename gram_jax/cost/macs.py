@@ -16,11 +16,12 @@ import math
 from typing import List, NamedTuple, Sequence, Tuple
 
 from gram_jax.arch import ArchSpec
+# `Cost`, `same_out` and `valid_taps` live in the leaf `gram_jax.shapes`;
+# they stay importable from here.
+from gram_jax.shapes import Cost, same_out, valid_taps
 
-
-class Cost(NamedTuple):
-  macs: int
-  params: int
+__all__ = ["Cost", "Layer", "accuracy_density", "count", "layers",
+           "same_out", "valid_taps"]
 
 
 class Layer(NamedTuple):
@@ -33,21 +34,6 @@ class Layer(NamedTuple):
   cout: int
   macs: int
   params: int
-
-
-def same_out(size: int, stride: int) -> int:
-  return -(-size // stride)
-
-
-def valid_taps(size: int, kernel: int, stride: int) -> int:
-  """Sum over output positions of kernel taps that land inside the input."""
-  out = same_out(size, stride)
-  pad_before = max((out - 1) * stride + kernel - size, 0) // 2
-  total = 0
-  for o in range(out):
-    start = o * stride - pad_before
-    total += min(start + kernel, size) - max(start, 0)
-  return total
 
 
 def _conv(name, hw, cin, cout, kernel, stride, padding_aware) -> Layer:

@@ -7,7 +7,9 @@ Modules:
               the LiteRT interpreter (``ai-edge-litert``).
   android     `benchmark_on_device`: TFLite's ``benchmark_model`` on an
               Android phone driven over ``adb``.
-  commands_*  the ``gram-jax export`` and ``gram-jax latency`` commands.
+
+The ``gram-jax export`` and ``gram-jax latency`` commands are
+`gram_jax.commands.export` and `gram_jax.commands.latency`.
 
 This package is the only one that uses TensorFlow, and imports it inside
 functions only: ``import gram_jax.export`` stays TensorFlow-free.

@@ -81,6 +81,8 @@ def to_tflite(spec: ArchSpec, variables: Dict[str, Any],
     >>> model = to_tflite(spec, variables, (8, 8, 1))  # doctest: +SKIP
     >>> write_tflite("model.tflite", model)  # doctest: +SKIP
   """
+  # Here, not at the top, so that `import gram_jax.export` loads no Flax
+  # (as `gram_jax.io.load_variables`).
   from gram_jax.models import ExactNet
   shape = _check_shape(input_shape, "input_shape", rank=3)
   batch_size = _check_int(batch_size, "batch_size")

@@ -42,10 +42,10 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple, Union
 
-from gram_jax.cost.macs import Cost
 from gram_jax.errors import GramJaxError
 from gram_jax.models import mobile
 from gram_jax.models.mobile import BlockDef
+from gram_jax.shapes import Cost
 
 # (op, kernel, expansion, channels, stride[, groups]) in execution order;
 # "skip" entries are the searched identity layers (kept to show the search

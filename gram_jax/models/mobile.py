@@ -30,8 +30,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gram_jax.cost.macs import Cost, same_out, valid_taps
 from gram_jax.errors import GramJaxError
+from gram_jax.shapes import Cost, same_out, valid_taps
 
 ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
 BLOCK_KINDS = ("ir", "conv")

@@ -37,11 +37,11 @@ from typing import List, Sequence, Tuple, Union
 import flax.linen as nn
 import jax
 
-from gram_jax.cost.macs import Cost
 from gram_jax.models import mobile
 # Re-exported: the pieces moved to the shared builder in `mobile`.
 from gram_jax.models.mobile import (Block, ConvBN, InvertedResidual, Layer,
                                     make_divisible)
+from gram_jax.shapes import Cost
 
 __all__ = ["STAGES", "Block", "ConvBN", "InvertedResidual", "Layer",
            "MobileNetV2", "blocks", "make_divisible", "mobilenet_v2_cost",

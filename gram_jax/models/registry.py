@@ -18,11 +18,11 @@ from typing import Callable, Dict, NamedTuple, Sequence
 
 import flax.linen as nn
 
-from gram_jax.cost.macs import Cost
 from gram_jax.errors import GramJaxError
 from gram_jax.models import fbnet as fbnet_lib
 from gram_jax.models import mobile
 from gram_jax.models import mobilenet_v2 as mbv2
+from gram_jax.shapes import Cost
 
 
 class ModelEntry(NamedTuple):

@@ -1,4 +1,5 @@
-"""PNG plots of a search: curves over iterations and edge-weight heatmaps."""
+"""PNG plots: a search's curves over iterations and edge-weight heatmaps,
+and the accuracy-cost Pareto plot of trained networks."""
 
 from __future__ import annotations
 
@@ -93,4 +94,35 @@ def edge_weights(graph, path: str) -> None:
   fig.colorbar(image, ax=axes, shrink=0.8, label="edge weight")
   fig.suptitle("Meta-graph edge weights")
   fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def pareto(rows: List[Dict[str, Any]], path: str) -> None:
+  """Top-1 against MACs, and against latency where rows have one, of
+  trained networks (``name``, ``top1`` in %, ``macs``, ``latency_ms``),
+  with the Pareto front (PNG)."""
+  plt = pyplot()
+  lat = [r for r in rows if r.get("latency_ms")]
+  fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(11 if lat else 6, 4.2),
+                           squeeze=False, constrained_layout=True)
+  for ax, key, label in [(axes[0, 0], "macs", "M MACs")] + (
+      [(axes[0, 1], "latency_ms", "latency (ms)")] if lat else []):
+    pts = [r for r in rows if r.get(key)]
+    xs = [r[key] / (1e6 if key == "macs" else 1) for r in pts]
+    ax.scatter(xs, [r["top1"] for r in pts], color="tab:blue")
+    for x, r in zip(xs, pts):
+      ax.annotate(r["name"], (x, r["top1"]), fontsize=7,
+                  textcoords="offset points", xytext=(4, 3))
+    front, best = [], -1.0
+    for x, r in sorted(zip(xs, pts), key=lambda t: t[0]):
+      if r["top1"] > best:
+        front.append((x, r["top1"]))
+        best = r["top1"]
+    if front:
+      ax.step(*zip(*front), where="post", color="tab:red", lw=1,
+              label="Pareto front")
+      ax.legend(loc="lower right")
+    ax.set(xlabel=label, ylabel="top-1 (%)", title=f"Accuracy vs {label}")
+    ax.grid(alpha=0.3)
+  fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -1,4 +1,5 @@
-"""Scale: batched candidates, many seeds, device meshes, many hosts, sweeps.
+"""Scale: batched candidates, many seeds, device meshes, many hosts.
 
-DESIGN.md decision 10; user guide in docs/scale.md.
+DESIGN.md decision 10; user guide in docs/scale.md. Sweeps, which run
+searches, are a workflow above the search: `gram_jax.sweep`.
 """

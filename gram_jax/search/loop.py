@@ -16,10 +16,10 @@ and resumed writes the same `metagraph.json` as an uninterrupted run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
-import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax
@@ -33,6 +33,12 @@ from gram_jax import io
 from gram_jax import metagraph as mg
 from gram_jax import run as run_lib
 from gram_jax import train as train_lib
+from gram_jax.cost import lut
+from gram_jax.export import latency, tflite
+from gram_jax.models import ExactNet
+from gram_jax.report import plots
+from gram_jax.scale import batched, distributed
+from gram_jax.search import base
 from gram_jax.search import config as config_lib
 from gram_jax.search import gram as gram_lib
 from gram_jax.search import rewards
@@ -147,27 +153,21 @@ def batched_steps(strategy):
   """Jitted ``sample(states[S], keys[S, K]) -> masks[S, K, ...]`` and
   ``update(states[S], masks[S, K, ...], rewards[S, K]) -> (states,
   baselines[S, K])``: S searches at once; each applies its K candidates'
-  updates in order (one Algorithm 1 update per candidate)."""
+  updates in order (`gram.update_in_order`). `run_search` drives the same
+  computation through `gram.ask_tell`."""
   sample = jax.vmap(jax.vmap(strategy.sample, in_axes=(None, 0)))
-
-  def update_in_order(state, masks, rewards):
-    def body(st, xs):
-      m, r = xs
-      return strategy.update(st, m, r), st.baseline
-    return jax.lax.scan(body, state, (masks, rewards))
-
-  return jax.jit(sample), jax.jit(jax.vmap(update_in_order))
+  update = functools.partial(gram_lib.update_in_order, strategy.update)
+  return jax.jit(sample), jax.jit(jax.vmap(update))
 
 
 def candidate_keys(base_keys: jax.Array, first: int, k: int) -> jax.Array:
   """``keys[s, i] = fold_in(base_keys[s], first + i)`` for i < k.
 
   With ``first = t * k`` every candidate of a run has its own index, and one
-  candidate per iteration draws exactly the keys it always did.
+  candidate per iteration draws exactly the keys it always did (the keys
+  `gram.ask_tell` samples with, and those the proxy training uses).
   """
-  data = jnp.arange(first, first + k, dtype=jnp.uint32)
-  return jax.vmap(lambda key: jax.vmap(
-      lambda d: jax.random.fold_in(key, d))(data))(base_keys)
+  return jax.vmap(lambda key: base.fold_in_range(key, first, k))(base_keys)
 
 
 def encode_edges(masks) -> List[str]:
@@ -199,7 +199,6 @@ def decode_edges(edges: List[str], n: int) -> np.ndarray:
 
 def _checked_table(config: config_lib.SearchConfig, input_shape):
   """The latency table of ``cost="lut"``, checked against the space."""
-  from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
   path = config.search.lut_path
   table = lut.LatencyTable.load(path)
   lut.check_table(table, config.space, input_shape, where=path,
@@ -213,14 +212,11 @@ def latency_cost(config: config_lib.SearchConfig, ops, input_shape,
   """``fn(masks, spec) -> ms`` for a latency cost, or None for ``macs``."""
   s = config.search
   if s.cost == "lut":
-    from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
     table = _checked_table(config, input_shape)
     predict = jax.jit(lut.jax_predictor(table, config.space, ops,
                                         input_shape))
     return lambda masks, spec: float(predict(masks))
   if s.cost == "measured":
-    from gram_jax.export import latency, tflite  # pylint: disable=import-outside-toplevel
-    from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
     del num_classes
 
     def measure(masks, spec):
@@ -277,7 +273,6 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   """
   if config.search.cost == "lut":   # a table for another space: fail early
     _checked_table(config, data_lib.info(config.dataset)[0])
-  from gram_jax.scale import batched, distributed  # pylint: disable=import-outside-toplevel
   space, s = config.space, config.search
   num_seeds, per_iter = s.num_seeds, s.candidates_per_iteration
   mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
@@ -310,12 +305,14 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   restored = ckpt.restore(_state_tree(state, squeeze))
   if restored is not None:
     state = _from_tree(state, restored.tree, num_seeds)
-  start = int(state.step[0]) // per_iter
 
   ops = state.graph.ops[0]
   trainer = proxy_trainer(config, ops, ds.num_classes, split)
   evaluate = batched.make_evaluator(trainer, mode, mesh=mesh)
-  sample, update = batched_steps(strategy)
+  # S seeds, each asking `per_iter` candidates a round, as one strategy.
+  contract = base.jit_strategy(base.vmap_strategy(
+      gram_lib.ask_tell(strategy, candidates=per_iter)))
+  start = int(contract.rounds(state))
   input_shape = tuple(int(d) for d in ds.image_shape)
 
   latency_fn = latency_cost(config, ops, input_shape, ds.num_classes)
@@ -328,60 +325,65 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
                            before=start) for d in dirs]
   records = [log.records for log in logs]
   num = num_seeds * per_iter
+
+  def score(masks, t):
+    """Trains and costs round t's candidates: rewards ``[S, per_iter]``."""
+    flat = masks.reshape((num,) + masks.shape[2:])
+    results = evaluate(flat, candidate_keys(train_keys, t * per_iter,
+                                            per_iter).reshape(num))
+    masks_np = np.asarray(masks)
+    rows, rewards_ = [], np.zeros((num_seeds, per_iter), np.float32)
+    for c in range(num):
+      i, j = divmod(c, per_iter)
+      spec = arch_lib.from_masks(space, ops, masks_np[i, j],
+                                 num_classes=ds.num_classes)
+      cost = cost_lib.count(spec, input_shape)
+      latency_ms = None
+      if latency_fn is None:
+        tau = rewards.macs_cost(cost.macs)
+      else:
+        tau = latency_ms = latency_fn(masks_np[i, j], spec)
+      r = rewards.reward(results[c].accuracy, tau, s.gamma)
+      rewards_[i, j] = r
+      rows.append((spec, cost, tau, latency_ms, r))
+    return jnp.asarray(rewards_), (results, masks_np, rows)
+
+  def log_round(rnd: base.Round):
+    t, (results, masks_np, rows) = rnd.round, rnd.aux
+    baselines = np.asarray(rnd.info)
+    for c, (spec, cost, tau, latency_ms, r) in enumerate(rows):
+      i, j = divmod(c, per_iter)
+      res, base_ = results[c], float(baselines[i, j])
+      rec = {"step": t, "accuracy": res.accuracy,
+             "val_loss": None if math.isnan(res.loss) else res.loss,
+             "diverged": res.diverged, "macs": cost.macs,
+             "params": cost.params, "cost": tau, "reward": r,
+             "baseline": base_, "advantage": r - base_,
+             "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
+             "seconds": rnd.seconds / num,
+             "edges": encode_edges(masks_np[i, j])}
+      if per_iter > 1:
+        rec["candidate"] = j
+      if num_seeds > 1:
+        rec["seed"] = config.seed + i
+      if latency_ms is not None:
+        rec["latency_ms"] = latency_ms
+      logs[i].write(rec, flush=False)
+    for log in logs:
+      log.flush()
+    if (t + 1) % config.checkpoint_every == 0 or t + 1 == total:
+      ckpt.save(t + 1, _state_tree(rnd.new, squeeze))
+    if bar is not None:
+      accs = [res.accuracy for res in results]
+      bar.set_postfix(acc=f"{max(accs):.3f}",
+                      reward=f"{float(np.max(rnd.rewards)):.3f}",
+                      beta=f"{float(rnd.new.baseline.mean()):.3f}",
+                      edges=rows[0][0].num_edges, refresh=False)
+      bar.update(1)
+
   try:
-    for t in range(start, end):
-      t0 = time.perf_counter()
-      first = t * per_iter
-      masks = sample(state, candidate_keys(sample_keys, first, per_iter))
-      flat = masks.reshape((num,) + masks.shape[2:])
-      results = evaluate(flat, candidate_keys(train_keys, first,
-                                              per_iter).reshape(num))
-      masks_np = np.asarray(masks)
-      rows, rewards_ = [], np.zeros((num_seeds, per_iter), np.float32)
-      for c in range(num):
-        i, j = divmod(c, per_iter)
-        spec = arch_lib.from_masks(space, ops, masks_np[i, j],
-                                   num_classes=ds.num_classes)
-        cost = cost_lib.count(spec, input_shape)
-        latency_ms = None
-        if latency_fn is None:
-          tau = rewards.macs_cost(cost.macs)
-        else:
-          tau = latency_ms = latency_fn(masks_np[i, j], spec)
-        r = rewards.reward(results[c].accuracy, tau, s.gamma)
-        rewards_[i, j] = r
-        rows.append((spec, cost, tau, latency_ms, r))
-      state, baselines = update(state, masks, jnp.asarray(rewards_))
-      baselines = np.asarray(baselines)
-      seconds = time.perf_counter() - t0
-      for c, (spec, cost, tau, latency_ms, r) in enumerate(rows):
-        i, j = divmod(c, per_iter)
-        res, base = results[c], float(baselines[i, j])
-        rec = {"step": t, "accuracy": res.accuracy,
-               "val_loss": None if math.isnan(res.loss) else res.loss,
-               "diverged": res.diverged, "macs": cost.macs,
-               "params": cost.params, "cost": tau, "reward": r,
-               "baseline": base, "advantage": r - base,
-               "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
-               "seconds": seconds / num,
-               "edges": encode_edges(masks_np[i, j])}
-        if per_iter > 1:
-          rec["candidate"] = j
-        if num_seeds > 1:
-          rec["seed"] = config.seed + i
-        if latency_ms is not None:
-          rec["latency_ms"] = latency_ms
-        logs[i].write(rec, flush=False)
-      for log in logs:
-        log.flush()
-      if (t + 1) % config.checkpoint_every == 0 or t + 1 == total:
-        ckpt.save(t + 1, _state_tree(state, squeeze))
-      if bar is not None:
-        accs = [res.accuracy for res in results]
-        bar.set_postfix(acc=f"{max(accs):.3f}", reward=f"{rewards_.max():.3f}",
-                        beta=f"{float(state.baseline.mean()):.3f}",
-                        edges=rows[0][0].num_edges, refresh=False)
-        bar.update(1)
+    state = base.run_rounds(contract, state, sample_keys, score, until=end,
+                            on_round=log_round)
   finally:
     for log in logs:
       log.close()
@@ -424,7 +426,6 @@ def finish(state: gram_lib.GramState, records: List[Dict[str, Any]],
   spec = arch_lib.from_masks(state.graph.space, state.graph.ops, masks,
                              num_classes=num_classes)
   io.write_json_atomic(os.path.join(workdir, ARCH), spec.to_dict())
-  from gram_jax.report import plots  # pylint: disable=import-outside-toplevel
   plots.search_curves(records, os.path.join(workdir, "search_curves.png"))
   plots.edge_weights(state.graph, os.path.join(workdir, "edge_weights.png"))
   return spec

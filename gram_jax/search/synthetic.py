@@ -7,9 +7,10 @@ function of the sampled edges plus Gaussian noise of the size of proxy
 noise, so those questions take milliseconds and have known answers.
 
 `planted_edges` hides a set of good edges; `planted_reward` pays for each of
-them; `run` drives any `SearchStrategy` for T iterations inside one
-`lax.scan` (vmappable over seeds); `auc` scores how well the final edge
-weights rank the planted edges above the rest (0.5 = chance, 1 = perfect).
+them; `run` drives any meta-graph strategy for T rounds inside one
+`lax.scan` (`base.scan_rounds`, vmappable over seeds); `auc` scores how well
+the final edge weights rank the planted edges above the rest (0.5 = chance,
+1 = perfect).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_jax import metagraph as mg
+from gram_jax.search import base
+from gram_jax.search import gram as gram_lib
 from gram_jax.search.base import SearchStrategy
 from gram_jax.space import SearchSpace
 
@@ -79,10 +82,19 @@ def constant_reward(*, base: float = 0.8, noise: float = 0.02) -> Callable:
   return reward
 
 
-def run(strategy: SearchStrategy, space: SearchSpace, reward_fn: Callable,
-        key: jax.Array, *, iterations: int, init_weight: float = 0.5,
+def run(strategy: SearchStrategy | base.Strategy, space: SearchSpace,
+        reward_fn: Callable, key: jax.Array, *, iterations: int,
+        init_weight: float = 0.5,
         planted: jax.Array | None = None) -> Trace:
-  """`iterations` sample/score/update rounds of `strategy`; jittable."""
+  """`iterations` rounds of `strategy` against `reward_fn`; jittable.
+
+  `strategy` is a `SearchStrategy` (one candidate a round, through
+  `gram.ask_tell`) or a `base.Strategy` over the meta-graph whose proposals
+  are ``bool[m, K, n, n]``. Candidate i of round t is rewarded with the key
+  ``fold_in(reward_key, t * m + i)``. The trace has one entry per candidate.
+  """
+  if isinstance(strategy, SearchStrategy):
+    strategy = gram_lib.ask_tell(strategy)
   graph = mg.init(space, jax.random.fold_in(key, 0), init_weight=init_weight)
   state = strategy.init(graph, jax.random.fold_in(key, 1))
   sample_key, reward_key = jax.random.fold_in(key, 2), jax.random.fold_in(
@@ -90,15 +102,16 @@ def run(strategy: SearchStrategy, space: SearchSpace, reward_fn: Callable,
   if planted is None:
     planted = jnp.zeros(graph.weights.shape, bool)
 
-  def body(state, t):
-    masks = strategy.sample(state, jax.random.fold_in(sample_key, t))
-    r = reward_fn(masks, jax.random.fold_in(reward_key, t))
-    state = strategy.update(state, masks, r)
-    return state, (mg.num_edges(masks), r, jnp.sum(masks & planted))
+  def evaluate(masks, t):
+    m = masks.shape[0]
+    r = jax.vmap(reward_fn)(masks, base.fold_in_range(reward_key, t * m, m))
+    return r, (jax.vmap(mg.num_edges)(masks), r,
+               jnp.sum(masks & planted, axis=(1, 2, 3)))
 
-  state, (edges, rewards, hits) = jax.lax.scan(body, state,
-                                               jnp.arange(iterations))
-  return Trace(state, edges, rewards, hits)
+  state, ((edges, rewards, hits), _) = base.scan_rounds(
+      strategy, state, sample_key, evaluate, rounds=iterations)
+  return Trace(state, edges.reshape(-1), rewards.reshape(-1),
+               hits.reshape(-1))
 
 
 def auc(weights, planted) -> float:

@@ -4,7 +4,7 @@ Experiment configs (``experiments/configs/singlepath_*.py``) return an
 `ml_collections.ConfigDict`; `resolve` turns it (plus ``--config.x=y``
 overrides) into frozen dataclasses, each field checked, every problem one
 `ConfigError` line naming the field. The plumbing (file loading, overrides,
-type checks) is shared with the GRAM search (`gram_jax.search.config`).
+type checks) is the config layer, `gram_jax.config`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Dict, List, Optional
 
+from gram_jax import config as base
 from gram_jax import data as data_lib
-from gram_jax.search import config as base
-from gram_jax.search.config import ConfigError, in_range, one_of
+from gram_jax.config import ConfigError, in_range, one_of
 from gram_jax.singlepath.space import IMAGENET_STAGES, Macro, SpaceError
 
 OPTIMIZERS = ("rmsprop", "adam", "sgd")

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_jax.errors import GramJaxError
+from gram_jax.shapes import same_out
 from gram_jax.singlepath.space import CHOICE_NAMES, Macro
 
 FORMAT = "gram_jax.SinglePathRuntimeTable"
@@ -187,7 +188,6 @@ def macs_table(macro: Macro, input_shape: Sequence[int],
                num_classes: int) -> RuntimeTable:
   """Analytic MACs (millions) per layer and choice, and of the rest."""
   # pylint: disable=import-outside-toplevel
-  from gram_jax.cost.macs import same_out
   from gram_jax.singlepath import spec as spec_lib
   full = spec_lib.decode(spec_lib.uniform_decisions(macro, "k5e6"), macro,
                          num_classes)

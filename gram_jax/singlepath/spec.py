@@ -26,8 +26,8 @@ from typing import Any, List, Sequence, Tuple
 import flax.linen as nn
 import numpy as np
 
-from gram_jax.cost.macs import Cost, same_out, valid_taps
 from gram_jax.errors import GramJaxError
+from gram_jax.shapes import Cost, same_out, valid_taps
 from gram_jax.singlepath import superkernel as sk
 from gram_jax.singlepath.space import Macro
 

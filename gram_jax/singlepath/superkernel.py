@@ -313,16 +313,17 @@ def thresholds(params) -> np.ndarray:
 
 
 def hard_decisions(params, macro: Macro, *,
-                   squared_norm: bool = False) -> np.ndarray:
-  """The raw (no dropout) decisions ``bool[L, 3]`` of the current weights."""
+                   squared_norm: bool = False) -> jax.Array:
+  """The raw (no dropout) decisions ``bool[L, 3]`` of the current weights;
+  jittable."""
   out = []
   for ly in macro.layers():
     p = params[f"layer{ly.index + 1}"]
     _, d = superkernel_decisions(p["depthwise_kernel"], p["t_k5"], p["t_e3"],
                                  p["t_e6"], can_skip=ly.can_skip,
                                  squared_norm=squared_norm)
-    out.append(np.asarray(d) > 0.5)
-  return np.asarray(out, bool).reshape(len(out), 3)
+    out.append(d > 0.5)
+  return jnp.stack(out) if out else jnp.zeros((0, 3), bool)
 
 
 def describe(decisions: Sequence[Sequence[float]]) -> list:

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_jax.cost import lut
-from gram_jax.cost.macs import same_out
+from gram_jax.shapes import same_out
 from gram_jax.singlepath import runtime as rt
 from gram_jax.singlepath import spec as spec_lib
 from gram_jax.singlepath import superkernel as sk

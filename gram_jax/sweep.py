@@ -31,8 +31,21 @@ import json
 import os
 from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
+import jax
+import numpy as np
+
+from gram_jax import arch as arch_lib
+from gram_jax import cost as cost_lib
+from gram_jax import data as data_lib
 from gram_jax import io
+from gram_jax import metagraph as mg
+from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError
+from gram_jax.models import ExactNet
+from gram_jax.report.plots import pareto
+from gram_jax.scale import batched, distributed
+from gram_jax.search import config as config_lib
+from gram_jax.search import loop
 
 EVALS = ("proxy", "final", "none")
 
@@ -157,16 +170,6 @@ def gram_plan(points: List[Dict[str, str]]) -> List[Group]:
 def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
               workdir: str, evaluate: str, progress: bool) -> List[Dict]:
   """Searches one group, then prunes and evaluates each of its points."""
-  import jax  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from gram_jax import arch as arch_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax import cost as cost_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
-  from gram_jax import train as train_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax.scale import batched, distributed  # pylint: disable=import-outside-toplevel
-  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
-  from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
 
   config = config_lib.resolve(config_path, overrides + group.overrides)
   s = config.search
@@ -209,7 +212,6 @@ def _gram_run(config_path: Optional[str], overrides: List[str], group: Group,
                             for seed in seeds])
     accs = [r.accuracy for r in fn(np.stack(masks), keys)]
   elif evaluate == "final":
-    from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
     f = config.final
     for i, spec in enumerate(specs):
       fitted = train_lib.fit(ExactNet(spec), ds.x_train, ds.y_train,
@@ -243,8 +245,6 @@ def run_sweep(config_path: Optional[str], overrides: List[str], grid_items:
               List[str], workdir: str, *, method: str = "gram",
               evaluate: str = "proxy", progress: bool = True) -> List[Dict]:
   """Runs a sweep; returns one row per grid point (also written to disk)."""
-  from gram_jax.scale import distributed  # pylint: disable=import-outside-toplevel
-  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
   if method not in METHODS:
     raise GramJaxError(f"--method: {method!r} is not allowed; allowed: "
                        f"{', '.join(sorted(METHODS))}")
@@ -319,7 +319,6 @@ def write_outputs(rows: List[Dict], workdir: str, fields: List[str]) -> None:
     f.write("\n".join(lines) + "\n")
   evaluated = [r for r in rows if r.get("accuracy") is not None]
   if evaluated:
-    from gram_jax.report.command import pareto  # pylint: disable=import-outside-toplevel
     pareto([{**r, "top1": 100 * r["accuracy"]} for r in evaluated],
            os.path.join(workdir, "pareto.png"))
 
@@ -337,7 +336,6 @@ def pareto_front(rows: List[Dict], key: str) -> set:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  from gram_jax.scale import distributed  # pylint: disable=import-outside-toplevel
   parser.add_argument("--config", help="Python config file (get_config)")
   parser.add_argument("--workdir", required=True,
                       help="sweep directory; an existing one is resumed")
@@ -355,7 +353,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, rest) -> int:
-  from gram_jax.scale import distributed  # pylint: disable=import-outside-toplevel
   if not args.grid:
     raise GramJaxError("--grid: at least one is required, e.g. "
                        "--grid gamma=0.05,0.1")

@@ -19,7 +19,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax.errors import GramJaxError
 from gram_jax.report import draw
-from gram_jax.report.plots import pyplot
+from gram_jax.report.plots import pareto
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,34 +41,6 @@ def _results(workdir: str) -> List[Dict[str, Any]]:
                 "latency_ms": r.get("latency_ms"),
                 "density": cost_lib.accuracy_density(100 * top1, r["macs"])})
   return out
-
-
-def pareto(rows: List[Dict[str, Any]], path: str) -> None:
-  plt = pyplot()
-  lat = [r for r in rows if r.get("latency_ms")]
-  fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(11 if lat else 6, 4.2),
-                           squeeze=False, constrained_layout=True)
-  for ax, key, label in [(axes[0, 0], "macs", "M MACs")] + (
-      [(axes[0, 1], "latency_ms", "latency (ms)")] if lat else []):
-    pts = [r for r in rows if r.get(key)]
-    xs = [r[key] / (1e6 if key == "macs" else 1) for r in pts]
-    ax.scatter(xs, [r["top1"] for r in pts], color="tab:blue")
-    for x, r in zip(xs, pts):
-      ax.annotate(r["name"], (x, r["top1"]), fontsize=7,
-                  textcoords="offset points", xytext=(4, 3))
-    front, best = [], -1.0
-    for x, r in sorted(zip(xs, pts), key=lambda t: t[0]):
-      if r["top1"] > best:
-        front.append((x, r["top1"]))
-        best = r["top1"]
-    if front:
-      ax.step(*zip(*front), where="post", color="tab:red", lw=1,
-              label="Pareto front")
-      ax.legend(loc="lower right")
-    ax.set(xlabel=label, ylabel="top-1 (%)", title=f"Accuracy vs {label}")
-    ax.grid(alpha=0.3)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
 
 
 def run(args: argparse.Namespace, rest) -> int:

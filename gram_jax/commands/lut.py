@@ -27,7 +27,12 @@ import json
 import os
 from typing import Any, Dict, List, Optional
 
+from gram_jax import arch as arch_lib
+from gram_jax import data as data_lib
+from gram_jax import io
+from gram_jax.cost import lut
 from gram_jax.errors import GramJaxError, parse_int, parse_shape
+from gram_jax.search import config as config_lib
 
 _ANDROID = ("serial", "benchmark_binary", "cpu_mask", "no_xnnpack")
 
@@ -100,8 +105,6 @@ def _opt_int(text: Optional[str], flag: str, minimum: int = 1
 
 def _resolve(args, rest: List[str]):
   """Space, input shape and classes from the config and flags."""
-  from gram_jax import data as data_lib
-  from gram_jax.search import config as config_lib
   config = config_lib.resolve(args.space, rest)
   shape, classes = data_lib.info(config.dataset)
   if args.input_shape:
@@ -128,7 +131,6 @@ def _log(message: str) -> None:
 
 
 def run(args: argparse.Namespace, rest: List[str]) -> int:
-  from gram_jax.cost import lut
   if args.action == "predict":
     return _predict(args, rest)
   if args.action == "build":
@@ -190,7 +192,6 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
     print(f"  (uncalibrated sum of entries: {100 * raw['within_10pct']:.1f}% "
           f"within ±10%, mean error {raw['mean_error_pct']:+.1f}%)")
   if args.out:
-    from gram_jax import io
     io.write_json_atomic(os.path.join(args.out, "validation.json"), report)
     lut.plot_validation(report, os.path.join(args.out, "validation.png"))
     print(f"wrote {os.path.join(args.out, 'validation.json')} and "
@@ -199,14 +200,11 @@ def run(args: argparse.Namespace, rest: List[str]) -> int:
 
 
 def _check_matches(table, space, shape, where: str) -> None:
-  from gram_jax.cost import lut  # pylint: disable=import-outside-toplevel
   lut.check_table(table, space, shape, where=where, space_flag="--space",
                   shape_flag="--input-shape")
 
 
 def _predict(args, rest: List[str]) -> int:
-  from gram_jax import arch as arch_lib
-  from gram_jax.cost import lut
   if rest:
     raise GramJaxError(f"unrecognised arguments: {' '.join(rest)}; see "
                        "gram-jax lut predict --help")
