@@ -220,9 +220,12 @@ def run_experiment(exp: Experiment, workdir: str, *, progress: bool = True
     spec = derive(graph, r["level"], r["upscale"], mode=exp.prune_mode,
                   divisor=exp.upscale_divisor, num_classes=classes)
     recipe = _recipe(r["dataset"], exp.recipe, r["input_size"])
-    if os.path.exists(done):
+    res = io.read_json(done, ExperimentError) if os.path.exists(done) else {}
+    # Finished once this loop added its fields: a run killed after the
+    # training wrote result.json trains it again (nothing is left to train:
+    # it is evaluated) and measures its latency.
+    if "train_seconds" in res:
       _check_same_run(sub, spec, recipe)
-      res = io.read_json(done, ExperimentError)
     else:
       print(f"[{i + 1}/{len(plan)}] {r['dir']}: level {r['level']:g}, "
             f"up-scaling {r['upscale']:g}", flush=True)

@@ -2,9 +2,6 @@
 
 import hashlib
 import os
-import signal
-import subprocess
-import time
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -34,19 +31,3 @@ def file_digests(workdir):
       with open(p, "rb") as fh:
         out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
   return out
-
-
-def kill_after_lines(cmd, path, lines_wanted, *, timeout, poll=0.05,
-                     env=None):
-  """Starts `cmd` and SIGKILLs it once the JSONL log `path` has
-  `lines_wanted` lines (or gives up after `timeout` s); its exit code."""
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, env=env)
-  deadline = time.time() + timeout
-  while time.time() < deadline and proc.poll() is None:
-    if os.path.exists(path) and sum(1 for _ in open(path)) >= lines_wanted:
-      proc.send_signal(signal.SIGKILL)
-      break
-    time.sleep(poll)
-  proc.wait(timeout=60)
-  return proc.returncode

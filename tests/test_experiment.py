@@ -77,6 +77,17 @@ def test_tiny_experiment_runs_and_resumes(tmp_path, capsys):
   assert "[1/2]" not in capsys.readouterr().out
   for d, t in stamps.items():
     assert os.path.getmtime(os.path.join(work, d, "result.json")) == t
+  # Killed after a training wrote its result.json but before the experiment
+  # added its fields to it: the resume measures that network again.
+  path = os.path.join(work, rows[0]["dir"], "result.json")
+  res = json.load(open(path))
+  for key in ("train_seconds", "latency_ms", "latency_threads"):
+    del res[key]
+  json.dump(res, open(path, "w"))
+  assert cli.main(args) == 0
+  again = json.load(open(os.path.join(work, "results.json")))["rows"]
+  assert again[0]["latency_ms"] > 0 and again[0]["top1"] == rows[0]["top1"]
+  assert again[0]["train_seconds"] is not None
   # A finished network trained for another config is not silently reused.
   assert cli.main(args + ["--config.recipe.epochs=2"]) == 2
   assert "trained for another config" in capsys.readouterr().err

@@ -1,10 +1,9 @@
-"""Single-Path NAS: indicators, runtime model, decoding, search, resume."""
+"""Single-Path NAS: indicators, runtime model, decoding, search (killed and
+resumed: tests/test_faults.py)."""
 
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import flax.linen as nn
 import jax
@@ -273,50 +272,6 @@ def test_bad_input_exits_2_and_leaves_the_workdir_untouched(tmp_path,
   assert rc == 2
   assert {p: p.read_bytes() for p in old.iterdir()} == before
   assert "config.seed" in capsys.readouterr().err
-
-
-def _cli(args):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  env.pop("XLA_FLAGS", None)
-  return subprocess.run(
-      [sys.executable, "-m", "gram_jax.cli", "single-path", "--no-progress"]
-      + args, cwd=ROOT, env=env,
-      capture_output=True, text=True, timeout=300)
-
-
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
-  d = _config(3.0)
-  d["train"]["epochs"] = 2
-  d["checkpoint_every"] = 4
-  cfg_path = tmp_path / "cfg.py"
-  cfg_path.write_text("import json\ndef get_config():\n  return json.loads("
-                      f"{json.dumps(json.dumps(d))})\n")
-  work = str(tmp_path / "killed")
-  # killed after 6 steps: the checkpoint at step 4 survives, steps 4-5 of
-  # the log are rewound on resume
-  p = _cli(["--config", str(cfg_path), "--workdir", work,
-            "--sigkill-after", "6"])
-  assert p.returncode == -9, p.stderr[-2000:]
-  assert len(open(os.path.join(work, "steps.jsonl")).readlines()) == 6
-  cfg = config_lib.SinglePathConfig.from_dict(d)
-  # resumed here (the compiled programs are shared with the reference run)
-  search.run_search(cfg, work, progress=False, log=lambda m: None)
-  ref = search.run_search(cfg, str(tmp_path / "ref"), progress=False,
-                          log=lambda m: None)
-  got = [json.loads(l) for l in open(os.path.join(work, "steps.jsonl"))]
-  want = [json.loads(l) for l in open(tmp_path / "ref" / "steps.jsonl")]
-  assert [r["step"] for r in got] == list(range(16))
-  for a, b in zip(got, want):
-    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
-    assert a["decisions"] == b["decisions"]
-  result = json.load(open(os.path.join(work, "result.json")))
-  np.testing.assert_allclose(
-      result["thresholds"],
-      json.load(open(tmp_path / "ref" / "result.json"))["thresholds"],
-      rtol=1e-5, atol=1e-6)
-  assert spec_lib.SinglePathSpec.load(os.path.join(work, "spec.json")) == \
-      ref.spec
 
 
 def test_exact_masks_supernet_equals_the_decoded_network():

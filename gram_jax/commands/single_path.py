@@ -49,8 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "whole networks)")
   parser.add_argument("--stop-after", type=int, default=None,
                       help=argparse.SUPPRESS)
-  parser.add_argument("--sigkill-after", type=int, default=None,
-                      help=argparse.SUPPRESS)
   parser.epilog = ("Override any config field with --config.<field>=<value>,"
                    " e.g. --config.runtime.runtime_lambda=0.05")
 
@@ -71,8 +69,7 @@ def _search(args, rest) -> int:
   config = config_lib.resolve(args.config, rest)
   result = search.run_search(config, args.workdir,
                              progress=not args.no_progress,
-                             stop_after=args.stop_after,
-                             sigkill_after=args.sigkill_after)
+                             stop_after=args.stop_after)
   if not result.complete:
     print(f"stopped at step {result.step}; run the same command to resume")
     return 0

@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import math
 import os
-import signal
 import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
@@ -311,7 +310,6 @@ def _names(d) -> str:
 
 def run_search(config: SinglePathConfig, workdir: str, *,
                progress: bool = True, stop_after: Optional[int] = None,
-               sigkill_after: Optional[int] = None,
                log=print) -> SearchResult:
   """Runs (or resumes) a Single-Path NAS search in `workdir`.
 
@@ -323,8 +321,6 @@ def run_search(config: SinglePathConfig, workdir: str, *,
     workdir: the run directory.
     progress: show a progress bar.
     stop_after: stop after this many steps of this call (tests); resumable.
-    sigkill_after: test hook: the process SIGKILLs itself after this many
-      steps of this call (to test resuming after a hard kill).
     log: where one-line messages go.
 
   Returns:
@@ -432,9 +428,6 @@ def run_search(config: SinglePathConfig, workdir: str, *,
         bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.3f}",
                         R=f"{rec['runtime']:.2f}", refresh=False)
         bar.update(1)
-      if sigkill_after is not None and done - start >= sigkill_after:
-        ckpt.wait()
-        os.kill(os.getpid(), signal.SIGKILL)
   ckpt.close()
   if bar is not None:
     bar.close()
