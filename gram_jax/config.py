@@ -68,25 +68,43 @@ _SPACE_TYPES = {"hierarchies": int, "dags_per_hierarchy": int, "nodes": int,
                 "bn_epsilon": float}
 
 
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return (isinstance(v, (int, float)) and not isinstance(v, bool)
+          and math.isfinite(v))
+
+
 def _type_ok(value, typ) -> bool:
+  """Whether `value` has the field type `typ`: bool, int, float (finite),
+  str, tuple (a list of strings), "ints" / "floats" (non-empty lists)."""
   if typ is bool:
     return isinstance(value, bool)
   if typ is int:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return _is_int(value)
   if typ is float:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
+    return _is_number(value)
   if typ is str:
     return isinstance(value, str)
   if typ is tuple:
     return isinstance(value, (list, tuple)) and all(
         isinstance(v, str) for v in value)
+  if typ == "ints":
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        _is_int(v) for v in value)
+  if typ == "floats":
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        _is_number(v) for v in value)
   return False
 
 
 def _type_name(typ) -> str:
   return {bool: "a boolean", int: "an integer", float: "a number",
-          str: "a string", tuple: "a list of strings"}[typ]
+          str: "a string", tuple: "a list of strings",
+          "ints": "a non-empty list of integers",
+          "floats": "a non-empty list of numbers"}[typ]
 
 
 def build(cls, d, where):
@@ -139,6 +157,51 @@ def build(cls, d, where):
     except SpaceError as e:
       raise ConfigError(f"{where}.{e}") from None
   return cls(**kwargs)
+
+
+def check_group(d: Any, schema: Dict[str, tuple], where: str) -> Dict:
+  """A validated copy of the plain dict `d`, with defaults filled in.
+
+  The schema form of `build`, for configs kept as plain dicts (AutoShrink):
+  `schema` maps a field name to ``(default, type, check)``; ``type`` is one
+  of ``int, float, bool, str, "ints", "floats"`` or a nested schema (a
+  dict), ``check`` an `in_range` / `one_of` entry or None (for a list type,
+  every element is checked).
+
+  Raises:
+    ConfigError: one line naming the first unknown or bad field.
+  """
+  if d is None:
+    d = {}
+  if not isinstance(d, dict):
+    raise ConfigError(f"{where}: expected a group of fields, got "
+                      f"{type(d).__name__}")
+  unknown = sorted(set(d) - set(schema))
+  if unknown:
+    raise ConfigError(f"{where}.{unknown[0]}: unknown field; allowed: "
+                      f"{', '.join(sorted(schema))}")
+  out = {}
+  for name, (default, typ, check) in schema.items():
+    w = f"{where}.{name}"
+    if isinstance(typ, dict):
+      out[name] = check_group(d.get(name), typ, w)
+      continue
+    value = d.get(name, default)
+    if not _type_ok(value, typ):
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
+                        f"{_type_name(typ)}")
+    values = list(value) if typ in ("ints", "floats") else [value]
+    if check is not None and not all(check[0](v) for v in values):
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
+                        f"{check[1]}")
+    if typ == "floats":
+      value = [float(v) for v in value]
+    elif typ == "ints":
+      value = [int(v) for v in value]
+    elif typ is float:
+      value = float(value)
+    out[name] = value
+  return out
 
 
 def to_dict(obj) -> Dict[str, Any]:
