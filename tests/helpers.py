@@ -21,13 +21,33 @@ def free_linear(next_fun, args, kwargs, context):
   return jnp.broadcast_to(y, y.shape[:-1] + (mod.features,))
 
 
-def file_digests(workdir):
+def file_digests(workdir, dirs=False):
   """``{relative path: sha256}`` of every file under `workdir` (to check
-  that a refused command left a run directory untouched)."""
+  that a refused command left a run directory untouched); with `dirs`,
+  every directory too (-> None), so an added empty one shows."""
   out = {}
-  for base, _, files in os.walk(workdir):
+  for base, subdirs, files in os.walk(workdir):
+    for d in subdirs if dirs else ():
+      out[os.path.relpath(os.path.join(base, d), workdir)] = None
     for f in files:
       p = os.path.join(base, f)
       with open(p, "rb") as fh:
         out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
   return out
+
+
+def tiny_single_path_config():
+  """A Single-Path config dict small enough for a resume test: 256 digits
+  images, one 8-channel stage, 2 epochs of 8 steps, checkpoints every 4."""
+  from gram_jax.singlepath import config as sp_config  # pylint: disable=import-outside-toplevel
+  d = sp_config.SinglePathConfig().to_dict()
+  d.update(dataset="digits", max_examples=256, eval_examples=128,
+           eval_batch_size=128, checkpoint_every=4)
+  d["macro"].update(stem_channels=4, stem_stride=2, first_channels=4,
+                    stages=["8x2/2"], last_channels=8, head_channels=16,
+                    dropout=0.0, bn_momentum=0.9)
+  d["runtime"].update(table="macs", runtime_lambda=3.0, scale=1.0,
+                      warmup_epochs=1.0)
+  d["train"].update(epochs=2, batch_size=32, learning_rate=3e-3,
+                    optimizer="adam", threshold_lr_scale=100.0)
+  return d

@@ -49,7 +49,6 @@ fallback for search, single-path, train, autoshrink and train-rnn.
 """
 
 import glob
-import hashlib
 import json
 import os
 import signal
@@ -62,6 +61,7 @@ from typing import Callable, List, NamedTuple, Tuple
 import numpy as np
 import pytest
 
+import helpers
 from test_run_kernel import _tear
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,17 +130,7 @@ def _autoshrink_rnn(base):
 
 
 def _single_path(base):
-  from gram_jax.singlepath import config as sp_config  # pylint: disable=import-outside-toplevel
-  d = sp_config.SinglePathConfig().to_dict()
-  d.update(dataset="digits", max_examples=256, eval_examples=128,
-           eval_batch_size=128, checkpoint_every=4)
-  d["macro"].update(stem_channels=4, stem_stride=2, first_channels=4,
-                    stages=["8x2/2"], last_channels=8, head_channels=16,
-                    dropout=0.0, bn_momentum=0.9)
-  d["runtime"].update(table="macs", runtime_lambda=3.0, scale=1.0,
-                      warmup_epochs=1.0)
-  d["train"].update(epochs=2, batch_size=32, learning_rate=3e-3,
-                    optimizer="adam", threshold_lr_scale=100.0)
+  d = helpers.tiny_single_path_config()
   path = os.path.join(base, "singlepath_config.py")
   with open(path, "w") as f:
     f.write("import json\n\n\ndef get_config():\n  return json.loads("
@@ -296,20 +286,6 @@ def _progress(workdir, outputs):
                  if not p.endswith(".jsonl"))
 
 
-def _files(workdir):
-  """Every file under `workdir` -> the SHA-256 of its bytes (and every
-  directory -> None)."""
-  out = {}
-  for base, dirs, files in os.walk(workdir):
-    for d in dirs:
-      out[os.path.relpath(os.path.join(base, d), workdir)] = None
-    for f in files:
-      p = os.path.join(base, f)
-      with open(p, "rb") as fh:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(fh.read()).digest()
-  return out
-
-
 class Run(NamedTuple):
   code: int
   progress: int        # when it ended (was killed)
@@ -449,7 +425,7 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
     runs.append(r)
     # 3. once, on the partly run workdir: a value out of range
     if i == 0:
-      before = _files(work)
+      before = helpers.file_digests(work, dirs=True)
       override, field = cmd.bad
       p = subprocess.run(
           [sys.executable, "-m", "gram_jax.cli"] + argv
@@ -459,7 +435,7 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
       assert p.returncode == 2, p.stderr[-3000:]
       assert len(err.splitlines()) == 1, err
       assert err.startswith(f"gram-jax {argv[0]}: error: {field}"), err
-      assert _files(work) == before
+      assert helpers.file_digests(work, dirs=True) == before
   where = (points, [(r.code, r.progress) for r in runs])
   assert any(r.code == -signal.SIGKILL for r in runs), where
 

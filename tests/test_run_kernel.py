@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from gram_jax import run
+
+import helpers
 from gram_jax.errors import GramJaxError
 
 
@@ -282,16 +284,7 @@ def _search_command(tmp_path):
 def _single_path_command(tmp_path):
   from gram_jax.singlepath import config as sp_config  # pylint: disable=import-outside-toplevel
   from gram_jax.singlepath import search as sp_search  # pylint: disable=import-outside-toplevel
-  d = sp_config.SinglePathConfig().to_dict()
-  d.update(dataset="digits", max_examples=256, eval_examples=128,
-           eval_batch_size=128, checkpoint_every=4)
-  d["macro"].update(stem_channels=4, stem_stride=2, first_channels=4,
-                    stages=["8x2/2"], last_channels=8, head_channels=16,
-                    dropout=0.0, bn_momentum=0.9)
-  d["runtime"].update(table="macs", runtime_lambda=3.0, scale=1.0,
-                      warmup_epochs=1.0)
-  d["train"].update(epochs=2, batch_size=32, learning_rate=3e-3,
-                    optimizer="adam", threshold_lr_scale=100.0)
+  d = helpers.tiny_single_path_config()
   cfg = sp_config.SinglePathConfig.from_dict(d)
 
   def run_it(wd, stop_after):
