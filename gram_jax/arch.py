@@ -198,6 +198,27 @@ def from_masks(space: space_lib.SearchSpace, ops: Any, masks: Any, *,
       bn_epsilon=space.bn_epsilon, dag_output=space.dag_output)
 
 
+def encode_mask(mask: Any) -> str:
+  """Hex string of a DAG's upper-triangle edge bits (row-major ``i < j``).
+
+  The one edge encoding of candidates.jsonl (GRAM and random: one string
+  per DAG) and of AutoShrink's shrink.jsonl; `decode_mask` inverts it.
+  """
+  mask = np.asarray(mask, bool)
+  bits = mask[np.triu_indices(mask.shape[-1], 1)]
+  return format(int("".join("1" if b else "0" for b in bits) or "0", 2), "x")
+
+
+def decode_mask(text: str, n: int) -> np.ndarray:
+  """``bool[n, n]``: the mask `encode_mask` wrote as `text`."""
+  rows, cols = np.triu_indices(n, 1)
+  mask = np.zeros((n, n), bool)
+  if len(rows):
+    bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows):]
+    mask[rows, cols] = [b == "1" for b in bits]
+  return mask
+
+
 def upscale(spec: ArchSpec, factor: float, *, divisor: int = 1) -> ArchSpec:
   """Node-wise channel up-scaling [SN §3.3].
 

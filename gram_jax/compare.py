@@ -77,6 +77,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from gram_jax import config as config_lib
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax.errors import GramJaxError
@@ -105,6 +106,12 @@ ROLES = ("searched", "transfer")
 
 TOP_FIELDS = ("dataset", "data_dir", "recipe", "seeds", "swiftnet",
               "baselines", "latency", "int8", "similar_points")
+# The config layer's schemas (`config.check_group`) of the plain groups.
+LATENCY_FIELDS = {"threads": (1, int, config_lib.in_range(1)),
+                  "runs": (50, int, config_lib.in_range(1)),
+                  "warmup": (10, int, config_lib.in_range(0))}
+INT8_FIELDS = {"calibration": (500, int, config_lib.in_range(1))}
+SIMILAR_FIELD = (0.5, float, config_lib.in_range(0))   # percentage points
 # Recipe fields the protocol needs written out (not left to defaults that
 # could change under it).
 REQUIRED_RECIPE = ("epochs", "batch_size", "optimizer", "learning_rate",
@@ -187,10 +194,10 @@ def _per_model(where: str, key: str) -> GramJaxError:
 def parse_config(d: Dict[str, Any]) -> CompareConfig:
   """Validates a plain config dict (everything checked before any work)."""
   from gram_jax import data as data_lib  # pylint: disable=import-outside-toplevel
-  for key in d:
-    if key not in TOP_FIELDS:
-      raise _err(f"config.{key}: unknown field; allowed: "
-                 f"{', '.join(TOP_FIELDS)}")
+  unknown = sorted(set(d) - set(TOP_FIELDS))
+  if unknown:
+    raise _err(f"config.{unknown[0]}: unknown field; allowed: "
+               f"{', '.join(TOP_FIELDS)}")
   if "dataset" not in d:
     raise _err("config.dataset: missing")
   dataset = d["dataset"]
@@ -229,36 +236,15 @@ def parse_config(d: Dict[str, Any]) -> CompareConfig:
     if names.count(n) > 1:
       raise _err(f"config: two models are named {n!r}; list each once")
 
-  lat = d.get("latency") or {}
-  if not isinstance(lat, dict):
-    raise _err("config.latency: expected a group of fields: threads, runs, "
-               "warmup")
-  for key in lat:
-    if key not in ("threads", "runs", "warmup"):
-      raise _err(f"config.latency.{key}: unknown field; allowed: runs, "
-                 "threads, warmup")
-  threads, runs, warmup = (lat.get("threads", 1), lat.get("runs", 50),
-                           lat.get("warmup", 10))
-  for key, value, lo in (("threads", threads, 1), ("runs", runs, 1),
-                         ("warmup", warmup, 0)):
-    if not _is_int(value) or value < lo:
-      raise _err(f"config.latency.{key}: {value!r} is not allowed; "
-                 f"allowed: an integer >= {lo}")
-  q = d.get("int8") or {}
-  if not isinstance(q, dict) or set(q) - {"calibration"}:
-    extra = sorted(set(q) - {"calibration"}) if isinstance(q, dict) else []
-    raise _err(f"config.int8{'.' + extra[0] if extra else ''}: unknown "
-               "field; allowed: calibration")
-  calibration = q.get("calibration", 500)
-  if not _is_int(calibration) or calibration < 1:
-    raise _err(f"config.int8.calibration: {calibration!r} is not allowed; "
-               "allowed: an integer >= 1 (training images)")
-  similar = d.get("similar_points", 0.5)
-  if not _is_num(similar) or similar < 0:
-    raise _err(f"config.similar_points: {similar!r} is not allowed; "
-               "allowed: a number >= 0 (percentage points)")
+  lat = config_lib.check_group(d.get("latency"), LATENCY_FIELDS,
+                               "config.latency")
+  q = config_lib.check_group(d.get("int8"), INT8_FIELDS, "config.int8")
+  similar = config_lib.check_group(
+      {"similar_points": d.get("similar_points", 0.5)},
+      {"similar_points": SIMILAR_FIELD}, "config")["similar_points"]
   return CompareConfig(dataset, data_dir, recipe, seeds, tuple(cands),
-                       threads, runs, warmup, calibration, float(similar), d)
+                       lat["threads"], lat["runs"], lat["warmup"],
+                       q["calibration"], similar, d)
 
 
 def _protocol_recipe(r: Any) -> fulltrain.Recipe:

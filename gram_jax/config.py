@@ -159,6 +159,37 @@ def build(cls, d, where):
   return cls(**kwargs)
 
 
+def _field_type(hint):
+  """`build`'s type of a field annotation: ``Tuple[str, ...]`` is `tuple`."""
+  return tuple if typing.get_origin(hint) is tuple else hint
+
+
+def check_settings(obj, where: str) -> None:
+  """Checks the fields of an already constructed settings dataclass.
+
+  The same type and ``_checks`` rules as `build`, for settings that code
+  also constructs directly (a `Recipe(...)` in a config file, a
+  `dataclasses.replace`): call it from ``__post_init__``. Nested dataclass
+  fields are left to their own ``__post_init__``.
+
+  Raises:
+    ConfigError: one line naming the first bad field.
+  """
+  hints = typing.get_type_hints(type(obj))
+  checks = getattr(type(obj), "_checks", {})
+  for f in dataclasses.fields(obj):
+    typ, value = _field_type(hints[f.name]), getattr(obj, f.name)
+    if dataclasses.is_dataclass(typ):
+      continue
+    w = f"{where}.{f.name}"
+    if not _type_ok(value, typ):
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
+                        f"{_type_name(typ)}")
+    check = checks.get(f.name)
+    if check and not check[0](value):
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: {check[1]}")
+
+
 def check_group(d: Any, schema: Dict[str, tuple], where: str) -> Dict:
   """A validated copy of the plain dict `d`, with defaults filled in.
 
@@ -238,7 +269,9 @@ def load_config_file(path: str):
   return module.get_config(arg) if arg is not None else module.get_config()
 
 
-def _parse_value(text: str, current: Any, where: str) -> Any:
+def parse_value(text: str, current: Any, where: str) -> Any:
+  """The value of override text `text` for a field whose value is now
+  `current` (its type decides: bool, int, float, a list, else a string)."""
   if isinstance(current, bool):
     return parse_bool(text, where, ConfigError)
   if isinstance(current, int):
@@ -265,7 +298,7 @@ def _parse_value(text: str, current: Any, where: str) -> Any:
                        and not isinstance(x, bool) for x in current):
       # A list of numbers stays one: "0.3,0.5" -> (0.3, 0.5).
       kind = int if all(isinstance(x, int) for x in current) else float
-      return tuple(_parse_value(x, kind(0), where) for x in items)
+      return tuple(parse_value(x, kind(0), where) for x in items)
     return items
   return text
 
@@ -290,7 +323,7 @@ def apply_overrides(cfg_dict: Dict[str, Any], overrides: List[str]) -> Dict:
     if isinstance(node[parts[-1]], dict):
       raise ConfigError(f"config.{key}: is a group of fields; set one of "
                         f"{', '.join(sorted(node[parts[-1]]))}")
-    node[parts[-1]] = _parse_value(text, node[parts[-1]], f"config.{key}")
+    node[parts[-1]] = parse_value(text, node[parts[-1]], f"config.{key}")
   return cfg_dict
 
 

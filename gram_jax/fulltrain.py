@@ -52,11 +52,12 @@ import optax
 
 from gram_jax import arch as arch_lib
 from gram_jax import cost as cost_lib
+from gram_jax import config as config_lib
 from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import run as run_lib
 from gram_jax import train as train_lib
-from gram_jax.errors import GramJaxError, parse_bool
+from gram_jax.errors import GramJaxError
 from gram_jax.models import ExactNet
 from gram_jax.models import registry
 from gram_jax.space import parse_op
@@ -87,53 +88,31 @@ class Recipe:
   train_examples: int = 0        # seeded subset of the rest (0: all of it)
   split_seed: int = -1           # seed of the held-out splits (-1: `seed`)
 
+  _checks = {
+      "epochs": config_lib.in_range(1),
+      "batch_size": config_lib.in_range(1),
+      "optimizer": config_lib.one_of(train_lib.OPTIMIZERS),
+      "learning_rate": config_lib.in_range(0, lo_open=True),
+      "schedule": config_lib.one_of(SCHEDULES),
+      "decay_rate": config_lib.in_range(0, 1, lo_open=True),
+      "decay_epochs": config_lib.in_range(0, lo_open=True),
+      "weight_decay": config_lib.in_range(0),
+      "augment": config_lib.one_of(AUGMENTS),
+      "augment_pad": config_lib.in_range(0),
+      "input_size": config_lib.in_range(0),
+      "eval_every": config_lib.in_range(1),
+      "seed": config_lib.in_range(0),
+      "max_examples": config_lib.in_range(0),
+      "val_examples": config_lib.in_range(0),
+      "train_examples": config_lib.in_range(0),
+      "split_seed": (lambda v: v >= -1, ">= 0, or -1 for `seed`"),
+  }
+
   def __post_init__(self):
-    # Values come from JSON and config files too: check the types first, so
-    # that a string epoch count is one line naming the field, not a
-    # TypeError from a comparison below.
-    for f in dataclasses.fields(self):
-      value, default = getattr(self, f.name), f.default
-      if isinstance(default, tuple):
-        ok = isinstance(value, (tuple, list)) and all(
-            isinstance(v, str) for v in value)
-        want = "a list of strings"
-      elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value)
-        want = "a number"
-      elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        want = "an integer"
-      else:
-        ok, want = isinstance(value, str), "a string"
-      if not ok:
-        raise GramJaxError(f"recipe.{f.name}: {value!r} is not allowed; "
-                           f"allowed: {want}")
+    # Values come from JSON and config files too: the config layer checks
+    # each field's type, then its `_checks` entry (one line naming it).
+    config_lib.check_settings(self, "recipe")
     object.__setattr__(self, "stem", tuple(self.stem))
-    checks = [
-        ("epochs", self.epochs >= 1, ">= 1"),
-        ("batch_size", self.batch_size >= 1, ">= 1"),
-        ("optimizer", self.optimizer in train_lib.OPTIMIZERS,
-         ", ".join(train_lib.OPTIMIZERS)),
-        ("learning_rate", self.learning_rate > 0, "> 0"),
-        ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
-        ("decay_rate", 0 < self.decay_rate <= 1, "0 < value <= 1"),
-        ("decay_epochs", self.decay_epochs > 0, "> 0"),
-        ("weight_decay", self.weight_decay >= 0, ">= 0"),
-        ("augment", self.augment in AUGMENTS, ", ".join(AUGMENTS)),
-        ("augment_pad", self.augment_pad >= 0, ">= 0"),
-        ("input_size", self.input_size >= 0, ">= 0"),
-        ("eval_every", self.eval_every >= 1, ">= 1"),
-        ("seed", self.seed >= 0, ">= 0"),
-        ("max_examples", self.max_examples >= 0, ">= 0"),
-        ("val_examples", self.val_examples >= 0, ">= 0"),
-        ("train_examples", self.train_examples >= 0, ">= 0"),
-        ("split_seed", self.split_seed >= -1, ">= 0, or -1 for `seed`"),
-    ]
-    for field, ok, allowed in checks:
-      if not ok:
-        raise GramJaxError(f"recipe.{field}: {getattr(self, field)!r} is "
-                           f"not allowed; allowed: {allowed}")
     for s in self.stem:
       parse_op(s, field="recipe.stem", allow_stride=True)
 
@@ -160,7 +139,6 @@ def recipe_for(dataset: str, overrides=(), *,
   ``--recipe.<field>=<v>`` applied."""
   base = dataclasses.asdict(base if base is not None
                             else RECIPES.get(dataset, Recipe()))
-  types = {f.name: f.type for f in dataclasses.fields(Recipe)}
   for item in overrides:
     if not item.startswith("--recipe.") or "=" not in item:
       raise GramJaxError(f"{item.split('=')[0]}: unknown argument; allowed: "
@@ -169,19 +147,10 @@ def recipe_for(dataset: str, overrides=(), *,
     if key not in base:
       raise GramJaxError(f"recipe.{key}: unknown field; allowed: "
                          f"{', '.join(sorted(base))}")
-    # The type of the field's default: a recipe read from JSON may hold
-    # 2 where the field is a float.
-    current = getattr(Recipe(), key)
-    try:
-      if isinstance(current, tuple):
-        base[key] = tuple(s for s in text.split(",") if s)
-      elif isinstance(current, bool):
-        base[key] = parse_bool(text, f"recipe.{key}")
-      else:
-        base[key] = type(current)(text)
-    except ValueError:
-      raise GramJaxError(f"recipe.{key}: {text!r} is not allowed; allowed: "
-                         f"{types[key]}") from None
+    # The type of the field's default decides how the text parses: a
+    # recipe read from JSON may hold 2 where the field is a float.
+    base[key] = config_lib.parse_value(text, getattr(Recipe(), key),
+                                       f"recipe.{key}")
   return Recipe(**base)
 
 

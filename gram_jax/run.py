@@ -15,7 +15,8 @@ A run is a directory (DESIGN.md decision 7). Every command that resumes one
     fresh (the last warning says so).
   * `JsonlLog`: a JSONL log rewound to the restored step (records at or past
     it are dropped, so a resumed run writes each line once), then appended
-    to, one line per record, optionally mirrored to TensorBoard.
+    to, one line per record, mirrored to TensorBoard events (`EventWriter`,
+    which needs no TensorFlow) where the command asks.
   * `progress_bar`: the tqdm bar, shown from where the run resumed.
 
 Only process 0 (`is_primary`) writes: under `jax.distributed` the others
@@ -28,6 +29,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import struct
 import time
 import warnings
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
@@ -244,23 +247,111 @@ class Checkpoints:
       self.manager = None
 
 
-def tensorboard_writer(logdir: str) -> Optional[Callable[[int, Dict], None]]:
-  """``write(step, record)``: a record's numbers as TensorBoard scalars
-  (TF's summary API), or None where TensorFlow is not installed."""
-  try:
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  except ImportError:
-    return None
-  writer = tf.summary.create_file_writer(logdir)
+# --- TensorBoard events, without TensorFlow ------------------------------------
+#
+# An events file is a TFRecord file of `Event` protocol buffers. The few
+# fields a scalar needs are encoded here by hand, so that every run writes
+# events and none pays TensorFlow's import (seconds, and most of a search's
+# memory) for it: Event {wall_time = 1 (double), step = 2 (int64),
+# file_version = 3 (string), summary = 5 {value = 1 {tag = 1 (string),
+# simple_value = 2 (float)}}}; each record is framed as ``uint64 length,
+# uint32 masked crc32c(length), data, uint32 masked crc32c(data)``.
 
-  def write(step, rec):
-    with writer.as_default():
-      for key, value in rec.items():
-        if isinstance(value, (int, float)):
-          tf.summary.scalar(key, value, step=step)
-    writer.flush()
 
-  return write
+def _crc32c_table() -> List[int]:
+  table = []
+  for n in range(256):
+    c = n
+    for _ in range(8):
+      c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    table.append(c)
+  return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+  """CRC-32C (Castagnoli) of `data`, as TFRecord frames use."""
+  c = 0xFFFFFFFF
+  for b in data:
+    c = _CRC32C[(c ^ b) & 0xFF] ^ (c >> 8)
+  return c ^ 0xFFFFFFFF
+
+
+def _masked_crc(data: bytes) -> bytes:
+  c = crc32c(data)
+  return struct.pack("<I", (((c >> 15) | (c << 17)) + 0xA282EAD8)
+                     & 0xFFFFFFFF)
+
+
+def _varint(n: int) -> bytes:
+  n &= (1 << 64) - 1                    # int64 two's complement
+  out = bytearray()
+  while True:
+    low, n = n & 0x7F, n >> 7
+    out.append(low | (0x80 if n else 0))
+    if not n:
+      return bytes(out)
+
+
+def _bytes_field(number: int, payload: bytes) -> bytes:
+  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _event(step: int, *, wall_time: float, version: str = "",
+           scalars: Optional[Dict[str, float]] = None) -> bytes:
+  out = _varint(1 << 3 | 1) + struct.pack("<d", wall_time)
+  out += _varint(2 << 3 | 0) + _varint(int(step))
+  if version:
+    out += _bytes_field(3, version.encode())
+  if scalars:
+    summary = b"".join(
+        _bytes_field(1, _bytes_field(1, tag.encode())
+                     + _varint(2 << 3 | 5) + struct.pack("<f", value))
+        for tag, value in scalars.items())
+    out += _bytes_field(5, summary)
+  return out
+
+
+class EventWriter:
+  """Scalars to a TensorBoard events file in `logdir` (no TensorFlow).
+
+  The file (``events.out.tfevents.*``; TensorBoard reads every file of the
+  directory) is created at the first `write`, so a run that has nothing
+  left to do leaves its workdir as it was; each write is flushed, so a
+  killed run keeps what it logged. A resumed run writes a new file; steps
+  it repeats show twice, and the JSONL log stays the record.
+  """
+
+  def __init__(self, logdir: str):
+    self.logdir, self.path, self._file = logdir, None, None
+
+  def _record(self, data: bytes) -> None:
+    length = struct.pack("<Q", len(data))
+    self._file.write(length + _masked_crc(length) + data + _masked_crc(data))
+
+  def write(self, step: int, record: Dict[str, Any]) -> None:
+    """The record's numbers (not booleans, not non-finite) at `step`."""
+    scalars = {k: float(v) for k, v in record.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and np.isfinite(v)}
+    if not scalars:
+      return
+    if self._file is None:
+      os.makedirs(self.logdir, exist_ok=True)
+      name = (f"events.out.tfevents.{time.time():.6f}."
+              f"{socket.gethostname()}.{os.getpid()}.gram_jax")
+      self.path = os.path.join(self.logdir, name)
+      self._file = open(self.path, "ab")  # pylint: disable=consider-using-with
+      self._record(_event(0, wall_time=time.time(), version="brain.Event:2"))
+    self._record(_event(step, wall_time=time.time(), scalars=scalars))
+    self._file.flush()
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+      self._file = None
 
 
 class JsonlLog:
@@ -276,12 +367,19 @@ class JsonlLog:
     key: the record field the log is rewound by (``"step"``, ``"epoch"``).
     before: records with ``rec[key] < before`` are kept.
     tensorboard: a log directory: every written record's numbers also go to
-      TensorBoard at step ``rec[key]``.
+      TensorBoard (`EventWriter`) at step ``rec[key]``.
+    tensorboard_step: ``"key"`` (the default) or ``"index"``: the record's
+      position in the log, for logs with several records per key value
+      (AutoShrink's candidates of one round).
   """
 
   def __init__(self, path: str, *, key: str, before: float,
-               tensorboard: Optional[str] = None):
-    self.path, self.key = path, key
+               tensorboard: Optional[str] = None,
+               tensorboard_step: str = "key"):
+    if tensorboard_step not in ("key", "index"):
+      raise ValueError(f"tensorboard_step: {tensorboard_step!r} is not "
+                       "allowed; allowed: key, index")
+    self.path, self.key, self._tb_step = path, key, tensorboard_step
     self.records: List[Dict[str, Any]] = []
     self._file = self._tb = None
     if not is_primary():
@@ -291,7 +389,7 @@ class JsonlLog:
     io.write_jsonl_atomic(path, self.records)
     self._file = open(path, "a")  # pylint: disable=consider-using-with
     if tensorboard:
-      self._tb = tensorboard_writer(tensorboard)
+      self._tb = EventWriter(tensorboard)
 
   def write(self, rec: Dict[str, Any], *, flush: bool = True) -> None:
     """Appends one record (a line) to the file, `records` and TensorBoard."""
@@ -300,9 +398,10 @@ class JsonlLog:
     self._file.write(json.dumps(rec) + "\n")
     if flush:
       self._file.flush()
-    self.records.append(rec)
     if self._tb is not None:
-      self._tb(rec[self.key], {k: v for k, v in rec.items() if k != self.key})
+      step = rec[self.key] if self._tb_step == "key" else len(self.records)
+      self._tb.write(step, {k: v for k, v in rec.items() if k != self.key})
+    self.records.append(rec)
 
   def flush(self) -> None:
     if self._file is not None:
@@ -312,6 +411,9 @@ class JsonlLog:
     if self._file is not None:
       self._file.close()
       self._file = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
 
   def __enter__(self) -> "JsonlLog":
     return self

@@ -45,11 +45,19 @@ def make_optimizer(name: str = "adam", learning_rate: Any = 4e-3, *,
                    f"{', '.join(OPTIMIZERS)}")
 
 
-def l2_penalty(params) -> jax.Array:
-  """``sum(w^2)`` over conv and dense kernels (not BN scale/bias or biases)."""
-  leaves = jax.tree_util.tree_leaves_with_path(params)
-  return sum(jnp.sum(jnp.square(x)) for path, x in leaves
-             if getattr(path[-1], "key", None) == "kernel")
+def l2_penalty(params, skip: Tuple[str, ...] = ()) -> jax.Array:
+  """``sum(w^2)`` over conv and dense kernels (not BN scale/bias or biases).
+
+  `skip`: module names whose kernels are left out wherever they sit in the
+  tree (AutoShrink passes ``("dw",)``: Keras regularises no depthwise
+  kernel, ALGORITHMS.md pitfall 12).
+  """
+  total = jnp.float32(0.0)
+  for path, x in jax.tree_util.tree_leaves_with_path(params):
+    keys = [getattr(p, "key", None) for p in path]
+    if keys[-1] == "kernel" and not any(k in skip for k in keys):
+      total = total + jnp.sum(jnp.square(x))
+  return total
 
 
 def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, *,

@@ -198,7 +198,7 @@ def test_masked_net_equals_exact_net_with_one_compiled_program():
         lambda a: np.asarray(a) + 0.2 * rng.standard_normal(a.shape).astype(
             np.float32), v)
     v["batch_stats"] = jax.tree_util.tree_map(np.abs, v["batch_stats"])
-    exact = cnn.ExactNet(cfg, cnn.static_mask(m))
+    exact = cnn.ExactCellNet(cfg, cnn.static_mask(m))
     ve = cnn.to_exact_variables(cfg, m, v)
     np.testing.assert_allclose(fwd(v, m), exact.apply(ve, x, train=False),
                                atol=1e-5, rtol=1e-5)

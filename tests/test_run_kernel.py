@@ -237,13 +237,47 @@ def test_jsonl_log_rewinds_drops_a_torn_line_and_appends(tmp_path):
   assert [json.loads(l)["step"] for l in open(path)] == [0, 1, 2]
 
 
+def test_crc32c_matches_the_castagnoli_check_value():
+  assert run.crc32c(b"123456789") == 0xE3069283
+  assert run.crc32c(b"") == 0
+
+
+def _read_events(logdir):
+  """``[(step, tag, value)]`` of every scalar under `logdir`, as
+  TensorFlow's own reader sees them (it checks each record's CRCs)."""
+  tf = pytest.importorskip("tensorflow")
+  out = []
+  for name in sorted(os.listdir(logdir)):
+    for event in tf.compat.v1.train.summary_iterator(
+        os.path.join(logdir, name)):
+      for v in event.summary.value:
+        out.append((event.step, v.tag, round(v.simple_value, 6)))
+  return out
+
+
 def test_jsonl_log_mirrors_numbers_to_tensorboard(tmp_path):
-  pytest.importorskip("tensorflow")
   tb = str(tmp_path / "tb")
   with run.JsonlLog(str(tmp_path / "m.jsonl"), key="epoch", before=1,
                     tensorboard=tb) as log:
-    log.write({"epoch": 1, "loss": 0.5, "note": "text"})
-  assert os.listdir(tb)
+    assert not os.path.exists(tb)         # nothing written: no file yet
+    log.write({"epoch": 1, "loss": 0.5, "note": "text", "ok": True,
+               "nan": float("nan")})
+    log.write({"epoch": 2, "loss": 0.25, "macs": 1234567})
+  assert _read_events(tb) == [(1, "loss", 0.5), (2, "loss", 0.25),
+                              (2, "macs", 1234567.0)]
+
+
+def test_tensorboard_step_by_index_for_logs_with_repeated_keys(tmp_path):
+  tb = str(tmp_path / "tb")
+  path = str(tmp_path / "r.jsonl")
+  with run.JsonlLog(path, key="round", before=0, tensorboard=tb,
+                    tensorboard_step="index") as log:
+    for r, score in [(0, 0.1), (0, 0.2), (1, 0.3)]:
+      log.write({"round": r, "score": score})
+  assert [(s, v) for s, _, v in _read_events(tb)] == [(0, 0.1), (1, 0.2),
+                                                      (2, 0.3)]
+  with pytest.raises(ValueError, match="tensorboard_step"):
+    run.JsonlLog(path, key="round", before=0, tensorboard_step="round")
 
 
 def test_progress_bar_only_when_asked():

@@ -25,7 +25,7 @@ Two compilers of the same description share parameter names:
     blocks, and each cell output is compacted (live channels first), so the
     network equals the exact one with the supernet weights sliced by
     `to_exact_variables`.
-  * `ExactNet` builds only the live nodes of a fixed (host) mask at their
+  * `ExactCellNet` builds only the live nodes of a fixed (host) mask at their
     exact widths: for final training, export and the MACs tests.
 
 MACs and parameters follow the official counters [AS: api/network/tflayers]:
@@ -47,6 +47,7 @@ import numpy as np
 
 from gram_jax.autoshrink import strategy as strat
 from gram_jax.errors import GramJaxError
+from gram_jax.models import layers
 
 SEP3X3, CONV1X1 = 0, 1
 OPS = ("sep3x3", "conv1x1")
@@ -259,7 +260,7 @@ def plan(cfg: NetConfig, mask: np.ndarray) -> List[CellPlan]:
   return out
 
 
-class ExactNet(nn.Module):
+class ExactCellNet(nn.Module):
   """The network of a fixed cell mask: live nodes at exact widths.
 
   Attributes:
@@ -332,7 +333,7 @@ class MaskedNet(nn.Module):
   """All edges present, the cell mask given at run time.
 
   Call with ``x: f32[B, H, W, C]``, ``mask: bool[n, n]`` and ``train``.
-  Equals ``ExactNet(cfg, mask)`` with the variables of
+  Equals ``ExactCellNet(cfg, mask)`` with the variables of
   `to_exact_variables`.
   """
   cfg: NetConfig
@@ -418,14 +419,8 @@ def init_candidate(net: MaskedNet, key: jax.Array, x: jax.Array,
   """
   shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, mask))
   fans = _fans(net.cfg, mask)
-  flat, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-  kernels = [(p, s) for p, s in flat if p[-1].key == "kernel"]
-  total = sum(int(np.prod(s.shape)) for _, s in kernels)
-  noise = jax.random.truncated_normal(key, -2.0, 2.0, (total,), x.dtype)
-  noise = noise / np.float32(0.87962566103423978)   # unit variance
-  values, offset = {}, 0
-  for path, s in kernels:
-    size = int(np.prod(s.shape))
+
+  def std(path, s):
     names = [p.key for p in path[1:-1]]              # drop "params"
     layer, sub = names[0], (names[1] if len(names) > 1 else None)
     if (layer, sub) in fans:
@@ -433,25 +428,17 @@ def init_candidate(net: MaskedNet, key: jax.Array, x: jax.Array,
     else:
       recept = float(np.prod(s.shape[:-2]))
       fi, fo = recept * s.shape[-2], recept * s.shape[-1]
-    std = jnp.sqrt(2.0 / jnp.maximum(fi + fo, 1.0)).astype(x.dtype)
-    values[path] = noise[offset:offset + size].reshape(s.shape) * std
-    offset += size
+    return jnp.sqrt(2.0 / jnp.maximum(fi + fo, 1.0)).astype(x.dtype)
 
-  def leaf(path, s):
-    if path in values:
-      return values[path]
-    fill = 1.0 if path[-1].key in ("scale", "var") else 0.0
-    return jnp.full(s.shape, fill, s.dtype)
-
-  return jax.tree_util.tree_unflatten(treedef,
-                                      [leaf(p, s) for p, s in flat])
+  return layers.fresh_variables(shapes, key, x.dtype, std)
 
 
 # --- supernet variables -> exact variables ------------------------------------------
 
 
 def to_exact_variables(cfg: NetConfig, mask, variables) -> Dict[str, Any]:
-  """The `ExactNet(cfg, mask)` variables carried by `MaskedNet` variables."""
+  """The `ExactCellNet(cfg, mask)` variables carried by `MaskedNet`
+  variables."""
   mask = strat.optimize_mask(np.asarray(mask, bool))
   sp, sb = variables["params"], variables["batch_stats"]
   params = {"stem": sp["stem"], "stem_bn": sp["stem_bn"]}
@@ -506,8 +493,8 @@ class Cost(NamedTuple):
 
 
 def count(cfg: NetConfig, mask, input_shape: Sequence[int]) -> Cost:
-  """MACs and parameters of ``ExactNet(cfg, mask)`` at ``(H, W, C)`` by the
-  official counters (module docstring; BN not counted)."""
+  """MACs and parameters of ``ExactCellNet(cfg, mask)`` at ``(H, W, C)`` by
+  the official counters (module docstring; BN not counted)."""
   h, w, c = (int(d) for d in input_shape)
   s = cfg.stem_stride
   macs = h * w * 9 * c * cfg.stem_width // (s * s)

@@ -69,12 +69,7 @@ SCHEMA = {
 def l2_penalty(params) -> jax.Array:
   """Keras-style ``sum(w^2)`` over conv, pointwise and dense kernels;
   depthwise kernels and BN are not regularised (pitfall 12)."""
-  total = jnp.float32(0.0)
-  for path, x in jax.tree_util.tree_leaves_with_path(params):
-    keys = [getattr(p, "key", None) for p in path]
-    if keys[-1] == "kernel" and "dw" not in keys:
-      total = total + jnp.sum(jnp.square(x))
-  return total
+  return train_lib.l2_penalty(params, skip=("dw",))
 
 
 class CNNEvaluator:

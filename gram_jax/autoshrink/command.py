@@ -182,7 +182,9 @@ def run_autoshrink(config: Dict[str, Any], workdir: str, *,
       desc=f"AutoShrink ({kind})", unit="edge")
   # Lines of rounds past the restored one are dropped.
   log = run_lib.JsonlLog(os.path.join(workdir, ROUNDS), key="round",
-                         before=start)
+                         before=start,
+                         tensorboard=os.path.join(workdir, "tensorboard"),
+                         tensorboard_step="index")
   records = log.records
 
   def log_round(rnd):

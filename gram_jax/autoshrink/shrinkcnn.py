@@ -15,7 +15,7 @@ MACs and 3.60M parameters at 224 (the official counters, BN excluded).
 
   from gram_jax.autoshrink import shrinkcnn
   cfg = shrinkcnn.imagenet_config(activation="swish")     # ShrinkCNN-B
-  net = shrinkcnn.shrinkcnn(cfg)                            # ExactNet
+  net = shrinkcnn.shrinkcnn(cfg)                            # ExactCellNet
   shrinkcnn.cost(cfg)                                       # Cost(macs, params)
 """
 
@@ -65,11 +65,11 @@ def imagenet_config(ops: Optional[Sequence[int]] = None, *,
 
 
 def shrinkcnn(cfg: Optional[cnn.NetConfig] = None,
-              mask: Optional[np.ndarray] = None) -> cnn.ExactNet:
+              mask: Optional[np.ndarray] = None) -> cnn.ExactCellNet:
   """The exact Flax module of ShrinkCNN (default: the released cell, A)."""
   cfg = imagenet_config() if cfg is None else cfg
   mask = released_mask() if mask is None else mask
-  return cnn.ExactNet(cfg, cnn.static_mask(mask))
+  return cnn.ExactCellNet(cfg, cnn.static_mask(mask))
 
 
 def cost(cfg: Optional[cnn.NetConfig] = None,

@@ -52,6 +52,8 @@ from typing import (Any, Callable, Dict, List, NamedTuple, Optional,
 import jax
 import numpy as np
 
+# The edge encoding of rounds.jsonl, the same as candidates.jsonl's.
+from gram_jax.arch import decode_mask, encode_mask  # noqa: F401
 from gram_jax.search import base
 
 Metrics = Dict[str, Any]
@@ -137,24 +139,6 @@ def leaves(mask: np.ndarray) -> np.ndarray:
 def edge_threshold(max_edges: int, keep_fraction: float) -> int:
   # Python's round (banker's), as the official code.
   return int(round(max_edges * keep_fraction))
-
-
-def encode_mask(mask: np.ndarray) -> str:
-  """Hex string of the upper-triangle bits (row-major i < j), the encoding
-  of the GRAM search's candidates.jsonl."""
-  mask = np.asarray(mask, bool)
-  bits = mask[np.triu_indices(mask.shape[-1], 1)]
-  return format(int("".join("1" if b else "0" for b in bits) or "0", 2), "x")
-
-
-def decode_mask(text: str, n: int) -> np.ndarray:
-  """Inverse of `encode_mask`."""
-  rows, cols = np.triu_indices(n, 1)
-  bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows):] if len(rows) \
-      else ""
-  mask = np.zeros((n, n), bool)
-  mask[rows, cols] = [b == "1" for b in bits]
-  return mask
 
 
 def best_snapshot(state: ShrinkState) -> Tuple[np.ndarray, float, int]:

@@ -138,7 +138,8 @@ def run_lm_training(recipe: LMRecipe, workdir: str, *, progress: bool = True,
     state, start = restored.tree, restored.step
   # Epoch lines past the restored epoch are dropped.
   metrics = run_lib.JsonlLog(os.path.join(workdir, "metrics.jsonl"),
-                             key="epoch", before=start + 1)
+                             key="epoch", before=start + 1,
+                             tensorboard=os.path.join(workdir, "tensorboard"))
   records = metrics.records
   # NT-ASGD history: validation losses of the epochs before the switch.
   history = [x["val_loss"] for x in records if not x["averaging"]]

@@ -171,29 +171,19 @@ def candidate_keys(base_keys: jax.Array, first: int, k: int) -> jax.Array:
 
 
 def encode_edges(masks) -> List[str]:
-  """Per-DAG hex strings of the upper-triangle edge bits (row-major i < j).
+  """Per-DAG hex strings of the edge bits (`arch.encode_mask` of each).
 
   With the run's node ops this rebuilds the candidate exactly
   (`decode_edges`), so any line of candidates.jsonl can be retrained.
   """
-  masks = np.asarray(masks, bool)
-  n = masks.shape[-1]
-  rows, cols = np.triu_indices(n, 1)
-  out = []
-  for k in range(masks.shape[0]):
-    bits = masks[k, rows, cols]
-    value = int("".join("1" if b else "0" for b in bits) or "0", 2)
-    out.append(format(value, "x"))
-  return out
+  return [arch_lib.encode_mask(m) for m in np.asarray(masks, bool)]
 
 
 def decode_edges(edges: List[str], n: int) -> np.ndarray:
   """Inverse of `encode_edges`: ``bool[K, n, n]``."""
-  rows, cols = np.triu_indices(n, 1)
   masks = np.zeros((len(edges), n, n), bool)
   for k, text in enumerate(edges):
-    bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows):]
-    masks[k, rows, cols] = [b == "1" for b in bits]
+    masks[k] = arch_lib.decode_mask(text, n)
   return masks
 
 
@@ -319,10 +309,14 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   total = s.iterations
   end = total if stop_after is None else min(total, start + stop_after)
   bar = run_lib.progress_bar(progress and start < end, total=total,
-                             initial=start, desc="GRAM search", unit="it")
+                             initial=start,
+                             desc=("GRAM" if s.strategy == "gram"
+                                   else s.strategy) + " search", unit="it")
   # Lines past the restored step are dropped: a resumed run writes each once.
   logs = [run_lib.JsonlLog(os.path.join(d, CANDIDATES), key="step",
-                           before=start) for d in dirs]
+                           before=start,
+                           tensorboard=os.path.join(d, "tensorboard"))
+          for d in dirs]
   records = [log.records for log in logs]
   num = num_seeds * per_iter
 

@@ -368,7 +368,9 @@ def run_search(config: SinglePathConfig, workdir: str, *,
   steps_log = run_lib.JsonlLog(os.path.join(workdir, STEPS), key="step",
                                before=start)
   epochs_log = run_lib.JsonlLog(os.path.join(workdir, EPOCHS), key="step",
-                                before=start + 1)
+                                before=start + 1,
+                                tensorboard=os.path.join(workdir,
+                                                         "tensorboard"))
   epochs = epochs_log.records
   with steps_log, epochs_log:
     for t in range(start, end):
