@@ -49,6 +49,7 @@ from gram_jax import experiment
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
+from gram_jax import run as run_lib
 from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
@@ -438,8 +439,7 @@ def plot_weight_spread(spreads: Dict[int, np.ndarray], path: str) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", required=True,
                       help="ablation config (file.py or file.py:runlocal)")
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--no-progress", action="store_true")
+  run_lib.add_arguments(parser)
   parser.add_argument("--searches-only", action="store_true",
                       help="stop after the searches (run strategies or seeds "
                       "as separate processes, then once without this flag)")

@@ -80,6 +80,7 @@ import numpy as np
 from gram_jax import config as config_lib
 from gram_jax import fulltrain
 from gram_jax import io
+from gram_jax import run as run_lib
 from gram_jax.errors import GramJaxError
 
 # The paper's figures the summary sets ours beside [SN abstract, Table 2:
@@ -976,8 +977,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", required=True,
                       help="a compare config, e.g. experiments/configs/"
                       "compare_fashion_mnist.py:runlocal")
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--no-progress", action="store_true")
+  run_lib.add_arguments(parser)
   parser.epilog = ("Override config fields with --config.<field>=<value>, "
                    "e.g. --config.recipe.epochs=2")
 

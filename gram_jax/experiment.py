@@ -39,6 +39,7 @@ from gram_jax import data as data_lib
 from gram_jax import fulltrain
 from gram_jax import io
 from gram_jax import metagraph as mg
+from gram_jax import run as run_lib
 from gram_jax.errors import GramJaxError, parse_bool
 from gram_jax.report.plots import pareto
 from gram_jax.search import config as config_lib
@@ -310,8 +311,7 @@ def write_results(exp: Experiment, rows: List[Dict[str, Any]],
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", required=True,
                       help="experiment config (file.py or file.py:runlocal)")
-  parser.add_argument("--workdir", required=True)
-  parser.add_argument("--no-progress", action="store_true")
+  run_lib.add_arguments(parser)
   parser.epilog = ("Override any field with --config.<field>=<value>, e.g. "
                    "--config.levels=0.3,0.5 or "
                    "--config.search.search.iterations=100")

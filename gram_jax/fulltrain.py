@@ -567,7 +567,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--dataset", default=None, choices=data_lib.DATASETS,
                       help="default: the dataset of an --arch bundle, else "
                       "digits")
-  parser.add_argument("--workdir", required=True)
+  run_lib.add_arguments(parser, stop_after="--stop-after-epochs")
   parser.add_argument("--data-dir", default=None)
   parser.add_argument("--recipe-file", default=None,
                       help="a JSON object of recipe fields (e.g. a gram-jax "
@@ -575,9 +575,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "dataset's default recipe")
   parser.add_argument("--upscale", type=float, default=1.0,
                       help="node-wise channel up-scaling factor [SN §3.3]")
-  parser.add_argument("--no-progress", action="store_true")
-  parser.add_argument("--stop-after-epochs", type=int, default=None,
-                      help=argparse.SUPPRESS)
   parser.epilog = ("Override recipe fields with --recipe.<field>=<value>, "
                    "e.g. --recipe.epochs=10")
 
@@ -632,8 +629,7 @@ def run(args: argparse.Namespace, rest) -> int:
                           progress=not args.no_progress,
                           stop_after_epochs=args.stop_after_epochs)
   if not result["complete"]:
-    print(f"stopped after epoch {result['epoch']}; run the same command to "
-          "resume")
+    print(run_lib.stopped("epoch", result["epoch"], recipe.epochs))
     return 0
   print(json.dumps(result, indent=1))
   return 0

@@ -26,6 +26,7 @@ broadcast. Files are JSON and orbax checkpoints only (no pickle).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -432,3 +433,34 @@ def progress_bar(enabled: bool, *, total: int, initial: int, desc: str,
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
   return tqdm(total=total, initial=initial, desc=desc, unit=unit,
               dynamic_ncols=True)
+
+
+# --- the command-line side of a resumable run --------------------------------
+
+
+def add_arguments(parser, *, workdir_help: str = "run directory; an "
+                  "existing one is resumed", required: bool = True,
+                  default: Optional[str] = None,
+                  stop_after: Optional[str] = None) -> None:
+  """The flags every resumable command shares: ``--workdir``,
+  ``--no-progress`` and, where the fault tests stop the command part-way,
+  the hidden `stop_after` flag (``--stop-after``: rounds, iterations or
+  steps; ``--stop-after-epochs``)."""
+  if required:
+    parser.add_argument("--workdir", required=True, help=workdir_help)
+  else:
+    parser.add_argument("--workdir", default=default,
+                        help=f"{workdir_help} (default: {default})"
+                        if default else workdir_help)
+  parser.add_argument("--no-progress", action="store_true",
+                      help="no progress bar")
+  if stop_after:
+    parser.add_argument(stop_after, type=int, default=None,
+                        help=argparse.SUPPRESS)
+
+
+def stopped(unit: str, done: int, total: Optional[int] = None) -> str:
+  """The line a command prints when it stopped before the end."""
+  of = "" if total is None else f" of {total}"
+  return (f"stopped after {unit} {done}{of}; run the same command to "
+          "resume")

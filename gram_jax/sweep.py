@@ -39,6 +39,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import metagraph as mg
+from gram_jax import run as run_lib
 from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError
 from gram_jax.models import ExactNet
@@ -337,8 +338,8 @@ def pareto_front(rows: List[Dict], key: str) -> set:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", help="Python config file (get_config)")
-  parser.add_argument("--workdir", required=True,
-                      help="sweep directory; an existing one is resumed")
+  run_lib.add_arguments(parser, workdir_help="sweep directory; an existing "
+                        "one is resumed")
   parser.add_argument("--grid", action="append", default=[],
                       help="name=v1,v2,... (repeat); names: "
                       + ", ".join(sorted(GRAM_ALIASES))
@@ -347,7 +348,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="search method (default gram)")
   parser.add_argument("--eval", default="proxy", choices=EVALS,
                       help="how each point's architecture is scored")
-  parser.add_argument("--no-progress", action="store_true")
   distributed.add_arguments(parser)
   parser.epilog = ("Fixed overrides for every point: --config.<field>=<v>.")
 

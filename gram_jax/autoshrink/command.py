@@ -73,12 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", required=True,
                       help="Python config file (get_config); 'file.py:arg' "
                       "passes arg")
-  parser.add_argument("--workdir", required=True,
-                      help="run directory; an existing one is resumed")
-  parser.add_argument("--no-progress", action="store_true",
-                      help="no progress bar")
-  parser.add_argument("--stop-after", type=int, default=None,
-                      help=argparse.SUPPRESS)
+  run_lib.add_arguments(parser, stop_after="--stop-after")
   parser.epilog = ("Override any config field with --config.<field>=<value>, "
                    "e.g. --config.search.k=5")
 
@@ -287,8 +282,7 @@ def run(args: argparse.Namespace, rest) -> int:
                           progress=not args.no_progress,
                           stop_after=args.stop_after)
   if not result["complete"]:
-    print(f"stopped after round {result['round']}; run the same command to "
-          "resume")
+    print(run_lib.stopped("round", result["round"]))
     return 0
   m = result["metrics"]
   extra = ", ".join(f"{k} {m[k]:.4g}" for k in ("acc", "ppl", "macs",

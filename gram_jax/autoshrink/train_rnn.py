@@ -238,16 +238,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", help="Python config file (get_config) with "
                       "LMRecipe fields; 'file.py:runlocal' passes an arg; "
                       "default: the PTB recipe")
-  parser.add_argument("--workdir", required=True,
-                      help="run directory; an existing one is resumed")
+  run_lib.add_arguments(parser, stop_after="--stop-after-epochs")
   parser.add_argument("--cell", default=None,
                       help="'released' or a cell.json (sets config.cell)")
   parser.add_argument("--data-dir", default=None,
                       help="PTB-format corpus directory (sets "
                       "config.data_dir; '' or 'synthetic': built-in corpus)")
-  parser.add_argument("--no-progress", action="store_true")
-  parser.add_argument("--stop-after-epochs", type=int, default=None,
-                      help=argparse.SUPPRESS)
   parser.epilog = ("Override recipe fields with --config.<field>=<value>, "
                    "e.g. --config.epochs=10")
 
@@ -263,8 +259,7 @@ def run(args: argparse.Namespace, rest) -> int:
                            progress=not args.no_progress,
                            stop_after_epochs=args.stop_after_epochs)
   if not result["complete"]:
-    print(f"stopped after epoch {result['epoch']}; run the same command to "
-          "resume")
+    print(run_lib.stopped("epoch", result["epoch"]))
     return 0
   print(json.dumps(result, indent=1))
   return 0

@@ -16,6 +16,7 @@ import gram_jax
 from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
+from gram_jax import run as run_lib
 from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError
 from gram_jax.models import ExactNet
@@ -28,11 +29,10 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--workdir", default="runs/quickstart")
+  run_lib.add_arguments(parser, required=False, default="runs/quickstart")
   parser.add_argument("--config", default=DEFAULT_CONFIG,
                       help="default: gram_jax/configs/quickstart.py (the "
                       "same as experiments/configs/quickstart.py)")
-  parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace, rest) -> int:

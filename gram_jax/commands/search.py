@@ -8,6 +8,7 @@ import os
 import jax.numpy as jnp
 
 from gram_jax import cost as cost_lib
+from gram_jax import run as run_lib
 from gram_jax.search import config as config_lib
 from gram_jax.scale import distributed
 from gram_jax.search import loop
@@ -16,12 +17,7 @@ from gram_jax.search import loop
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--config", help="Python config file (get_config); "
                       "'file.py:arg' passes arg; default: built-in defaults")
-  parser.add_argument("--workdir", required=True,
-                      help="run directory; an existing one is resumed")
-  parser.add_argument("--no-progress", action="store_true",
-                      help="no progress bar")
-  parser.add_argument("--stop-after", type=int, default=None,
-                      help=argparse.SUPPRESS)
+  run_lib.add_arguments(parser, stop_after="--stop-after")
   distributed.add_arguments(parser)
   parser.epilog = ("Override any config field with --config.<field>=<value>, "
                    "e.g. --config.search.iterations=100")
@@ -36,8 +32,7 @@ def run(args: argparse.Namespace, rest) -> int:
   if not result.complete:
     done = (int(jnp.ravel(result.state.step)[0])
             // config.search.candidates_per_iteration)
-    print(f"stopped at iteration {done} of {config.search.iterations}; run "
-          "the same command to resume")
+    print(run_lib.stopped("iteration", done, config.search.iterations))
     return 0
   if not distributed.is_primary():
     return 0
