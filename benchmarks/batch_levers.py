@@ -47,6 +47,7 @@ XLA_CONV = nn.Conv
 
 class PatchConv(nn.Module):
   """``nn.Conv`` (SAME, no bias) as shifted slices + one `dot_general`."""
+
   features: int
   kernel_size: tuple
   strides: tuple = (1, 1)
@@ -59,20 +60,28 @@ class PatchConv(nn.Module):
     kh, kw = self.kernel_size
     s = self.strides[0]
     cin = x.shape[-1]
-    kernel = self.param("kernel", self.kernel_init,
-                        (kh, kw, cin, self.features))
+    kernel = self.param(
+        "kernel", self.kernel_init, (kh, kw, cin, self.features)
+    )
     dims = (((3,), (0,)), ((), ()))
     if kh == kw == 1 and s == 1:
       return lax.dot_general(x, kernel[0, 0], dims)
     _, h, w, _ = x.shape
     ho, wo = -(-h // s), -(-w // s)
     ph, pw = max((ho - 1) * s + kh - h, 0), max((wo - 1) * s + kw - w, 0)
-    xp = jnp.pad(x, ((0, 0), (ph // 2, ph - ph // 2),
-                     (pw // 2, pw - pw // 2), (0, 0)))
-    cols = [xp[:, i:i + (ho - 1) * s + 1:s, j:j + (wo - 1) * s + 1:s, :]
-            for i in range(kh) for j in range(kw)]
-    return lax.dot_general(jnp.concatenate(cols, axis=-1),
-                           kernel.reshape(kh * kw * cin, self.features), dims)
+    xp = jnp.pad(
+        x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
+    )
+    cols = [
+        xp[:, i : i + (ho - 1) * s + 1 : s, j : j + (wo - 1) * s + 1 : s, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    return lax.dot_general(
+        jnp.concatenate(cols, axis=-1),
+        kernel.reshape(kh * kw * cin, self.features),
+        dims,
+    )
 
 
 def _check_patch_conv():
@@ -89,8 +98,9 @@ def _check_patch_conv():
 
 
 def _setup(num_train):
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8,
-                      width=0.25, ops=PAPER_OPS)
+  space = SearchSpace(
+      hierarchies=2, dags_per_hierarchy=3, nodes=8, width=0.25, ops=PAPER_OPS
+  )
   graph = mg.init(space, jax.random.key(0), init_weight=0.5)
   rng = np.random.default_rng(0)
   n = num_train + 300
@@ -98,8 +108,16 @@ def _setup(num_train):
   x = rng.normal(size=(n, 8, 8, 1)).astype(np.float32)
   x += 0.5 * y[:, None, None, None] / 10
   trainer = train_lib.ProxyTrainer(
-      space, graph.ops, 10, x_train=x[:num_train], y_train=y[:num_train],
-      x_val=x[num_train:], y_val=y[num_train:], epochs=4, batch_size=50)
+      space,
+      graph.ops,
+      10,
+      x_train=x[:num_train],
+      y_train=y[:num_train],
+      x_val=x[num_train:],
+      y_val=y[num_train:],
+      epochs=4,
+      batch_size=50,
+  )
   return space, graph, trainer
 
 
@@ -121,13 +139,20 @@ def threads(args):
     t = time.perf_counter()
     par = list(pool.map(one, range(args.candidates)))
     t_par = time.perf_counter() - t
-    print(json.dumps({
-        "lever": "threads", "candidates": args.candidates,
-        "sequential_s_per_candidate": round(t_seq / args.candidates, 3),
-        "two_threads_s_per_candidate": round(t_par / args.candidates, 3),
-        "speedup": round(t_seq / t_par, 3),
-        "identical": all(a.accuracy == b.accuracy for a, b in zip(seq, par)),
-        "machine": common.machine()}), flush=True)
+    print(
+        json.dumps({
+            "lever": "threads",
+            "candidates": args.candidates,
+            "sequential_s_per_candidate": round(t_seq / args.candidates, 3),
+            "two_threads_s_per_candidate": round(t_par / args.candidates, 3),
+            "speedup": round(t_seq / t_par, 3),
+            "identical": all(
+                a.accuracy == b.accuracy for a, b in zip(seq, par)
+            ),
+            "machine": common.machine(),
+        }),
+        flush=True,
+    )
 
 
 def convs(args):
@@ -139,11 +164,19 @@ def convs(args):
       for k in (1, args.k):
         for mode in ("loop", "vmap"):
           rate = common.candidates_rate(
-              batched.make_evaluator(trainer, mode), graph, k,
-              args.repeats)["candidates_per_s"]
-          print(json.dumps({"lever": "conv", "conv": impl, "k": k,
-                            "mode": mode, "candidates_per_s": rate,
-                            "patch_conv_max_abs_diff": worst}), flush=True)
+              batched.make_evaluator(trainer, mode), graph, k, args.repeats
+          )["candidates_per_s"]
+          print(
+              json.dumps({
+                  "lever": "conv",
+                  "conv": impl,
+                  "k": k,
+                  "mode": mode,
+                  "candidates_per_s": rate,
+                  "patch_conv_max_abs_diff": worst,
+              }),
+              flush=True,
+          )
     finally:
       nn.Conv = XLA_CONV
 

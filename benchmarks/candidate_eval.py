@@ -26,8 +26,12 @@ from gram_jax import metagraph as mg  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
-QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
+QUICKSTART = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "configs",
+    "quickstart.py",
+)
 
 
 def main():
@@ -37,11 +41,15 @@ def main():
   args, rest = p.parse_known_args()
   cfg = config_lib.resolve(args.config, rest)
   ds = data_lib.load(cfg.dataset, seed=cfg.seed)
-  split = data_lib.proxy_split(ds, seed=cfg.seed,
-                               num_train=cfg.proxy.num_train,
-                               num_val=cfg.proxy.num_val)
-  graph = mg.init(cfg.space, jax.random.key(cfg.seed),
-                  init_weight=cfg.search.init_weight)
+  split = data_lib.proxy_split(
+      ds,
+      seed=cfg.seed,
+      num_train=cfg.proxy.num_train,
+      num_val=cfg.proxy.num_val,
+  )
+  graph = mg.init(
+      cfg.space, jax.random.key(cfg.seed), init_weight=cfg.search.init_weight
+  )
   t = cfg.train
   c0 = common.compilations()
   t0 = time.perf_counter()
@@ -56,19 +64,27 @@ def main():
     accs.append(r.accuracy)
   c1 = common.compilations()
   run = times[1:]
-  print(json.dumps({
-      "benchmark": "candidate_eval",
-      "first_candidate_s": round(times[0], 3),
-      "compile_s": round(c1[1] - c0[1], 3),
-      "compilations": c1[0] - c0[0],
-      "run_s_median": round(statistics.median(run), 4),
-      "run_s_min": round(min(run), 4), "run_s_max": round(max(run), 4),
-      "candidates_timed": len(run),
-      "mean_accuracy": round(statistics.mean(accs), 4),
-      "total_s": round(time.perf_counter() - t0, 2),
-      "space": cfg.space.to_dict(), "train": config_lib.to_dict(t),
-      "proxy": {"num_train": len(split.x_train), "num_val": len(split.x_val)},
-      "machine": common.machine()}))
+  print(
+      json.dumps({
+          "benchmark": "candidate_eval",
+          "first_candidate_s": round(times[0], 3),
+          "compile_s": round(c1[1] - c0[1], 3),
+          "compilations": c1[0] - c0[0],
+          "run_s_median": round(statistics.median(run), 4),
+          "run_s_min": round(min(run), 4),
+          "run_s_max": round(max(run), 4),
+          "candidates_timed": len(run),
+          "mean_accuracy": round(statistics.mean(accs), 4),
+          "total_s": round(time.perf_counter() - t0, 2),
+          "space": cfg.space.to_dict(),
+          "train": config_lib.to_dict(t),
+          "proxy": {
+              "num_train": len(split.x_train),
+              "num_val": len(split.x_val),
+          },
+          "machine": common.machine(),
+      })
+  )
 
 
 if __name__ == "__main__":

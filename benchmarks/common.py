@@ -38,7 +38,7 @@ def matmul_flops(n: int = 1024, repeats: int = 20) -> float:
     t = time.perf_counter()
     f(a).block_until_ready()
     best = min(best, time.perf_counter() - t)
-  return 2.0 * n ** 3 / best
+  return 2.0 * n**3 / best
 
 
 def machine() -> dict:
@@ -51,10 +51,14 @@ def machine() -> dict:
           break
   except OSError:
     pass
-  return {"cpu": cpu, "cores": os.cpu_count(),
-          "device": str(jax.devices()[0].device_kind),
-          "platform": jax.default_backend(), "jax": jax.__version__,
-          "numpy": np.__version__}
+  return {
+      "cpu": cpu,
+      "cores": os.cpu_count(),
+      "device": str(jax.devices()[0].device_kind),
+      "platform": jax.default_backend(),
+      "jax": jax.__version__,
+      "numpy": np.__version__,
+  }
 
 
 def candidates_rate(fn, graph, k: int, repeats: int) -> dict:
@@ -68,11 +72,14 @@ def candidates_rate(fn, graph, k: int, repeats: int) -> dict:
     t = time.perf_counter()
     fn(masks, jax.random.split(jax.random.key(i), k))
     return time.perf_counter() - t
+
   c0 = compilations()
   first = call(0)
   c1 = compilations()
   times = [call(i + 1) for i in range(repeats)]
-  return {"candidates_per_s": round(k * repeats / sum(times), 3),
-          "s_per_call": round(float(np.median(times)), 4),
-          "first_call_s": round(first, 2),
-          "compile_s": round(c1[1] - c0[1], 2)}
+  return {
+      "candidates_per_s": round(k * repeats / sum(times), 3),
+      "s_per_call": round(float(np.median(times)), 4),
+      "first_call_s": round(first, 2),
+      "compile_s": round(c1[1] - c0[1], 2),
+  }

@@ -41,19 +41,25 @@ from gram_jax import train as train_lib  # noqa: E402
 from gram_jax.models import ExactNet, registry  # noqa: E402
 from gram_jax.space import SearchSpace  # noqa: E402
 
-DEFAULT = ("mobilenet_v2@0.35,mobilenet_v2@0.5,mobilenet_v2@0.75,"
-           "mobilenet_v2@1.0,fbnet_96_035_1,fbnet_a,swiftnet")
+DEFAULT = (
+    "mobilenet_v2@0.35,mobilenet_v2@0.5,mobilenet_v2@0.75,"
+    "mobilenet_v2@1.0,fbnet_96_035_1,fbnet_a,swiftnet"
+)
 
 
 def _swiftnet(metagraph: str, level: float, stem):
   if metagraph:
     graph = io.load_metagraph(metagraph)
   else:
-    space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8,
-                        width=0.25)
+    space = SearchSpace(
+        hierarchies=2, dags_per_hierarchy=3, nodes=8, width=0.25
+    )
     graph = mg.init(space, jax.random.key(0), init_weight=0.9)
-    graph = graph.replace(weights=jax.random.uniform(
-        jax.random.key(1), graph.weights.shape, minval=0.5, maxval=1.0))
+    graph = graph.replace(
+        weights=jax.random.uniform(
+            jax.random.key(1), graph.weights.shape, minval=0.5, maxval=1.0
+        )
+    )
   masks = np.asarray(mg.prune(graph, jnp.float32(level), mode="quantile"))
   spec = arch_lib.from_masks(graph.space, graph.ops, masks, num_classes=10)
   return fulltrain.adapt_spec(spec, num_classes=10, stem=stem)
@@ -79,8 +85,11 @@ def main():
   print(json.dumps({"machine": common.machine()}), flush=True)
   for name in args.models.split(","):
     if name == "swiftnet":
-      spec = _swiftnet(args.metagraph, args.level,
-                       tuple(s for s in args.stem.split(",") if s))
+      spec = _swiftnet(
+          args.metagraph,
+          args.level,
+          tuple(s for s in args.stem.split(",") if s),
+      )
       net = ExactNet(spec)
       c = cost_lib.count(spec, shape)
     else:
@@ -91,9 +100,10 @@ def main():
     variables = jax.jit(net.init)(jax.random.key(0), x[:1])
     tx = train_lib.make_optimizer("momentum", 0.05)
     opt = tx.init(variables["params"])
-    step = jax.jit(train_lib.make_train_step(net.apply, tx,
-                                             weight_decay=5e-4),
-                   donate_argnums=(0, 1))
+    step = jax.jit(
+        train_lib.make_train_step(net.apply, tx, weight_decay=5e-4),
+        donate_argnums=(0, 1),
+    )
     evaluate = jax.jit(train_lib.make_eval_step(net.apply, top_k=5))
     t0 = time.perf_counter()
     variables, opt, loss = step(variables, opt, x, y)
@@ -110,10 +120,17 @@ def main():
       jax.block_until_ready(evaluate(variables, xe, ye, jnp.ones(500)))
     eval_s = (time.perf_counter() - t0) / 3 / 500
     epoch_s = (args.train // args.batch) * step_s + args.eval * eval_s
-    print(json.dumps({"model": name, "macs": c.macs, "params": c.params,
-                      "compile_s": round(compile_s, 2),
-                      "step_s": round(step_s, 4),
-                      "epoch_s": round(epoch_s, 1)}), flush=True)
+    print(
+        json.dumps({
+            "model": name,
+            "macs": c.macs,
+            "params": c.params,
+            "compile_s": round(compile_s, 2),
+            "step_s": round(step_s, 4),
+            "epoch_s": round(epoch_s, 1),
+        }),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,12 @@ from gram_jax import data as data_lib
 from gram_jax.cost import lut
 from gram_jax.search import config as config_lib
 
-QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
+QUICKSTART = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "configs",
+    "quickstart.py",
+)
 
 
 def main():
@@ -49,25 +53,34 @@ def main():
   out = args.out or tempfile.mkdtemp(prefix="lut_bench_")
   os.makedirs(out, exist_ok=True)
   t0 = time.perf_counter()
-  table = lut.build(cfg.space, shape, classes, threads=args.threads,
-                    calibrate=args.calibrate)
+  table = lut.build(
+      cfg.space, shape, classes, threads=args.threads, calibrate=args.calibrate
+  )
   build_s = time.perf_counter() - t0
   table.save(os.path.join(out, "lut.json"))
   t0 = time.perf_counter()
-  report = lut.validate(table, cfg.space, shape, classes, args.num_archs,
-                        seed=args.seed)
+  report = lut.validate(
+      table, cfg.space, shape, classes, args.num_archs, seed=args.seed
+  )
   validate_s = time.perf_counter() - t0
   with open(os.path.join(out, "validation.json"), "w") as f:
     json.dump(report, f, indent=1)
   lut.plot_validation(report, os.path.join(out, "validation.png"))
   figures = {k: v for k, v in report.items() if k != "archs"}
-  print(json.dumps({
-      "benchmark": "lut_validate_host", "out": out,
-      "build_s": round(build_s, 1), "validate_s": round(validate_s, 1),
-      "entries": len(table.curves),
-      "points": sum(len(c.x) for c in table.curves.values()),
-      "constant_ms": table.constant_ms, "scale": table.scale,
-      "machine": table.meta.get("machine"), **figures}))
+  print(
+      json.dumps({
+          "benchmark": "lut_validate_host",
+          "out": out,
+          "build_s": round(build_s, 1),
+          "validate_s": round(validate_s, 1),
+          "entries": len(table.curves),
+          "points": sum(len(c.x) for c in table.curves.values()),
+          "constant_ms": table.constant_ms,
+          "scale": table.scale,
+          "machine": table.meta.get("machine"),
+          **figures,
+      })
+  )
 
 
 if __name__ == "__main__":

@@ -47,11 +47,18 @@ from gram_jax import metagraph as mg  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
-QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
+QUICKSTART = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "configs",
+    "quickstart.py",
+)
 
-_INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?(?:calls=%?([\w.\-]+))?"
-                    r"(?:, metadata=\{op_name=\"([^\"]*)\")?", re.M)
+_INSTR = re.compile(
+    r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?(?:calls=%?([\w.\-]+))?"
+    r"(?:, metadata=\{op_name=\"([^\"]*)\")?",
+    re.M,
+)
 
 
 def _op_names(hlo: str):
@@ -81,13 +88,22 @@ def _op_names(hlo: str):
 def categorise(name: str, path: str, line: str) -> str:
   """The breakdown category of one executed op."""
   backward = "transpose(" in path
-  if "conv_general_dilated" in path or "dot_general" in path or \
-      "ynn_fusion" in name or "convolution" in line.split("=")[1][:80]:
+  if (
+      "conv_general_dilated" in path
+      or "dot_general" in path
+      or "ynn_fusion" in name
+      or "convolution" in line.split("=")[1][:80]
+  ):
     if name.startswith(("transpose", "copy")) and "ynn" not in name:
       return "layout copies"
     return "conv bwd" if backward else "conv fwd"
-  if "reduce-window" in name or "reduce_window" in path or "iota" in name \
-      or "max_pool" in path or "avg_pool" in path:
+  if (
+      "reduce-window" in name
+      or "reduce_window" in path
+      or "iota" in name
+      or "max_pool" in path
+      or "avg_pool" in path
+  ):
     return "pool"
   if name.startswith(("transpose", "copy")):
     return "layout copies"
@@ -110,11 +126,17 @@ def main():
   args, rest = p.parse_known_args()
   cfg = config_lib.resolve(args.config, rest)
   ds = data_lib.load(cfg.dataset, seed=cfg.seed)
-  split = data_lib.proxy_split(ds, seed=cfg.seed,
-                               num_train=cfg.proxy.num_train,
-                               num_val=cfg.proxy.num_val)
-  graph = mg.init(cfg.space, jax.random.fold_in(jax.random.key(cfg.seed), 0),
-                  init_weight=cfg.search.init_weight)
+  split = data_lib.proxy_split(
+      ds,
+      seed=cfg.seed,
+      num_train=cfg.proxy.num_train,
+      num_val=cfg.proxy.num_val,
+  )
+  graph = mg.init(
+      cfg.space,
+      jax.random.fold_in(jax.random.key(cfg.seed), 0),
+      init_weight=cfg.search.init_weight,
+  )
   t = cfg.train
   trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   masks = mg.sample(graph, jax.random.key(args.seed))
@@ -122,23 +144,31 @@ def main():
   idx = np.arange(t.batch_size)
   step = trainer.jit_step
   for _ in range(3):
-    variables, opt_state, loss = step(variables, opt_state, trainer.x_train,
-                                      trainer.y_train, idx, masks)
+    variables, opt_state, loss = step(
+        variables, opt_state, trainer.x_train, trainer.y_train, idx, masks
+    )
   jax.block_until_ready(loss)
-  hlo = step.lower(variables, opt_state, trainer.x_train, trainer.y_train,
-                   idx, masks).compile().as_text()
+  hlo = (
+      step.lower(
+          variables, opt_state, trainer.x_train, trainer.y_train, idx, masks
+      )
+      .compile()
+      .as_text()
+  )
   names = _op_names(hlo)
   with tempfile.TemporaryDirectory() as d:
     jax.profiler.start_trace(d)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-      variables, opt_state, loss = step(variables, opt_state, trainer.x_train,
-                                        trainer.y_train, idx, masks)
+      variables, opt_state, loss = step(
+          variables, opt_state, trainer.x_train, trainer.y_train, idx, masks
+      )
     jax.block_until_ready(loss)
     wall = (time.perf_counter() - t0) / args.steps
     jax.profiler.stop_trace()
-    path = sorted(glob.glob(os.path.join(d, "**", "*.xplane.pb"),
-                            recursive=True))[-1]
+    path = sorted(
+        glob.glob(os.path.join(d, "**", "*.xplane.pb"), recursive=True)
+    )[-1]
     data = ProfileData.from_file(path)
   per_cat = collections.Counter()
   per_thread = []
@@ -158,14 +188,20 @@ def main():
       per_thread.append(busy)
   ms = {k: round(v / 1e6 / args.steps, 3) for k, v in per_cat.most_common()}
   total = sum(per_cat.values()) / 1e6 / args.steps
-  print(json.dumps({
-      "benchmark": "profile_step", "config": os.path.basename(args.config),
-      "steps": args.steps, "wall_ms_per_step": round(wall * 1e3, 3),
-      "op_ms_per_step": ms, "op_ms_total": round(total, 3),
-      "busiest_thread_ms": round(max(per_thread) / 1e6 / args.steps, 3),
-      "hlo_convolutions": hlo.count(" convolution("),
-      "hlo_fusions": len(re.findall(r" fusion\(", hlo)),
-      "machine": common.machine()}))
+  print(
+      json.dumps({
+          "benchmark": "profile_step",
+          "config": os.path.basename(args.config),
+          "steps": args.steps,
+          "wall_ms_per_step": round(wall * 1e3, 3),
+          "op_ms_per_step": ms,
+          "op_ms_total": round(total, 3),
+          "busiest_thread_ms": round(max(per_thread) / 1e6 / args.steps, 3),
+          "hlo_convolutions": hlo.count(" convolution("),
+          "hlo_fusions": len(re.findall(r" fusion\(", hlo)),
+          "machine": common.machine(),
+      })
+  )
 
 
 if __name__ == "__main__":

@@ -35,17 +35,24 @@ def main():
   p.add_argument("--repeats", type=int, default=3)
   args, overrides = p.parse_known_args()
   stored = json.load(open(os.path.join(args.workdir, loop.CONFIG)))
-  stored = config_lib.merge_defaults(config_lib.SearchConfig().to_dict(),
-                                     stored)
+  stored = config_lib.merge_defaults(
+      config_lib.SearchConfig().to_dict(), stored
+  )
   cfg = config_lib.SearchConfig.from_dict(
-      config_lib.apply_overrides(stored, overrides))
-  records = [json.loads(l) for l in open(os.path.join(args.workdir,
-                                                      loop.CANDIDATES))]
+      config_lib.apply_overrides(stored, overrides)
+  )
+  records = [
+      json.loads(l) for l in open(os.path.join(args.workdir, loop.CANDIDATES))
+  ]
   shared = cfg.seed if cfg.search.shared_seed < 0 else cfg.search.shared_seed
   ds = data_lib.load(cfg.dataset, data_dir=cfg.data_dir or None, seed=shared)
-  split = data_lib.proxy_split(ds, seed=shared, num_train=cfg.proxy.num_train,
-                               num_val=cfg.proxy.num_val,
-                               per_class=cfg.proxy.per_class)
+  split = data_lib.proxy_split(
+      ds,
+      seed=shared,
+      num_train=cfg.proxy.num_train,
+      num_val=cfg.proxy.num_val,
+      per_class=cfg.proxy.per_class,
+  )
   graph = mg.init(cfg.space, jax.random.fold_in(jax.random.key(shared), 0))
   trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   picks = np.linspace(0, len(records) - 1, args.candidates).round().astype(int)
@@ -55,19 +62,33 @@ def main():
     for r in range(args.repeats):
       key = jax.random.fold_in(jax.random.key(12345), int(c) * 1000 + r)
       accs[i, r] = trainer(masks, key).accuracy
-    print(json.dumps({"step": int(c), "logged": records[c]["accuracy"],
-                      "repeats": accs[i].round(4).tolist()}), flush=True)
+    print(
+        json.dumps({
+            "step": int(c),
+            "logged": records[c]["accuracy"],
+            "repeats": accs[i].round(4).tolist(),
+        }),
+        flush=True,
+    )
   within = float(np.sqrt(np.mean(np.var(accs, axis=1, ddof=1))))
   between = float(np.std(accs.mean(axis=1), ddof=1))
   # The candidate means still carry within-noise / sqrt(repeats).
-  signal = float(np.sqrt(max(between ** 2 - within ** 2 / args.repeats, 0.0)))
-  print(json.dumps({"workdir": args.workdir, "overrides": overrides,
-                    "candidates": len(picks),
-                    "repeats": args.repeats, "within_std": within,
-                    "between_std": between, "signal_std": signal,
-                    "signal_to_noise": signal / within if within else None,
-                    "logged_accuracy_std": float(np.std(
-                        [r["accuracy"] for r in records], ddof=1))}))
+  signal = float(np.sqrt(max(between**2 - within**2 / args.repeats, 0.0)))
+  print(
+      json.dumps({
+          "workdir": args.workdir,
+          "overrides": overrides,
+          "candidates": len(picks),
+          "repeats": args.repeats,
+          "within_std": within,
+          "between_std": between,
+          "signal_std": signal,
+          "signal_to_noise": signal / within if within else None,
+          "logged_accuracy_std": float(
+              np.std([r["accuracy"] for r in records], ddof=1)
+          ),
+      })
+  )
 
 
 if __name__ == "__main__":

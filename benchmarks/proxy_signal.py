@@ -55,11 +55,14 @@ def _ridge_cv(x, y, groups, lam, folds=10, seed=0):
     train = idx[~np.isin(groups, part)]
     mu_x, mu_y = x[train].mean(0), y[train].mean()
     a = x[train] - mu_x
-    w = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]),
-                        a.T @ (y[train] - mu_y))
+    w = np.linalg.solve(
+        a.T @ a + lam * np.eye(a.shape[1]), a.T @ (y[train] - mu_y)
+    )
     pred[fold] = (x[fold] - mu_x) @ w + mu_y
-  return (float(np.corrcoef(y, pred)[0, 1]),
-          float(1 - np.mean((y - pred) ** 2) / np.var(y)))
+  return (
+      float(np.corrcoef(y, pred)[0, 1]),
+      float(1 - np.mean((y - pred) ** 2) / np.var(y)),
+  )
 
 
 def _spearman(a, b):
@@ -70,25 +73,40 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--workdir", action="append", required=True)
   p.add_argument("--ridge", type=float, nargs="+", default=[10, 100, 1000])
-  p.add_argument("--plant-noise", type=float, default=0.0125,
-                 help="noise std of the planted reward of the power check")
+  p.add_argument(
+      "--plant-noise",
+      type=float,
+      default=0.0125,
+      help="noise std of the planted reward of the power check",
+  )
   args = p.parse_args()
   by_seed = {}
   for workdir in args.workdir:
-    for path in sorted(glob.glob(os.path.join(workdir, "search", "*",
-                                              loop.CANDIDATES))):
+    for path in sorted(
+        glob.glob(os.path.join(workdir, "search", "*", loop.CANDIDATES))
+    ):
       run = os.path.basename(os.path.dirname(path))
       seed = int(run.rsplit("seed", 1)[1])
-      config = json.load(open(os.path.join(os.path.dirname(path),
-                                           loop.CONFIG), encoding="utf-8"))
+      config = json.load(
+          open(
+              os.path.join(os.path.dirname(path), loop.CONFIG), encoding="utf-8"
+          )
+      )
       n = int(config["space"]["nodes"])
       records = _records(path)
       acc = np.array([r["accuracy"] for r in records])
-      print(json.dumps({"kind": "size", "workdir": workdir, "search": run,
-                        "candidates": len(records),
-                        **{k: _spearman(acc, [r[k] for r in records])
-                           for k in ("macs", "params", "live_edges",
-                                     "live_nodes")}}))
+      print(
+          json.dumps({
+              "kind": "size",
+              "workdir": workdir,
+              "search": run,
+              "candidates": len(records),
+              **{
+                  k: _spearman(acc, [r[k] for r in records])
+                  for k in ("macs", "params", "live_edges", "live_nodes")
+              },
+          })
+      )
       x = np.stack([_edge_features(r, n) for r in records])
       z = (acc - acc.mean()) / (acc.std() or 1.0)
       xs, zs, gs = by_seed.setdefault(seed, ([], [], []))
@@ -104,14 +122,23 @@ def main():
       # cosine proxy's size).
       rng = np.random.default_rng(seed)
       planted = rng.choice(x.shape[1], 12, replace=False)
-      fake = (0.01 * x[:, planted].sum(1)
-              + rng.normal(0, args.plant_noise, len(z)))
+      fake = 0.01 * x[:, planted].sum(1) + rng.normal(
+          0, args.plant_noise, len(z)
+      )
       pc, pr = _ridge_cv(x, (fake - fake.mean()) / fake.std(), g, lam)
-      print(json.dumps({"kind": "edges", "seed": seed, "candidates": len(z),
-                        "edges": x.shape[1], "ridge": lam,
-                        "cv_corr": round(corr, 3), "cv_r2": round(r2, 3),
-                        "planted_cv_corr": round(pc, 3),
-                        "planted_cv_r2": round(pr, 3)}))
+      print(
+          json.dumps({
+              "kind": "edges",
+              "seed": seed,
+              "candidates": len(z),
+              "edges": x.shape[1],
+              "ridge": lam,
+              "cv_corr": round(corr, 3),
+              "cv_r2": round(r2, 3),
+              "planted_cv_corr": round(pc, 3),
+              "planted_cv_r2": round(pr, 3),
+          })
+      )
   rows = []
   for workdir in args.workdir:
     path = os.path.join(workdir, "results.json")
@@ -120,16 +147,24 @@ def main():
   if rows:
     top1 = [r["top1"] for r in rows]
     with_proxy = [r for r in rows if r.get("proxy_accuracy") is not None]
-    print(json.dumps({
-        "kind": "full", "networks": len(rows),
-        "top1_vs_macs": _spearman(top1, [r["macs"] for r in rows]),
-        "top1_vs_params": _spearman(top1, [r["params"] for r in rows]),
-        "top1_vs_nodes": _spearman(top1, [r["nodes"] for r in rows]),
-        "with_proxy": len(with_proxy),
-        "top1_vs_proxy_accuracy": _spearman(
-            [r["top1"] for r in with_proxy],
-            [r["proxy_accuracy"] for r in with_proxy])
-                                  if len(with_proxy) > 2 else None}))
+    print(
+        json.dumps({
+            "kind": "full",
+            "networks": len(rows),
+            "top1_vs_macs": _spearman(top1, [r["macs"] for r in rows]),
+            "top1_vs_params": _spearman(top1, [r["params"] for r in rows]),
+            "top1_vs_nodes": _spearman(top1, [r["nodes"] for r in rows]),
+            "with_proxy": len(with_proxy),
+            "top1_vs_proxy_accuracy": (
+                _spearman(
+                    [r["top1"] for r in with_proxy],
+                    [r["proxy_accuracy"] for r in with_proxy],
+                )
+                if len(with_proxy) > 2
+                else None
+            ),
+        })
+    )
 
 
 if __name__ == "__main__":

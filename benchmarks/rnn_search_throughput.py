@@ -27,9 +27,12 @@ from gram_jax.autoshrink import command
 from gram_jax.autoshrink import rnn
 from gram_jax.autoshrink import rnn_search
 
-RUNLOCAL = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments", "configs",
-    "autoshrink_rnn_runlocal.py")
+RUNLOCAL = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "configs",
+    "autoshrink_rnn_runlocal.py",
+)
 
 
 def main() -> None:
@@ -37,23 +40,27 @@ def main() -> None:
   p.add_argument("--config", default=RUNLOCAL)
   p.add_argument("--k", type=int, default=10)
   p.add_argument("--rounds", type=int, default=3)
-  p.add_argument("--set", action="append", default=[],
-                 help="config override a.b=value (repeatable)")
+  p.add_argument(
+      "--set",
+      action="append",
+      default=[],
+      help="config override a.b=value (repeatable)",
+  )
   p.add_argument("--modes", default="vmap,loop")
   args = p.parse_args()
   over = [f"--config.{s}" for s in args.set]
   for mode in args.modes.split(","):
     per = 0 if mode == "vmap" else 1
-    config = command.resolve(args.config, over + [
-        f"--config.rnn.candidates_per_program={per}"])
+    config = command.resolve(
+        args.config, over + [f"--config.rnn.candidates_per_program={per}"]
+    )
     evaluate, _, n = rnn_search.make_evaluator(config)
     full = rnn.complete_mask(n)
     edges = list(zip(*np.nonzero(full)))
     times = []
     for r in range(args.rounds):
       rng = np.random.default_rng(r)
-      pick = rng.choice(len(edges), size=min(args.k, len(edges)),
-                        replace=False)
+      pick = rng.choice(len(edges), size=min(args.k, len(edges)), replace=False)
       masks = np.stack([full] * len(pick))
       for c, e in enumerate(pick):
         masks[c][edges[e]] = False
@@ -61,13 +68,19 @@ def main() -> None:
       evaluate(masks, jax.random.key(r))
       times.append(time.perf_counter() - t0)
     steady = times[1:] or times
-    print(json.dumps({
-        "mode": mode, "k": len(pick), "device": jax.devices()[0].device_kind,
-        "first_round_s": times[0],
-        "seconds_per_candidate": float(np.mean(steady)) / len(pick),
-        "rounds": len(times), "nhid": evaluate.settings.nhid,
-        "epochs": evaluate.settings.epochs,
-        "batch_size": evaluate.settings.batch_size}))
+    print(
+        json.dumps({
+            "mode": mode,
+            "k": len(pick),
+            "device": jax.devices()[0].device_kind,
+            "first_round_s": times[0],
+            "seconds_per_candidate": float(np.mean(steady)) / len(pick),
+            "rounds": len(times),
+            "nhid": evaluate.settings.nhid,
+            "epochs": evaluate.settings.epochs,
+            "batch_size": evaluate.settings.batch_size,
+        })
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,7 @@ import time
 
 _DEVICES = 8
 if "--paper-scale" not in sys.argv and "XLA_FLAGS" not in os.environ:
-  os.environ["XLA_FLAGS"] = (
-      f"--xla_force_host_platform_device_count={_DEVICES}")
+  os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={_DEVICES}"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  pylint: disable=wrong-import-position
@@ -51,7 +50,7 @@ from gram_jax import train as train_lib  # noqa: E402
 from gram_jax.scale import batched, distributed  # noqa: E402
 from gram_jax.space import PAPER_OPS, SearchSpace  # noqa: E402
 
-PAPER_S_PER_ITER = 8.3 * 3600 / 1000   # SwiftNet Table 2, 1x GTX 1080
+PAPER_S_PER_ITER = 8.3 * 3600 / 1000  # SwiftNet Table 2, 1x GTX 1080
 
 
 def _data(n, shape, classes=10, seed=0):
@@ -65,38 +64,67 @@ def _data(n, shape, classes=10, seed=0):
 def _trainer(space, ops, shape, *, num_train, num_val, epochs, batch):
   x, y = _data(num_train + num_val, shape)
   return train_lib.ProxyTrainer(
-      space, ops, 10, x_train=x[:num_train], y_train=y[:num_train],
-      x_val=x[num_train:], y_val=y[num_train:], epochs=epochs,
-      batch_size=batch)
+      space,
+      ops,
+      10,
+      x_train=x[:num_train],
+      y_train=y[:num_train],
+      x_val=x[num_train:],
+      y_val=y[num_train:],
+      epochs=epochs,
+      batch_size=batch,
+  )
 
 
 def sweeps(args):
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=6,
-                      width=0.25)
+  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=6, width=0.25)
   graph = mg.init(space, jax.random.key(0), init_weight=0.5)
-  trainer = _trainer(space, graph.ops, (8, 8, 1), num_train=args.num_train,
-                     num_val=100, epochs=args.epochs, batch=50)
-  base = {"space": space.to_dict(), "epochs": args.epochs,
-          "proxy_train": args.num_train, "platform": jax.default_backend(),
-          "device_kind": jax.devices()[0].device_kind}
+  trainer = _trainer(
+      space,
+      graph.ops,
+      (8, 8, 1),
+      num_train=args.num_train,
+      num_val=100,
+      epochs=args.epochs,
+      batch=50,
+  )
+  base = {
+      "space": space.to_dict(),
+      "epochs": args.epochs,
+      "proxy_train": args.num_train,
+      "platform": jax.default_backend(),
+      "device_kind": jax.devices()[0].device_kind,
+  }
   for k in args.k:
     for mode in ("loop", "vmap", "threads"):
       fn = batched.make_evaluator(trainer, mode)
-      print(json.dumps({"sweep": "K", "k": k, "mode": mode, "devices": 1,
-                        **common.candidates_rate(fn, graph, k, args.repeats),
-                        **base}),
-            flush=True)
+      print(
+          json.dumps({
+              "sweep": "K",
+              "k": k,
+              "mode": mode,
+              "devices": 1,
+              **common.candidates_rate(fn, graph, k, args.repeats),
+              **base,
+          }),
+          flush=True,
+      )
   for d in args.devices:
     if d > jax.device_count():
       continue
-    fn = batched.make_evaluator(trainer, "vmap",
-                                mesh=distributed.make_mesh(d))
-    print(json.dumps({"sweep": "devices", "k": 8, "mode": "vmap",
-                      "devices": d, "fake_cpu_devices":
-                      jax.default_backend() == "cpu",
-                      **common.candidates_rate(fn, graph, 8, args.repeats),
-                      **base}),
-          flush=True)
+    fn = batched.make_evaluator(trainer, "vmap", mesh=distributed.make_mesh(d))
+    print(
+        json.dumps({
+            "sweep": "devices",
+            "k": 8,
+            "mode": "vmap",
+            "devices": d,
+            "fake_cpu_devices": jax.default_backend() == "cpu",
+            **common.candidates_rate(fn, graph, 8, args.repeats),
+            **base,
+        }),
+        flush=True,
+    )
 
 
 def paper_scale(args):
@@ -104,13 +132,23 @@ def paper_scale(args):
   from gram_jax import arch as arch_lib  # pylint: disable=import-outside-toplevel
   from gram_jax import cost as cost_lib  # pylint: disable=import-outside-toplevel
   from gram_jax.search.gram import gram  # pylint: disable=import-outside-toplevel
-  space = SearchSpace(hierarchies=3, dags_per_hierarchy=3, nodes=30,
-                      ops=PAPER_OPS, width=1.0)
+
+  space = SearchSpace(
+      hierarchies=3, dags_per_hierarchy=3, nodes=30, ops=PAPER_OPS, width=1.0
+  )
   strategy = gram()
-  state = strategy.init(mg.init(space, jax.random.key(0), init_weight=0.5),
-                        jax.random.key(0))
-  trainer = _trainer(space, state.graph.ops, (32, 32, 3), num_train=500,
-                     num_val=args.num_val, epochs=args.epochs, batch=50)
+  state = strategy.init(
+      mg.init(space, jax.random.key(0), init_weight=0.5), jax.random.key(0)
+  )
+  trainer = _trainer(
+      space,
+      state.graph.ops,
+      (32, 32, 3),
+      num_train=500,
+      num_val=args.num_val,
+      epochs=args.epochs,
+      batch=50,
+  )
   sample, update = jax.jit(strategy.sample), jax.jit(strategy.update)
   times = []
   for t in range(args.iterations + 1):
@@ -122,35 +160,60 @@ def paper_scale(args):
     state = update(state, masks, r.accuracy - 0.1 * (np.log10(macs) - 6))
     jax.block_until_ready(state)
     times.append(time.perf_counter() - t0)
-    print(json.dumps({"iteration": t, "seconds": round(times[-1], 2),
-                      "includes_compile": t == 0, "macs": macs}), flush=True)
+    print(
+        json.dumps({
+            "iteration": t,
+            "seconds": round(times[-1], 2),
+            "includes_compile": t == 0,
+            "macs": macs,
+        }),
+        flush=True,
+    )
   run = times[1:] or times
   s_iter = float(np.median(run))
-  print(json.dumps({
-      "benchmark": "paper_scale", "s_per_iteration": round(s_iter, 2),
-      "hours_per_1000_iterations": round(s_iter * 1000 / 3600, 2),
-      "paper_gpu_hours_per_1000": 8.3,
-      "paper_s_per_iteration": round(PAPER_S_PER_ITER, 1),
-      "first_iteration_s": round(times[0], 1),
-      "epochs": args.epochs, "proxy_train": 500, "proxy_val": args.num_val,
-      "input": [32, 32, 3], "space": space.to_dict(),
-      "machine": common.machine()}), flush=True)
+  print(
+      json.dumps({
+          "benchmark": "paper_scale",
+          "s_per_iteration": round(s_iter, 2),
+          "hours_per_1000_iterations": round(s_iter * 1000 / 3600, 2),
+          "paper_gpu_hours_per_1000": 8.3,
+          "paper_s_per_iteration": round(PAPER_S_PER_ITER, 1),
+          "first_iteration_s": round(times[0], 1),
+          "epochs": args.epochs,
+          "proxy_train": 500,
+          "proxy_val": args.num_val,
+          "input": [32, 32, 3],
+          "space": space.to_dict(),
+          "machine": common.machine(),
+      }),
+      flush=True,
+  )
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawTextHelpFormatter)
+  p = argparse.ArgumentParser(
+      description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+  )
   p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
   p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
   p.add_argument("--repeats", type=int, default=2)
-  p.add_argument("--epochs", type=int, default=None,
-                 help="proxy epochs (default 2; paper scale 10)")
+  p.add_argument(
+      "--epochs",
+      type=int,
+      default=None,
+      help="proxy epochs (default 2; paper scale 10)",
+  )
   p.add_argument("--num-train", type=int, default=200)
   p.add_argument("--paper-scale", action="store_true")
-  p.add_argument("--iterations", type=int, default=3,
-                 help="paper scale: timed iterations after the first")
-  p.add_argument("--num-val", type=int, default=1000,
-                 help="paper scale: validation images")
+  p.add_argument(
+      "--iterations",
+      type=int,
+      default=3,
+      help="paper scale: timed iterations after the first",
+  )
+  p.add_argument(
+      "--num-val", type=int, default=1000, help="paper scale: validation images"
+  )
   args = p.parse_args()
   if args.paper_scale:
     args.epochs = args.epochs or 10

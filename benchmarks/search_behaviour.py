@@ -38,8 +38,9 @@ def rules(beta0: float):
   out = {"random": random_search()}
   for norm in mg.NORMALIZATIONS:
     for alpha in (0.9, 3.0):
-      out[f"{norm} a={alpha:g}"] = gram(alpha=alpha, beta0=beta0,
-                                        normalization=norm)
+      out[f"{norm} a={alpha:g}"] = gram(
+          alpha=alpha, beta0=beta0, normalization=norm
+      )
   return out
 
 
@@ -54,40 +55,70 @@ def main():
   seeds = jnp.arange(args.seeds)
   table = []
   for name, strategy in rules(0.8).items():
-    flat = jax.jit(jax.vmap(lambda s, st=strategy: syn.run(
-        st, SPACE, syn.constant_reward(base=0.8, noise=args.noise),
-        jax.random.key(s), iterations=300).edges))
+    flat = jax.jit(
+        jax.vmap(
+            lambda s, st=strategy: syn.run(
+                st,
+                SPACE,
+                syn.constant_reward(base=0.8, noise=args.noise),
+                jax.random.key(s),
+                iterations=300,
+            ).edges
+        )
+    )
     uninformative = float(np.asarray(flat(seeds))[:, -50:].mean())
     for t in budgets:
+
       def one(seed, st=strategy, t=t):
         key = jax.random.key(seed)
         planted = syn.planted_edges(SPACE, jax.random.fold_in(key, 7))
-        tr = syn.run(st, SPACE, syn.planted_reward(
-            planted, effect=args.effect, noise=args.noise), key,
-                     iterations=t, planted=planted)
+        tr = syn.run(
+            st,
+            SPACE,
+            syn.planted_reward(planted, effect=args.effect, noise=args.noise),
+            key,
+            iterations=t,
+            planted=planted,
+        )
         return tr.state.graph.weights, planted, tr.edges
+
       w, planted, edges = jax.jit(jax.vmap(one))(seeds)
       aucs, prec = [], []
       for i in range(args.seeds):
         aucs.append(syn.auc(w[i], planted[i]))
-        graph = mg.MetaGraph(weights=w[i], ops=jnp.zeros(
-            (SPACE.num_dags, SPACE.nodes), jnp.int32), space=SPACE)
+        graph = mg.MetaGraph(
+            weights=w[i],
+            ops=jnp.zeros((SPACE.num_dags, SPACE.nodes), jnp.int32),
+            space=SPACE,
+        )
         kept = np.asarray(mg.prune(graph, 1 - 4 / 28, mode="quantile"))
-        prec.append(float((kept & np.asarray(planted[i])).sum()
-                          / max(kept.sum(), 1)))   # nothing kept: 0
-      row = {"rule": name, "iterations": t, "auc": float(np.mean(aucs)),
-             "auc_min": float(np.min(aucs)), "precision": float(np.mean(prec)),
-             "edges_late": float(np.asarray(edges)[:, -10:].mean()),
-             "edges_uninformative": uninformative, "seeds": args.seeds,
-             "effect": args.effect, "noise": args.noise}
+        prec.append(
+            float((kept & np.asarray(planted[i])).sum() / max(kept.sum(), 1))
+        )  # nothing kept: 0
+      row = {
+          "rule": name,
+          "iterations": t,
+          "auc": float(np.mean(aucs)),
+          "auc_min": float(np.min(aucs)),
+          "precision": float(np.mean(prec)),
+          "edges_late": float(np.asarray(edges)[:, -10:].mean()),
+          "edges_uninformative": uninformative,
+          "seeds": args.seeds,
+          "effect": args.effect,
+          "noise": args.noise,
+      }
       print(json.dumps(row), flush=True)
       table.append(row)
-  print("\n| rule | T | AUC (min) | precision | edges late | edges, "
-        "uninformative |\n|---|---|---|---|---|---|")
+  print(
+      "\n| rule | T | AUC (min) | precision | edges late | edges, "
+      "uninformative |\n|---|---|---|---|---|---|"
+  )
   for r in table:
-    print(f"| {r['rule']} | {r['iterations']} | {r['auc']:.3f} "
-          f"({r['auc_min']:.3f}) | {r['precision']:.2f} | "
-          f"{r['edges_late']:.0f} | {r['edges_uninformative']:.0f} |")
+    print(
+        f"| {r['rule']} | {r['iterations']} | {r['auc']:.3f} "
+        f"({r['auc_min']:.3f}) | {r['precision']:.2f} | "
+        f"{r['edges_late']:.0f} | {r['edges_uninformative']:.0f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -41,32 +41,44 @@ from gram_jax import data as data_lib  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
-QUICKSTART = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments", "configs", "quickstart.py")
+QUICKSTART = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "configs",
+    "quickstart.py",
+)
 
 
 def _flops_per_candidate(cfg, ops, split, num_classes):
   """XLA's FLOP count of one candidate's training and validation."""
   t = cfg.train
   trainer = loop.proxy_trainer(cfg, ops, num_classes, split)
-  masks = jnp.ones((cfg.space.num_dags, cfg.space.nodes, cfg.space.nodes),
-                   bool)
+  masks = jnp.ones((cfg.space.num_dags, cfg.space.nodes, cfg.space.nodes), bool)
   variables, opt_state = trainer.jit_init(jax.random.key(0), masks)
   idx = np.arange(t.batch_size)
-  step = trainer.jit_step.lower(variables, opt_state, trainer.x_train,
-                                trainer.y_train, idx, masks).cost_analysis()
+  step = trainer.jit_step.lower(
+      variables, opt_state, trainer.x_train, trainer.y_train, idx, masks
+  ).cost_analysis()
   eidx = np.arange(trainer.eval_batch_size)
-  ev = trainer.jit_eval.lower(variables, trainer.x_val, trainer.y_val, eidx,
-                              np.ones(len(eidx), np.float32),
-                              masks).cost_analysis()
+  ev = trainer.jit_eval.lower(
+      variables,
+      trainer.x_val,
+      trainer.y_val,
+      eidx,
+      np.ones(len(eidx), np.float32),
+      masks,
+  ).cost_analysis()
   evals = t.epochs if t.select == "best" else 1
   chunks = -(-len(split.x_val) // trainer.eval_batch_size)
-  return (step["flops"] * trainer.steps_per_epoch * t.epochs
-          + ev["flops"] * chunks * evals)
+  return (
+      step["flops"] * trainer.steps_per_epoch * t.epochs
+      + ev["flops"] * chunks * evals
+  )
 
 
-def _useful_flops(cfg, ops, records, input_shape, num_classes, train_size,
-                  val_size):
+def _useful_flops(
+    cfg, ops, records, input_shape, num_classes, train_size, val_size
+):
   """Mean exact-sub-network FLOPs of one candidate's proxy training."""
   t = cfg.train
   steps = train_size // t.batch_size
@@ -84,11 +96,15 @@ def _useful_flops(cfg, ops, records, input_shape, num_classes, train_size,
 def _peak_memory():
   """Peak resident host memory (MiB) and, where reported, device memory."""
   import resource  # pylint: disable=import-outside-toplevel
-  out = {"peak_host_rss_mib": round(
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+  out = {
+      "peak_host_rss_mib": round(
+          resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+      )
+  }
   stats = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
-    out["peak_device_mib"] = round(stats["peak_bytes_in_use"] / 2 ** 20, 1)
+    out["peak_device_mib"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
   return out
 
 
@@ -97,12 +113,21 @@ def main():
   p.add_argument("--iterations", type=int, default=30)
   p.add_argument("--config", default=QUICKSTART)
   p.add_argument("--no-torch", action="store_true")
-  p.add_argument("--torch-candidates", type=int, default=None,
-                 help="train only the first K candidates with PyTorch")
+  p.add_argument(
+      "--torch-candidates",
+      type=int,
+      default=None,
+      help="train only the first K candidates with PyTorch",
+  )
   args, rest = p.parse_known_args()
   cfg = config_lib.resolve(
-      args.config, rest + [f"--config.search.iterations={args.iterations}",
-                           f"--config.checkpoint_every={args.iterations}"])
+      args.config,
+      rest
+      + [
+          f"--config.search.iterations={args.iterations}",
+          f"--config.checkpoint_every={args.iterations}",
+      ],
+  )
   matmul = common.matmul_flops()
   c0 = common.compilations()
   with tempfile.TemporaryDirectory() as work:
@@ -112,56 +137,80 @@ def main():
     records = result.records
   c1 = common.compilations()
   ds = data_lib.load(cfg.dataset, seed=cfg.seed)
-  split = data_lib.proxy_split(ds, seed=cfg.seed,
-                               num_train=cfg.proxy.num_train,
-                               num_val=cfg.proxy.num_val)
-  flops = _flops_per_candidate(cfg, result.state.graph.ops, split,
-                               ds.num_classes)
+  split = data_lib.proxy_split(
+      ds,
+      seed=cfg.seed,
+      num_train=cfg.proxy.num_train,
+      num_val=cfg.proxy.num_val,
+  )
+  flops = _flops_per_candidate(
+      cfg, result.state.graph.ops, split, ds.num_classes
+  )
   per_cand = jax_s / args.iterations
-  useful = _useful_flops(cfg, np.asarray(result.state.graph.ops), records,
-                         tuple(ds.image_shape), ds.num_classes,
-                         len(split.x_train), len(split.x_val))
+  useful = _useful_flops(
+      cfg,
+      np.asarray(result.state.graph.ops),
+      records,
+      tuple(ds.image_shape),
+      ds.num_classes,
+      len(split.x_train),
+      len(split.x_val),
+  )
   compile_s = c1[1] - c0[1]
   out = {
-      "benchmark": "search_throughput", "iterations": args.iterations,
+      "benchmark": "search_throughput",
+      "iterations": args.iterations,
       "jax_seconds_per_candidate": round(per_cand, 4),
       "jax_total_s": round(jax_s, 2),
-      "jax_steady_s_median": round(statistics.median(
-          r["seconds"] for r in records[1:]), 4) if len(records) > 1 else None,
+      "jax_steady_s_median": (
+          round(statistics.median(r["seconds"] for r in records[1:]), 4)
+          if len(records) > 1
+          else None
+      ),
       "xla_compilations": c1[0] - c0[0],
       "xla_compile_s": round(compile_s, 2),
       "jax_seconds_per_candidate_excl_compile": round(
-          (jax_s - compile_s) / args.iterations, 4),
+          (jax_s - compile_s) / args.iterations, 4
+      ),
       "useful_flops_per_candidate": int(useful),
       "useful_gflops": round(useful / per_cand / 1e9, 3),
       "useful_fraction_of_matmul": round(useful / per_cand / matmul, 4),
       "supernet_flops_per_candidate": flops,
       "supernet_gflops": round(flops / per_cand / 1e9, 3),
       "matmul_gflops": round(matmul / 1e9, 2),
-      "mean_accuracy": round(statistics.mean(r["accuracy"] for r in records),
-                             4),
+      "mean_accuracy": round(
+          statistics.mean(r["accuracy"] for r in records), 4
+      ),
       "space": cfg.space.to_dict(),
       "train": config_lib.to_dict(cfg.train),
-      "proxy": {"num_train": cfg.proxy.num_train,
-                "num_val": cfg.proxy.num_val},
+      "proxy": {"num_train": cfg.proxy.num_train, "num_val": cfg.proxy.num_val},
       "machine": common.machine(),
   }
   out.update(_peak_memory())
   if not args.no_torch:
     import torch  # pylint: disable=import-outside-toplevel
     import torch_baseline  # pylint: disable=import-outside-toplevel
+
     ops = np.asarray(result.state.graph.ops)
-    chosen = records[:args.torch_candidates or len(records)]
+    chosen = records[: args.torch_candidates or len(records)]
     secs, accs = [], []
     t = cfg.train
     for i, rec in enumerate(chosen):
       masks = loop.decode_edges(rec["edges"], cfg.space.nodes)
-      spec = arch_lib.from_masks(cfg.space, ops, masks,
-                                 num_classes=ds.num_classes)
+      spec = arch_lib.from_masks(
+          cfg.space, ops, masks, num_classes=ds.num_classes
+      )
       r = torch_baseline.train_candidate(
-          spec, split.x_train, split.y_train, split.x_val, split.y_val,
-          epochs=t.epochs, batch_size=t.batch_size,
-          learning_rate=t.learning_rate, seed=i)
+          spec,
+          split.x_train,
+          split.y_train,
+          split.x_val,
+          split.y_val,
+          epochs=t.epochs,
+          batch_size=t.batch_size,
+          learning_rate=t.learning_rate,
+          seed=i,
+      )
       secs.append(r["seconds"])
       accs.append(r["accuracy"])
     torch_per = statistics.mean(secs)

@@ -48,9 +48,18 @@ def main():
   table = rt.load_table(c.runtime.table, macro, shape, classes)
   train = dataclasses.replace(c.train, epochs=1, batch_size=batch)
   spe = n_train / batch
-  progs = search.programs(macro, classes, tuple(shape),
-                          (c.runtime.exact_masks, c.runtime.rescale_dropout,
-                           c.runtime.squared_norm), train, spe)
+  progs = search.programs(
+      macro,
+      classes,
+      tuple(shape),
+      (
+          c.runtime.exact_masks,
+          c.runtime.rescale_dropout,
+          c.runtime.squared_norm,
+      ),
+      train,
+      spe,
+  )
   hyper = search.make_hyper(c.runtime, table, 0)
   key = jax.random.key(0)
   state = progs.init(key)
@@ -69,13 +78,19 @@ def main():
     times.append(time.perf_counter() - t0)
   sec = float(np.median(times))
   steps = int(n_train // batch) * c.train.epochs
-  print(json.dumps({
-      "config": args.config, "device": str(jax.devices()[0]),
-      "batch": batch, "input_shape": list(shape),
-      "compile_and_first_step_s": round(compile_s, 2),
-      "sec_per_step": round(sec, 5), "images_per_s": round(batch / sec, 1),
-      "search_steps": steps,
-      "projected_search_hours": round(steps * sec / 3600, 3)}))
+  print(
+      json.dumps({
+          "config": args.config,
+          "device": str(jax.devices()[0]),
+          "batch": batch,
+          "input_shape": list(shape),
+          "compile_and_first_step_s": round(compile_s, 2),
+          "sec_per_step": round(sec, 5),
+          "images_per_s": round(batch / sec, 1),
+          "search_steps": steps,
+          "projected_search_hours": round(steps * sec / 3600, 3),
+      })
+  )
 
 
 if __name__ == "__main__":

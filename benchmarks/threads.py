@@ -33,17 +33,24 @@ def main():
   spec = arch_lib.ArchSpec.load(args.arch)
   for text in args.input_shape or ["8,8,1"]:
     shape = tuple(int(s) for s in text.split(","))
-    variables = ExactNet(spec).init(jax.random.key(0),
-                                    jnp.zeros((1,) + shape))
+    variables = ExactNet(spec).init(jax.random.key(0), jnp.zeros((1,) + shape))
     model = tflite.to_tflite(spec, variables, shape)
     macs = cost_lib.count(spec, shape).macs
     for t in (int(s) for s in args.threads.split(",")):
-      stats = latency.measure_tflite(model, threads=t, runs=args.runs,
-                                     warmup=max(10, args.runs // 10))
-      print(json.dumps({"input_shape": list(shape), "threads": t,
-                        "macs": macs, "median_ms": round(stats["median_ms"], 4),
-                        "p90_ms": round(stats["p90_ms"], 4),
-                        "cpu": stats.get("machine", {})}), flush=True)
+      stats = latency.measure_tflite(
+          model, threads=t, runs=args.runs, warmup=max(10, args.runs // 10)
+      )
+      print(
+          json.dumps({
+              "input_shape": list(shape),
+              "threads": t,
+              "macs": macs,
+              "median_ms": round(stats["median_ms"], 4),
+              "p90_ms": round(stats["p90_ms"], 4),
+              "cpu": stats.get("machine", {}),
+          }),
+          flush=True,
+      )
 
 
 if __name__ == "__main__":

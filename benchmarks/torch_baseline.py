@@ -41,8 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=wrong-import-position
 from gram_jax import arch as arch_lib
@@ -50,6 +49,7 @@ from gram_jax import data as data_lib
 from gram_jax import metagraph
 from gram_jax.models import ExactNet
 from gram_jax.space import SearchSpace
+
 # pylint: enable=wrong-import-position
 
 # --- TF 'SAME' helpers --------------------------------------------------------
@@ -71,8 +71,9 @@ def same_pads(size: int, kernel: int, stride: int) -> Tuple[int, int]:
   return total // 2, total - total // 2
 
 
-def pad_same(x: torch.Tensor, kernel: int, stride: int,
-             value: float = 0.0) -> torch.Tensor:
+def pad_same(
+    x: torch.Tensor, kernel: int, stride: int, value: float = 0.0
+) -> torch.Tensor:
   """Pads an NCHW tensor so a VALID window op on it is TF 'SAME'."""
   top, bottom = same_pads(x.shape[2], kernel, stride)
   left, right = same_pads(x.shape[3], kernel, stride)
@@ -148,18 +149,30 @@ class ConvBNAct(nn.Module):
     bn_epsilon: BatchNorm epsilon.
   """
 
-  def __init__(self, in_channels: int, channels: int, kernel: int,
-               stride: int = 1, bn_momentum: float = 0.9,
-               bn_epsilon: float = 1e-5):
+  def __init__(
+      self,
+      in_channels: int,
+      channels: int,
+      kernel: int,
+      stride: int = 1,
+      bn_momentum: float = 0.9,
+      bn_epsilon: float = 1e-5,
+  ):
     super().__init__()
     self.kernel, self.stride = kernel, stride
     # Stride 1 with an odd kernel is symmetric: the conv pads by itself.
     self.fixed_pad = stride == 1 and kernel % 2 == 1
-    self.conv = nn.Conv2d(in_channels, channels, kernel, stride,
-                          padding=kernel // 2 if self.fixed_pad else 0,
-                          bias=False)
-    self.bn = nn.BatchNorm2d(channels, eps=bn_epsilon,
-                             momentum=1.0 - bn_momentum)
+    self.conv = nn.Conv2d(
+        in_channels,
+        channels,
+        kernel,
+        stride,
+        padding=kernel // 2 if self.fixed_pad else 0,
+        bias=False,
+    )
+    self.bn = nn.BatchNorm2d(
+        channels, eps=bn_epsilon, momentum=1.0 - bn_momentum
+    )
     glorot_normal_(self.conv.weight)
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -186,8 +199,13 @@ class TorchExactNet(nn.Module):
     width = in_channels
     for i, c in enumerate(spec.stem):
       self.layers[f"stem{i}"] = ConvBNAct(
-          width, c.channels, c.kernel, c.stride, spec.bn_momentum,
-          spec.bn_epsilon)
+          width,
+          c.channels,
+          c.kernel,
+          c.stride,
+          spec.bn_momentum,
+          spec.bn_epsilon,
+      )
       width = c.channels
     m = spec.dags_per_hierarchy
     for h in range(spec.hierarchies):
@@ -199,24 +217,36 @@ class TorchExactNet(nn.Module):
             node_in = width
           else:
             node_in = arch_lib.aggregate_width(
-                spec.aggregate, [widths[u] for u in node.inputs])
+                spec.aggregate, [widths[u] for u in node.inputs]
+            )
           self.layers[f"dag{h * m + j}_node{node.id}"] = ConvBNAct(
-              node_in, node.channels, node.kernel, 1, spec.bn_momentum,
-              spec.bn_epsilon)
+              node_in,
+              node.channels,
+              node.kernel,
+              1,
+              spec.bn_momentum,
+              spec.bn_epsilon,
+          )
           widths[node.id] = node.channels
         out_width += arch_lib.aggregate_width(
-            spec.aggregate, [widths[s] for s in spec.outputs(dag)])
+            spec.aggregate, [widths[s] for s in spec.outputs(dag)]
+        )
       width = out_width
     self.head = nn.Linear(width, spec.num_classes)
     glorot_normal_(self.head.weight)
     nn.init.zeros_(self.head.bias)
     # The DAG wiring, resolved once: (layer name, node id, input ids).
     self._plan = [
-        [[(f"dag{h * m + j}_node{n.id}", n.id, n.inputs) for n in dag.nodes]
-         for j, dag in enumerate(spec.hierarchy(h))]
-        for h in range(spec.hierarchies)]
-    self._outputs = [[spec.outputs(dag) for dag in spec.hierarchy(h)]
-                     for h in range(spec.hierarchies)]
+        [
+            [(f"dag{h * m + j}_node{n.id}", n.id, n.inputs) for n in dag.nodes]
+            for j, dag in enumerate(spec.hierarchy(h))
+        ]
+        for h in range(spec.hierarchies)
+    ]
+    self._outputs = [
+        [spec.outputs(dag) for dag in spec.hierarchy(h)]
+        for h in range(spec.hierarchies)
+    ]
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
     spec = self.spec
@@ -229,8 +259,11 @@ class TorchExactNet(nn.Module):
       for nodes, sinks in zip(dags, self._outputs[h]):
         feats = {}
         for name, node_id, inputs in nodes:
-          inp = x if node_id == 0 else aggregate(
-              [feats[u] for u in inputs], spec.aggregate)
+          inp = (
+              x
+              if node_id == 0
+              else aggregate([feats[u] for u in inputs], spec.aggregate)
+          )
           feats[node_id] = self.layers[name](inp)
         outs.append(aggregate([feats[s] for s in sinks], spec.aggregate))
       x = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
@@ -269,25 +302,32 @@ def load_jax_variables(model: nn.Module, variables: Mapping[str, Any]) -> None:
   def put(dst: torch.Tensor, src: Any, where: str) -> None:
     src = torch.from_numpy(np.array(src, dtype=np.float32))
     if tuple(src.shape) != tuple(dst.shape):
-      raise ValueError(f"{where}: shape {tuple(src.shape)} does not fit "
-                       f"{tuple(dst.shape)}")
+      raise ValueError(
+          f"{where}: shape {tuple(src.shape)} does not fit {tuple(dst.shape)}"
+      )
     dst.copy_(src)
 
   names = set(model.layers.keys())
   if set(stats) != names or set(params) != names | {"head"}:
-    raise ValueError(f"layers differ: flax {sorted(params)}, torch "
-                     f"{sorted(names | {'head'})}")
+    raise ValueError(
+        f"layers differ: flax {sorted(params)}, torch "
+        f"{sorted(names | {'head'})}"
+    )
   with torch.no_grad():
     for name, layer in model.layers.items():
       p, s = params[name], stats[name]
-      put(layer.conv.weight, np.transpose(p["conv"]["kernel"], (3, 2, 0, 1)),
-          f"{name}.conv.kernel")
+      put(
+          layer.conv.weight,
+          np.transpose(p["conv"]["kernel"], (3, 2, 0, 1)),
+          f"{name}.conv.kernel",
+      )
       put(layer.bn.weight, p["bn"]["scale"], f"{name}.bn.scale")
       put(layer.bn.bias, p["bn"]["bias"], f"{name}.bn.bias")
       put(layer.bn.running_mean, s["bn"]["mean"], f"{name}.bn.mean")
       put(layer.bn.running_var, s["bn"]["var"], f"{name}.bn.var")
-    put(model.head.weight, np.transpose(params["head"]["kernel"]),
-        "head.kernel")
+    put(
+        model.head.weight, np.transpose(params["head"]["kernel"]), "head.kernel"
+    )
     put(model.head.bias, params["head"]["bias"], "head.bias")
 
 
@@ -296,15 +336,23 @@ def load_jax_variables(model: nn.Module, variables: Mapping[str, Any]) -> None:
 
 def _nchw(x: np.ndarray) -> torch.Tensor:
   return torch.from_numpy(
-      np.transpose(np.asarray(x, np.float32), (0, 3, 1, 2)).copy())
+      np.transpose(np.asarray(x, np.float32), (0, 3, 1, 2)).copy()
+  )
 
 
-def train_candidate(spec: arch_lib.ArchSpec, x_train: np.ndarray,
-                    y_train: np.ndarray, x_val: np.ndarray,
-                    y_val: np.ndarray, *, epochs: int = 10,
-                    batch_size: int = 50, learning_rate: float = 4e-3,
-                    seed: int = 0,
-                    eval_batch_size: int = 500) -> Dict[str, float]:
+def train_candidate(
+    spec: arch_lib.ArchSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    epochs: int = 10,
+    batch_size: int = 50,
+    learning_rate: float = 4e-3,
+    seed: int = 0,
+    eval_batch_size: int = 500,
+) -> Dict[str, float]:
   """Trains the network of `spec` from scratch; returns its accuracy.
 
   The recipe of `gram_jax.train.ProxyTrainer` (``select="last"``): Adam
@@ -335,8 +383,9 @@ def train_candidate(spec: arch_lib.ArchSpec, x_train: np.ndarray,
   xv, yv = _nchw(x_val), torch.from_numpy(np.asarray(y_val, np.int64))
   torch.manual_seed(seed)
   model = build_model(spec, xt.shape[1])
-  opt = torch.optim.Adam(model.parameters(), lr=learning_rate,
-                         betas=(0.9, 0.999), eps=1e-8)
+  opt = torch.optim.Adam(
+      model.parameters(), lr=learning_rate, betas=(0.9, 0.999), eps=1e-8
+  )
   rng = np.random.default_rng(seed)
   n, steps = len(xt), len(xt) // batch_size
   train_start = time.perf_counter()
@@ -345,7 +394,7 @@ def train_candidate(spec: arch_lib.ArchSpec, x_train: np.ndarray,
   for _ in range(epochs):
     perm = torch.from_numpy(rng.permutation(n))
     for s in range(steps):
-      idx = perm[s * batch_size:(s + 1) * batch_size]
+      idx = perm[s * batch_size : (s + 1) * batch_size]
       loss = F.cross_entropy(model(xt[idx]), yt[idx])
       opt.zero_grad(set_to_none=True)
       loss.backward()
@@ -356,13 +405,16 @@ def train_candidate(spec: arch_lib.ArchSpec, x_train: np.ndarray,
   correct = 0
   with torch.no_grad():
     for i in range(0, len(xv), eval_batch_size):
-      logits = model(xv[i:i + eval_batch_size])
+      logits = model(xv[i : i + eval_batch_size])
       diverged = diverged or not bool(torch.isfinite(logits).all())
-      correct += int((logits.argmax(1) == yv[i:i + eval_batch_size]).sum())
+      correct += int((logits.argmax(1) == yv[i : i + eval_batch_size]).sum())
   end = time.perf_counter()
-  return {"accuracy": 0.0 if diverged else correct / len(xv),
-          "seconds": end - start, "train_seconds": eval_start - train_start,
-          "eval_seconds": end - eval_start}
+  return {
+      "accuracy": 0.0 if diverged else correct / len(xv),
+      "seconds": end - start,
+      "train_seconds": eval_start - train_start,
+      "eval_seconds": end - eval_start,
+  }
 
 
 # --- command line -------------------------------------------------------------
@@ -375,18 +427,24 @@ def _random_specs(seed: int = 0) -> List[Tuple[str, Any, Tuple[int, ...]]]:
   cases = [
       ("sum/max 8x8", dict(aggregate="sum"), (4, 8, 8, 1)),
       ("concat/max 8x8", dict(aggregate="concat"), (4, 8, 8, 1)),
-      ("sum/avg stem 3x3/2 8x8", dict(
-          aggregate="sum", pool="avg", stem=("conv3x3_16/2",)), (4, 8, 8, 1)),
-      ("concat/max stem 5x5/2,3x3 10x10x3", dict(
-          aggregate="concat", stem=("conv5x5_16/2", "conv3x3_32")),
-       (3, 10, 10, 3)),
+      (
+          "sum/avg stem 3x3/2 8x8",
+          dict(aggregate="sum", pool="avg", stem=("conv3x3_16/2",)),
+          (4, 8, 8, 1),
+      ),
+      (
+          "concat/max stem 5x5/2,3x3 10x10x3",
+          dict(aggregate="concat", stem=("conv5x5_16/2", "conv3x3_32")),
+          (3, 10, 10, 3),
+      ),
       ("concat/avg 7x7", dict(aggregate="concat", pool="avg"), (4, 7, 7, 1)),
       ("sum/max 7x7x2", dict(aggregate="sum"), (4, 7, 7, 2)),
   ]
   out = []
   for i, (label, kw, shape) in enumerate(cases):
-    space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8,
-                        width=0.25, **kw)
+    space = SearchSpace(
+        hierarchies=2, dags_per_hierarchy=3, nodes=8, width=0.25, **kw
+    )
     graph = metagraph.init(space, jax.random.key(seed + i), init_weight=0.5)
     masks = metagraph.sample(graph, jax.random.key(seed + 100 + i))
     spec = arch_lib.from_masks(space, graph.ops, masks, num_classes=10)
@@ -443,16 +501,21 @@ def check(tol: float = 1e-4) -> Dict[str, float]:
     j_eval = np.asarray(net.apply(variables, jnp.asarray(x)))
     model.train()
     counts = {}  # N = batch x H x W seen by each BatchNorm
-    hooks = [layer.bn.register_forward_pre_hook(
-        lambda mod, inp, name=name: counts.__setitem__(
-            name, inp[0].numel() // inp[0].shape[1]))
-             for name, layer in model.layers.items()]
+    hooks = [
+        layer.bn.register_forward_pre_hook(
+            lambda mod, inp, name=name: counts.__setitem__(
+                name, inp[0].numel() // inp[0].shape[1]
+            )
+        )
+        for name, layer in model.layers.items()
+    ]
     with torch.no_grad():
       y_train = model(_nchw(x)).numpy()
     for hook in hooks:
       hook.remove()
-    j_train, new_state = net.apply(variables, jnp.asarray(x), train=True,
-                                   mutable=["batch_stats"])
+    j_train, new_state = net.apply(
+        variables, jnp.asarray(x), train=True, mutable=["batch_stats"]
+    )
     d_eval = float(np.max(np.abs(y_eval - j_eval)))
     d_train = float(np.max(np.abs(y_train - np.asarray(j_train))))
 
@@ -461,31 +524,52 @@ def check(tol: float = 1e-4) -> Dict[str, float]:
     for name, layer in model.layers.items():
       old = variables["batch_stats"][name]["bn"]
       new = new_state["batch_stats"][name]["bn"]
-      d_mean = max(d_mean, float(np.max(np.abs(
-          layer.bn.running_mean.numpy() - np.asarray(new["mean"])))))
+      d_mean = max(
+          d_mean,
+          float(
+              np.max(
+                  np.abs(
+                      layer.bn.running_mean.numpy() - np.asarray(new["mean"])
+                  )
+              )
+          ),
+      )
       # Flax: var' = m var + (1 - m) v_biased; torch uses v_unbiased.
-      batch_var = (np.asarray(new["var"]) - momentum * np.asarray(
-          old["var"])) / (1.0 - momentum)
+      batch_var = (
+          np.asarray(new["var"]) - momentum * np.asarray(old["var"])
+      ) / (1.0 - momentum)
       count = counts[name]
       want = momentum * np.asarray(old["var"]) + (1.0 - momentum) * (
-          batch_var * count / (count - 1))
-      d_var = max(d_var, float(np.max(np.abs(
-          layer.bn.running_var.numpy() - want))))
-    print(f"{label:34s} nodes={spec.num_nodes:2d} edges={spec.num_edges:3d} "
-          f"eval={d_eval:.2e} train={d_train:.2e} mean={d_mean:.2e} "
-          f"var={d_var:.2e}")
-    for k, v in zip(("eval", "train", "mean", "var"),
-                    (d_eval, d_train, d_mean, d_var)):
+          batch_var * count / (count - 1)
+      )
+      d_var = max(
+          d_var, float(np.max(np.abs(layer.bn.running_var.numpy() - want)))
+      )
+    print(
+        f"{label:34s} nodes={spec.num_nodes:2d} edges={spec.num_edges:3d} "
+        f"eval={d_eval:.2e} train={d_train:.2e} mean={d_mean:.2e} "
+        f"var={d_var:.2e}"
+    )
+    for k, v in zip(
+        ("eval", "train", "mean", "var"), (d_eval, d_train, d_mean, d_var)
+    ):
       worst[k] = max(worst[k], v)
     if max(d_eval, d_train, d_mean, d_var) > tol:
-      raise AssertionError(f"{label}: torch and ExactNet differ by more "
-                           f"than {tol}")
+      raise AssertionError(
+          f"{label}: torch and ExactNet differ by more than {tol}"
+      )
   return worst
 
 
-def time_candidates(num: int, *, seed: int = 0, init_weight: float = 0.5,
-                    epochs: int = 10, batch_size: int = 50,
-                    learning_rate: float = 4e-3) -> Dict[str, Any]:
+def time_candidates(
+    num: int,
+    *,
+    seed: int = 0,
+    init_weight: float = 0.5,
+    epochs: int = 10,
+    batch_size: int = 50,
+    learning_rate: float = 4e-3,
+) -> Dict[str, Any]:
   """Trains `num` sampled quickstart-space candidates on a digits proxy.
 
   Args:
@@ -502,25 +586,36 @@ def time_candidates(num: int, *, seed: int = 0, init_weight: float = 0.5,
   """
   ds = data_lib.load("digits")
   split = data_lib.proxy_split(ds, seed=0, num_train=500, num_val=400)
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8,
-                      width=0.25)
-  graph = metagraph.init(space, jax.random.key(seed),
-                         init_weight=init_weight)
+  space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8, width=0.25)
+  graph = metagraph.init(space, jax.random.key(seed), init_weight=init_weight)
   results, sizes = [], []
   for t in range(num):
     masks = metagraph.sample(graph, jax.random.key(seed * 100003 + 1 + t))
-    spec = arch_lib.from_masks(space, graph.ops, masks,
-                               num_classes=ds.num_classes)
+    spec = arch_lib.from_masks(
+        space, graph.ops, masks, num_classes=ds.num_classes
+    )
     sizes.append((spec.num_nodes, spec.num_edges))
-    results.append(train_candidate(
-        spec, split.x_train, split.y_train, split.x_val, split.y_val,
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        seed=seed * 1000 + t))
+    results.append(
+        train_candidate(
+            spec,
+            split.x_train,
+            split.y_train,
+            split.x_val,
+            split.y_val,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed * 1000 + t,
+        )
+    )
   mean = lambda k: float(np.mean([r[k] for r in results]))  # noqa: E731
   return {
-      "backend": "torch-eager-cpu", "torch": torch.__version__,
-      "threads": torch.get_num_threads(), "candidates": num,
-      "epochs": epochs, "batch_size": batch_size,
+      "backend": "torch-eager-cpu",
+      "torch": torch.__version__,
+      "threads": torch.get_num_threads(),
+      "candidates": num,
+      "epochs": epochs,
+      "batch_size": batch_size,
       "init_weight": init_weight,
       "seconds_per_candidate": round(mean("seconds"), 4),
       "train_seconds_per_candidate": round(mean("train_seconds"), 4),
@@ -535,15 +630,31 @@ def time_candidates(num: int, *, seed: int = 0, init_weight: float = 0.5,
 def main(argv: Optional[Sequence[str]] = None) -> int:
   """Command line: ``--check`` and/or ``--time N``."""
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--check", action="store_true",
-                 help="assert the torch network matches ExactNet")
-  p.add_argument("--time", type=int, default=0, metavar="N",
-                 help="train N sampled candidates and print one JSON line")
-  p.add_argument("--threads", type=int, default=0,
-                 help="torch.set_num_threads (0: torch's default)")
+  p.add_argument(
+      "--check",
+      action="store_true",
+      help="assert the torch network matches ExactNet",
+  )
+  p.add_argument(
+      "--time",
+      type=int,
+      default=0,
+      metavar="N",
+      help="train N sampled candidates and print one JSON line",
+  )
+  p.add_argument(
+      "--threads",
+      type=int,
+      default=0,
+      help="torch.set_num_threads (0: torch's default)",
+  )
   p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--init_weight", type=float, default=0.5,
-                 help="edge probability of the sampled candidates")
+  p.add_argument(
+      "--init_weight",
+      type=float,
+      default=0.5,
+      help="edge probability of the sampled candidates",
+  )
   p.add_argument("--epochs", type=int, default=10)
   args = p.parse_args(argv)
   if not args.check and args.time < 1:
@@ -552,12 +663,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads)
   if args.check:
     worst = check()
-    print("check passed; max abs diff " + json.dumps(
-        {k: float(f"{v:.3g}") for k, v in worst.items()}))
+    print(
+        "check passed; max abs diff "
+        + json.dumps({k: float(f"{v:.3g}") for k, v in worst.items()})
+    )
   if args.time:
-    print(json.dumps(time_candidates(
-        args.time, seed=args.seed, init_weight=args.init_weight,
-        epochs=args.epochs)))
+    print(
+        json.dumps(
+            time_candidates(
+                args.time,
+                seed=args.seed,
+                init_weight=args.init_weight,
+                epochs=args.epochs,
+            )
+        )
+    )
   return 0
 
 

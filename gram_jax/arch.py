@@ -29,6 +29,7 @@ class SpecError(GramJaxError):
 @dataclasses.dataclass(frozen=True)
 class Conv:
   """A stem conv layer: k x k, `channels` filters, `stride`; then BN, ELU."""
+
   kernel: int
   channels: int
   stride: int = 1
@@ -42,6 +43,7 @@ class Node:
   mapped back onto the meta-graph and supernet). `inputs` are ids of live
   earlier nodes; node 0 has no inputs and reads the DAG input.
   """
+
   id: int
   kernel: int
   channels: int
@@ -69,6 +71,7 @@ class ArchSpec:
 
   `dags` is hierarchy-major: DAG ``i * m + j`` is DAG j of hierarchy i.
   """
+
   hierarchies: int
   dags_per_hierarchy: int
   dags: Tuple[Dag, ...]
@@ -85,7 +88,7 @@ class ArchSpec:
 
   def hierarchy(self, i: int) -> Tuple[Dag, ...]:
     m = self.dags_per_hierarchy
-    return self.dags[i * m:(i + 1) * m]
+    return self.dags[i * m : (i + 1) * m]
 
   def outputs(self, dag: Dag) -> Tuple[int, ...]:
     """Ids of the nodes of `dag` that feed its output (`dag_output`)."""
@@ -116,10 +119,20 @@ class ArchSpec:
         "bn_momentum": self.bn_momentum,
         "bn_epsilon": self.bn_epsilon,
         "stem": [dataclasses.asdict(c) for c in self.stem],
-        "dags": [{"nodes": [{"id": n.id, "kernel": n.kernel,
-                             "channels": n.channels,
-                             "inputs": list(n.inputs)} for n in d.nodes]}
-                 for d in self.dags],
+        "dags": [
+            {
+                "nodes": [
+                    {
+                        "id": n.id,
+                        "kernel": n.kernel,
+                        "channels": n.channels,
+                        "inputs": list(n.inputs),
+                    }
+                    for n in d.nodes
+                ]
+            }
+            for d in self.dags
+        ],
     }
 
   def to_json(self, indent: int = 1) -> str:
@@ -134,8 +147,10 @@ class ArchSpec:
     try:
       d = json.loads(text)
     except json.JSONDecodeError as e:
-      raise SpecError(f"{where}: not valid JSON ({e.msg} at line {e.lineno} "
-                      f"column {e.colno})") from None
+      raise SpecError(
+          f"{where}: not valid JSON ({e.msg} at line {e.lineno} "
+          f"column {e.colno})"
+      ) from None
     return _from_dict(d, where)
 
   def save(self, path: str) -> None:
@@ -155,8 +170,9 @@ class ArchSpec:
 # --- construction from masks ----------------------------------------------------
 
 
-def from_masks(space: space_lib.SearchSpace, ops: Any, masks: Any, *,
-               num_classes: int) -> ArchSpec:
+def from_masks(
+    space: space_lib.SearchSpace, ops: Any, masks: Any, *, num_classes: int
+) -> ArchSpec:
   """The exact network of a sub-network of the meta-graph.
 
   Args:
@@ -172,8 +188,10 @@ def from_masks(space: space_lib.SearchSpace, ops: Any, masks: Any, *,
   masks = np.asarray(masks, dtype=bool)
   k, n = space.num_dags, space.nodes
   if ops.shape != (k, n) or masks.shape != (k, n, n):
-    raise SpecError(f"masks/ops: expected shapes {(k, n, n)} and {(k, n)} for "
-                    f"this space, got {masks.shape} and {ops.shape}")
+    raise SpecError(
+        f"masks/ops: expected shapes {(k, n, n)} and {(k, n)} for "
+        f"this space, got {masks.shape} and {ops.shape}"
+    )
   dags = []
   for kk in range(k):
     live = np.zeros(n, dtype=bool)
@@ -185,17 +203,25 @@ def from_masks(space: space_lib.SearchSpace, ops: Any, masks: Any, *,
         live[v] = bool(preds)
       if live[v]:
         op = space.op(int(ops[kk, v]))
-        nodes.append(Node(id=v, kernel=op.kernel, channels=op.channels,
-                          inputs=preds))
+        nodes.append(
+            Node(id=v, kernel=op.kernel, channels=op.channels, inputs=preds)
+        )
     dags.append(Dag(nodes=tuple(nodes)))
-  stem = tuple(Conv(o.kernel, o.channels, o.stride)
-               for o in space.stem_layers())
+  stem = tuple(
+      Conv(o.kernel, o.channels, o.stride) for o in space.stem_layers()
+  )
   return ArchSpec(
       hierarchies=space.hierarchies,
       dags_per_hierarchy=space.dags_per_hierarchy,
-      dags=tuple(dags), num_classes=num_classes, aggregate=space.aggregate,
-      pool=space.pool, stem=stem, bn_momentum=space.bn_momentum,
-      bn_epsilon=space.bn_epsilon, dag_output=space.dag_output)
+      dags=tuple(dags),
+      num_classes=num_classes,
+      aggregate=space.aggregate,
+      pool=space.pool,
+      stem=stem,
+      bn_momentum=space.bn_momentum,
+      bn_epsilon=space.bn_epsilon,
+      dag_output=space.dag_output,
+  )
 
 
 def encode_mask(mask: Any) -> str:
@@ -214,7 +240,7 @@ def decode_mask(text: str, n: int) -> np.ndarray:
   rows, cols = np.triu_indices(n, 1)
   mask = np.zeros((n, n), bool)
   if len(rows):
-    bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows):]
+    bits = format(int(text, 16), f"0{len(rows)}b")[-len(rows) :]
     mask[rows, cols] = [b == "1" for b in bits]
   return mask
 
@@ -226,19 +252,31 @@ def upscale(spec: ArchSpec, factor: float, *, divisor: int = 1) -> ArchSpec:
   divisor) * divisor)``: round half up to the nearest multiple of `divisor`
   (1 = plain rounding; AutoShrink uses 4). The stem and head are unchanged.
   """
-  if not isinstance(factor, (int, float)) or not np.isfinite(factor) \
-      or factor <= 0:
-    raise SpecError(f"factor: {factor!r} is not allowed; allowed: a finite "
-                    "number > 0")
+  if (
+      not isinstance(factor, (int, float))
+      or not np.isfinite(factor)
+      or factor <= 0
+  ):
+    raise SpecError(
+        f"factor: {factor!r} is not allowed; allowed: a finite number > 0"
+    )
   if not isinstance(divisor, int) or divisor < 1:
-    raise SpecError(f"divisor: {divisor!r} is not allowed; allowed: an "
-                    "integer >= 1")
+    raise SpecError(
+        f"divisor: {divisor!r} is not allowed; allowed: an integer >= 1"
+    )
 
   def scale(c):
     return max(divisor, int(np.floor(c * factor / divisor + 0.5)) * divisor)
 
-  dags = tuple(Dag(tuple(dataclasses.replace(n, channels=scale(n.channels))
-                         for n in d.nodes)) for d in spec.dags)
+  dags = tuple(
+      Dag(
+          tuple(
+              dataclasses.replace(n, channels=scale(n.channels))
+              for n in d.nodes
+          )
+      )
+      for d in spec.dags
+  )
   return dataclasses.replace(spec, dags=dags)
 
 
@@ -247,23 +285,33 @@ def upscale(spec: ArchSpec, factor: float, *, divisor: int = 1) -> ArchSpec:
 
 def _validate(spec: ArchSpec) -> None:
   def pos_int(value, where, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-        or value < minimum:
-      raise SpecError(f"{where}: {value!r} is not allowed; allowed: an "
-                      f"integer >= {minimum}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < minimum
+    ):
+      raise SpecError(
+          f"{where}: {value!r} is not allowed; allowed: an integer >= {minimum}"
+      )
 
   pos_int(spec.hierarchies, "hierarchies")
   pos_int(spec.dags_per_hierarchy, "dags_per_hierarchy")
   pos_int(spec.num_classes, "num_classes")
   if spec.aggregate not in space_lib.AGGREGATES:
-    raise SpecError(f"aggregate: {spec.aggregate!r} is not allowed; allowed: "
-                    f"{', '.join(space_lib.AGGREGATES)}")
+    raise SpecError(
+        f"aggregate: {spec.aggregate!r} is not allowed; allowed: "
+        f"{', '.join(space_lib.AGGREGATES)}"
+    )
   if spec.dag_output not in space_lib.DAG_OUTPUTS:
-    raise SpecError(f"dag_output: {spec.dag_output!r} is not allowed; "
-                    f"allowed: {', '.join(space_lib.DAG_OUTPUTS)}")
+    raise SpecError(
+        f"dag_output: {spec.dag_output!r} is not allowed; "
+        f"allowed: {', '.join(space_lib.DAG_OUTPUTS)}"
+    )
   if spec.pool not in space_lib.POOLS:
-    raise SpecError(f"pool: {spec.pool!r} is not allowed; allowed: "
-                    f"{', '.join(space_lib.POOLS)}")
+    raise SpecError(
+        f"pool: {spec.pool!r} is not allowed; allowed: "
+        f"{', '.join(space_lib.POOLS)}"
+    )
   for i, c in enumerate(spec.stem):
     if not isinstance(c, Conv):
       raise SpecError(f"stem[{i}]: expected a Conv")
@@ -272,8 +320,10 @@ def _validate(spec: ArchSpec) -> None:
     pos_int(c.stride, f"stem[{i}].stride")
   want = spec.hierarchies * spec.dags_per_hierarchy
   if len(spec.dags) != want:
-    raise SpecError(f"dags: expected hierarchies * dags_per_hierarchy = "
-                    f"{want} DAGs, got {len(spec.dags)}")
+    raise SpecError(
+        "dags: expected hierarchies * dags_per_hierarchy = "
+        f"{want} DAGs, got {len(spec.dags)}"
+    )
   for k, dag in enumerate(spec.dags):
     where = f"dags[{k}]"
     if not isinstance(dag, Dag):
@@ -288,33 +338,53 @@ def _validate(spec: ArchSpec) -> None:
       pos_int(node.channels, f"{w}.channels")
       if i == 0:
         if node.id != 0:
-          raise SpecError(f"{w}.id: the first node must be node 0 (the one "
-                          f"reading the DAG input), got {node.id}")
+          raise SpecError(
+              f"{w}.id: the first node must be node 0 (the one "
+              f"reading the DAG input), got {node.id}"
+          )
         if node.inputs:
-          raise SpecError(f"{w}.inputs: node 0 reads the DAG input and must "
-                          f"have no inputs, got {list(node.inputs)}")
+          raise SpecError(
+              f"{w}.inputs: node 0 reads the DAG input and must "
+              f"have no inputs, got {list(node.inputs)}"
+          )
       else:
         if node.id in seen:
           raise SpecError(f"{w}.id: duplicate node id {node.id}")
         if seen and node.id < max(seen):
-          raise SpecError(f"{w}.id: nodes must be listed in increasing id "
-                          f"order, got {node.id} after {max(seen)}")
+          raise SpecError(
+              f"{w}.id: nodes must be listed in increasing id "
+              f"order, got {node.id} after {max(seen)}"
+          )
         if not node.inputs:
-          raise SpecError(f"{w}.inputs: node {node.id} has no inputs; only "
-                          "node 0 may (drop unreachable nodes)")
+          raise SpecError(
+              f"{w}.inputs: node {node.id} has no inputs; only "
+              "node 0 may (drop unreachable nodes)"
+          )
         for u in node.inputs:
           if u not in seen:
-            raise SpecError(f"{w}.inputs: node {u} is not an earlier node of "
-                            f"this DAG (known: {sorted(seen)})")
+            raise SpecError(
+                f"{w}.inputs: node {u} is not an earlier node of "
+                f"this DAG (known: {sorted(seen)})"
+            )
         if len(set(node.inputs)) != len(node.inputs):
-          raise SpecError(f"{w}.inputs: duplicate input in "
-                          f"{list(node.inputs)}")
+          raise SpecError(f"{w}.inputs: duplicate input in {list(node.inputs)}")
       seen.add(node.id)
 
 
-_TOP_FIELDS = ("format", "version", "hierarchies", "dags_per_hierarchy",
-               "num_classes", "aggregate", "dag_output", "pool", "bn_momentum",
-               "bn_epsilon", "stem", "dags")
+_TOP_FIELDS = (
+    "format",
+    "version",
+    "hierarchies",
+    "dags_per_hierarchy",
+    "num_classes",
+    "aggregate",
+    "dag_output",
+    "pool",
+    "bn_momentum",
+    "bn_epsilon",
+    "stem",
+    "dags",
+)
 
 
 def _from_dict(d: Any, where: str) -> ArchSpec:
@@ -323,53 +393,73 @@ def _from_dict(d: Any, where: str) -> ArchSpec:
       raise SpecError(f"{w}: missing field {key!r}")
     v = obj[key]
     if isinstance(v, bool) or not isinstance(v, types):
-      tname = types.__name__ if isinstance(types, type) else "/".join(
-          t.__name__ for t in types)
-      raise SpecError(f"{w}.{key}: expected {tname}, got {type(v).__name__} "
-                      f"{v!r}"[:200])
+      tname = (
+          types.__name__
+          if isinstance(types, type)
+          else "/".join(t.__name__ for t in types)
+      )
+      raise SpecError(
+          f"{w}.{key}: expected {tname}, got {type(v).__name__} {v!r}"[:200]
+      )
     return v
 
   def int_list(v, w):
     if not isinstance(v, list) or not all(
-        isinstance(x, int) and not isinstance(x, bool) for x in v):
+        isinstance(x, int) and not isinstance(x, bool) for x in v
+    ):
       raise SpecError(f"{w}: expected a list of integers, got {v!r}"[:200])
     return tuple(v)
 
   if not isinstance(d, dict):
-    raise SpecError(f"{where}: expected a JSON object, got "
-                    f"{type(d).__name__}")
+    raise SpecError(f"{where}: expected a JSON object, got {type(d).__name__}")
   if d.get("format") != FORMAT:
-    raise SpecError(f"{where}.format: expected {FORMAT!r}, got "
-                    f"{d.get('format')!r}")
+    raise SpecError(
+        f"{where}.format: expected {FORMAT!r}, got {d.get('format')!r}"
+    )
   if d.get("version") != VERSION:
-    raise SpecError(f"{where}.version: expected {VERSION}, got "
-                    f"{d.get('version')!r}")
+    raise SpecError(
+        f"{where}.version: expected {VERSION}, got {d.get('version')!r}"
+    )
   unknown = sorted(set(d) - set(_TOP_FIELDS))
   if unknown:
-    raise SpecError(f"{where}.{unknown[0]}: unknown field; allowed: "
-                    f"{', '.join(_TOP_FIELDS)}")
+    raise SpecError(
+        f"{where}.{unknown[0]}: unknown field; allowed: "
+        f"{', '.join(_TOP_FIELDS)}"
+    )
   stem = []
   for i, c in enumerate(need(d, "stem", list, where)):
     w = f"{where}.stem[{i}]"
-    stem.append(Conv(kernel=need(c, "kernel", int, w),
-                     channels=need(c, "channels", int, w),
-                     stride=need(c, "stride", int, w)))
+    stem.append(
+        Conv(
+            kernel=need(c, "kernel", int, w),
+            channels=need(c, "channels", int, w),
+            stride=need(c, "stride", int, w),
+        )
+    )
   dags = []
   for k, dag in enumerate(need(d, "dags", list, where)):
     w = f"{where}.dags[{k}]"
     nodes = []
     for i, node in enumerate(need(dag, "nodes", list, w)):
       wn = f"{w}.nodes[{i}]"
-      extra = sorted(set(node) - {"id", "kernel", "channels", "inputs"}) \
-          if isinstance(node, dict) else []
+      extra = (
+          sorted(set(node) - {"id", "kernel", "channels", "inputs"})
+          if isinstance(node, dict)
+          else []
+      )
       if extra:
-        raise SpecError(f"{wn}.{extra[0]}: unknown field; allowed: id, "
-                        "kernel, channels, inputs")
-      nodes.append(Node(id=need(node, "id", int, wn),
-                        kernel=need(node, "kernel", int, wn),
-                        channels=need(node, "channels", int, wn),
-                        inputs=int_list(need(node, "inputs", list, wn),
-                                        f"{wn}.inputs")))
+        raise SpecError(
+            f"{wn}.{extra[0]}: unknown field; allowed: id, "
+            "kernel, channels, inputs"
+        )
+      nodes.append(
+          Node(
+              id=need(node, "id", int, wn),
+              kernel=need(node, "kernel", int, wn),
+              channels=need(node, "channels", int, wn),
+              inputs=int_list(need(node, "inputs", list, wn), f"{wn}.inputs"),
+          )
+      )
     dags.append(Dag(nodes=tuple(nodes)))
   try:
     return ArchSpec(
@@ -378,16 +468,20 @@ def _from_dict(d: Any, where: str) -> ArchSpec:
         num_classes=need(d, "num_classes", int, where),
         aggregate=need(d, "aggregate", str, where),
         # Files written before the field existed used sinks.
-        dag_output=(need(d, "dag_output", str, where)
-                    if "dag_output" in d else "sinks"),
+        dag_output=(
+            need(d, "dag_output", str, where) if "dag_output" in d else "sinks"
+        ),
         pool=need(d, "pool", str, where),
         bn_momentum=float(need(d, "bn_momentum", (int, float), where)),
         bn_epsilon=float(need(d, "bn_epsilon", (int, float), where)),
-        stem=tuple(stem), dags=tuple(dags))
+        stem=tuple(stem),
+        dags=tuple(dags),
+    )
   except SpecError as e:
     msg = str(e)
-    raise SpecError(msg if msg.startswith(where) else f"{where}.{msg}") \
-        from None
+    raise SpecError(
+        msg if msg.startswith(where) else f"{where}.{msg}"
+    ) from None
 
 
 def node_widths(dag: Dag) -> Dict[int, int]:

@@ -45,12 +45,14 @@ def in_range(lo=None, hi=None, lo_open=False, hi_open=False):
     ``(ok, allowed)``: a predicate on a value and the text of the allowed
     range that error messages show, e.g. ``">= 0 and < 1"``.
   """
+
   def ok(v):
     if lo is not None and (v <= lo if lo_open else v < lo):
       return False
     if hi is not None and (v >= hi if hi_open else v > hi):
       return False
     return True
+
   lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
   hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
   return ok, " and ".join(s for s in (lo_s, hi_s) if s)
@@ -61,11 +63,20 @@ def one_of(values):
   return (lambda v: v in values), "one of " + ", ".join(map(str, values))
 
 
-_SPACE_TYPES = {"hierarchies": int, "dags_per_hierarchy": int, "nodes": int,
-                "ops": tuple, "width": float, "stem": tuple, "aggregate": str,
-                "dag_output": str,
-                "pool": str, "max_filters": int, "bn_momentum": float,
-                "bn_epsilon": float}
+_SPACE_TYPES = {
+    "hierarchies": int,
+    "dags_per_hierarchy": int,
+    "nodes": int,
+    "ops": tuple,
+    "width": float,
+    "stem": tuple,
+    "aggregate": str,
+    "dag_output": str,
+    "pool": str,
+    "max_filters": int,
+    "bn_momentum": float,
+    "bn_epsilon": float,
+}
 
 
 def _is_int(v) -> bool:
@@ -73,8 +84,11 @@ def _is_int(v) -> bool:
 
 
 def _is_number(v) -> bool:
-  return (isinstance(v, (int, float)) and not isinstance(v, bool)
-          and math.isfinite(v))
+  return (
+      isinstance(v, (int, float))
+      and not isinstance(v, bool)
+      and math.isfinite(v)
+  )
 
 
 def _type_ok(value, typ) -> bool:
@@ -90,21 +104,33 @@ def _type_ok(value, typ) -> bool:
     return isinstance(value, str)
   if typ is tuple:
     return isinstance(value, (list, tuple)) and all(
-        isinstance(v, str) for v in value)
+        isinstance(v, str) for v in value
+    )
   if typ == "ints":
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        _is_int(v) for v in value)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(_is_int(v) for v in value)
+    )
   if typ == "floats":
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        _is_number(v) for v in value)
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) > 0
+        and all(_is_number(v) for v in value)
+    )
   return False
 
 
 def _type_name(typ) -> str:
-  return {bool: "a boolean", int: "an integer", float: "a number",
-          str: "a string", tuple: "a list of strings",
-          "ints": "a non-empty list of integers",
-          "floats": "a non-empty list of numbers"}[typ]
+  return {
+      bool: "a boolean",
+      int: "an integer",
+      float: "a number",
+      str: "a string",
+      tuple: "a list of strings",
+      "ints": "a non-empty list of integers",
+      "floats": "a non-empty list of numbers",
+  }[typ]
 
 
 def build(cls, d, where):
@@ -125,8 +151,9 @@ def build(cls, d, where):
     ConfigError: one line naming the first unknown or bad field.
   """
   if not isinstance(d, dict):
-    raise ConfigError(f"{where}: expected a group of fields, got "
-                      f"{type(d).__name__}")
+    raise ConfigError(
+        f"{where}: expected a group of fields, got {type(d).__name__}"
+    )
   if cls is SearchSpace:
     types = _SPACE_TYPES
   else:
@@ -134,8 +161,10 @@ def build(cls, d, where):
     types = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
   unknown = sorted(set(d) - set(types))
   if unknown:
-    raise ConfigError(f"{where}.{unknown[0]}: unknown field; allowed: "
-                      f"{', '.join(sorted(types))}")
+    raise ConfigError(
+        f"{where}.{unknown[0]}: unknown field; allowed: "
+        f"{', '.join(sorted(types))}"
+    )
   kwargs = {}
   for name, value in d.items():
     typ, w = types[name], f"{where}.{name}"
@@ -143,8 +172,9 @@ def build(cls, d, where):
       kwargs[name] = build(typ, value, w)
       continue
     if not _type_ok(value, typ):
-      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
-                        f"{_type_name(typ)}")
+      raise ConfigError(
+          f"{w}: {value!r} is not allowed; allowed: {_type_name(typ)}"
+      )
     check = getattr(cls, "_checks", {}).get(name)
     if check and not check[0](value):
       raise ConfigError(f"{w}: {value!r} is not allowed; allowed: {check[1]}")
@@ -183,8 +213,9 @@ def check_settings(obj, where: str) -> None:
       continue
     w = f"{where}.{f.name}"
     if not _type_ok(value, typ):
-      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
-                        f"{_type_name(typ)}")
+      raise ConfigError(
+          f"{w}: {value!r} is not allowed; allowed: {_type_name(typ)}"
+      )
     check = checks.get(f.name)
     if check and not check[0](value):
       raise ConfigError(f"{w}: {value!r} is not allowed; allowed: {check[1]}")
@@ -205,12 +236,15 @@ def check_group(d: Any, schema: Dict[str, tuple], where: str) -> Dict:
   if d is None:
     d = {}
   if not isinstance(d, dict):
-    raise ConfigError(f"{where}: expected a group of fields, got "
-                      f"{type(d).__name__}")
+    raise ConfigError(
+        f"{where}: expected a group of fields, got {type(d).__name__}"
+    )
   unknown = sorted(set(d) - set(schema))
   if unknown:
-    raise ConfigError(f"{where}.{unknown[0]}: unknown field; allowed: "
-                      f"{', '.join(sorted(schema))}")
+    raise ConfigError(
+        f"{where}.{unknown[0]}: unknown field; allowed: "
+        f"{', '.join(sorted(schema))}"
+    )
   out = {}
   for name, (default, typ, check) in schema.items():
     w = f"{where}.{name}"
@@ -219,12 +253,12 @@ def check_group(d: Any, schema: Dict[str, tuple], where: str) -> Dict:
       continue
     value = d.get(name, default)
     if not _type_ok(value, typ):
-      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
-                        f"{_type_name(typ)}")
+      raise ConfigError(
+          f"{w}: {value!r} is not allowed; allowed: {_type_name(typ)}"
+      )
     values = list(value) if typ in ("ints", "floats") else [value]
     if check is not None and not all(check[0](v) for v in values):
-      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: "
-                        f"{check[1]}")
+      raise ConfigError(f"{w}: {value!r} is not allowed; allowed: {check[1]}")
     if typ == "floats":
       value = [float(v) for v in value]
     elif typ == "ints":
@@ -278,14 +312,16 @@ def parse_value(text: str, current: Any, where: str) -> Any:
     try:
       return int(text)
     except ValueError:
-      raise ConfigError(f"{where}: {text!r} is not allowed; allowed: an "
-                        "integer") from None
+      raise ConfigError(
+          f"{where}: {text!r} is not allowed; allowed: an integer"
+      ) from None
   if isinstance(current, float):
     try:
       return float(text)
     except ValueError:
-      raise ConfigError(f"{where}: {text!r} is not allowed; allowed: a "
-                        "number") from None
+      raise ConfigError(
+          f"{where}: {text!r} is not allowed; allowed: a number"
+      ) from None
   if isinstance(current, (tuple, list)):
     if text.strip().startswith(("[", "(")):
       try:
@@ -294,8 +330,9 @@ def parse_value(text: str, current: Any, where: str) -> Any:
         raise ConfigError(f"{where}: {text!r} is not a list") from None
       return tuple(value)
     items = tuple(s.strip() for s in text.split(",") if s.strip())
-    if current and all(isinstance(x, (int, float))
-                       and not isinstance(x, bool) for x in current):
+    if current and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in current
+    ):
       # A list of numbers stays one: "0.3,0.5" -> (0.3, 0.5).
       kind = int if all(isinstance(x, int) for x in current) else float
       return tuple(parse_value(x, kind(0), where) for x in items)
@@ -307,22 +344,26 @@ def apply_overrides(cfg_dict: Dict[str, Any], overrides: List[str]) -> Dict:
   """Applies ``--config.a.b=value`` strings to a plain nested dict."""
   for item in overrides:
     if not item.startswith("--config."):
-      raise ConfigError(f"{item.split('=')[0]}: unknown argument; allowed: "
-                        "--config.<field>=<value> overrides")
+      raise ConfigError(
+          f"{item.split('=')[0]}: unknown argument; allowed: "
+          "--config.<field>=<value> overrides"
+      )
     if "=" not in item:
       raise ConfigError(f"{item}: expected --config.<field>=<value>")
-    key, text = item[len("--config."):].split("=", 1)
+    key, text = item[len("--config.") :].split("=", 1)
     node, parts = cfg_dict, key.split(".")
     for i, part in enumerate(parts):
-      where = "config." + ".".join(parts[:i + 1])
+      where = "config." + ".".join(parts[: i + 1])
       if not isinstance(node, dict) or part not in node:
         allowed = ", ".join(sorted(node)) if isinstance(node, dict) else "-"
         raise ConfigError(f"{where}: unknown field; allowed: {allowed}")
       if i < len(parts) - 1:
         node = node[part]
     if isinstance(node[parts[-1]], dict):
-      raise ConfigError(f"config.{key}: is a group of fields; set one of "
-                        f"{', '.join(sorted(node[parts[-1]]))}")
+      raise ConfigError(
+          f"config.{key}: is a group of fields; set one of "
+          f"{', '.join(sorted(node[parts[-1]]))}"
+      )
     node[parts[-1]] = parse_value(text, node[parts[-1]], f"config.{key}")
   return cfg_dict
 
@@ -342,8 +383,9 @@ def check_fields(d: Any, fields, error: type, where: str = "config") -> None:
     raise error(f"{where}: expected a group of fields")
   unknown = sorted(set(d) - set(fields))
   if unknown:
-    raise error(f"{where}.{unknown[0]}: unknown field; allowed: "
-                f"{', '.join(fields)}")
+    raise error(
+        f"{where}.{unknown[0]}: unknown field; allowed: {', '.join(fields)}"
+    )
   missing = [k for k in fields if k not in d]
   if missing:
     raise error(f"{where}.{missing[0]}: missing field")
@@ -370,8 +412,9 @@ def plain(x):
   return x
 
 
-def diff(a: Dict[str, Any], b: Dict[str, Any], prefix: str = "") -> \
-    Optional[Tuple[str, Any, Any]]:
+def diff(
+    a: Dict[str, Any], b: Dict[str, Any], prefix: str = ""
+) -> Optional[Tuple[str, Any, Any]]:
   """The first field (dotted path) where two config dicts differ."""
   for key in sorted(set(a) | set(b)):
     va, vb = a.get(key), b.get(key)

@@ -51,8 +51,9 @@ def parse_int(text, flag: str, minimum: int = 1) -> int:
   except ValueError:
     value = None
   if value is None or value < minimum:
-    raise GramJaxError(f"{flag}: {text!r} is not allowed; allowed: an "
-                       f"integer >= {minimum}")
+    raise GramJaxError(
+        f"{flag}: {text!r} is not allowed; allowed: an integer >= {minimum}"
+    )
   return value
 
 
@@ -60,6 +61,8 @@ def parse_shape(text, flag: str = "--input-shape") -> tuple:
   """``"8,8,1"`` -> ``(8, 8, 1)``, or one GramJaxError line naming `flag`."""
   parts = [p.strip() for p in str(text).split(",")]
   if len(parts) != 3 or not all(p.isdigit() and int(p) >= 1 for p in parts):
-    raise GramJaxError(f"{flag}: {text!r} is not allowed; allowed: H,W,C "
-                       "as three positive integers, e.g. 32,32,3")
+    raise GramJaxError(
+        f"{flag}: {text!r} is not allowed; allowed: H,W,C "
+        "as three positive integers, e.g. 32,32,3"
+    )
   return tuple(int(p) for p in parts)

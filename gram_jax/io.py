@@ -34,19 +34,23 @@ def save_variables(path: str, variables: Dict[str, Any]) -> None:
     ckptr.save(path, jax.device_get(variables))
 
 
-def load_variables(path: str, spec: ArchSpec,
-                   input_shape: Sequence[int]) -> Dict[str, Any]:
+def load_variables(
+    path: str, spec: ArchSpec, input_shape: Sequence[int]
+) -> Dict[str, Any]:
   """Restores the variables of `ExactNet(spec)` at `input_shape` (H, W, C)."""
   # Imported here, not for a cycle (models import nothing above them) but
   # so that `import gram_jax.io`, and with it `gram_jax.export` and the
   # LiteRT timing process of `gram_jax.cost.timing`, loads no Flax.
   from gram_jax.models import ExactNet  # pylint: disable=import-outside-toplevel
-  return load_module_variables(path, ExactNet(spec), input_shape,
-                               what="this architecture")
+
+  return load_module_variables(
+      path, ExactNet(spec), input_shape, what="this architecture"
+  )
 
 
-def load_module_variables(path: str, module, input_shape: Sequence[int], *,
-                          what: str = "this model") -> Dict[str, Any]:
+def load_module_variables(
+    path: str, module, input_shape: Sequence[int], *, what: str = "this model"
+) -> Dict[str, Any]:
   """Restores the variables of the Flax `module` at `input_shape` (H, W, C).
 
   The checkpoint must hold exactly the variables ``module.init`` makes;
@@ -55,10 +59,13 @@ def load_module_variables(path: str, module, input_shape: Sequence[int], *,
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise CheckpointError(f"{path}: no such checkpoint directory")
-  target = jax.eval_shape(module.init, jax.random.key(0),
-                          jnp.zeros((1,) + tuple(input_shape)))
-  where = (f"{path}: does not hold the variables of {what} at "
-           f"input {tuple(input_shape)}")
+  target = jax.eval_shape(
+      module.init, jax.random.key(0), jnp.zeros((1,) + tuple(input_shape))
+  )
+  where = (
+      f"{path}: does not hold the variables of {what} at "
+      f"input {tuple(input_shape)}"
+  )
   try:
     with ocp.StandardCheckpointer() as ckptr:
       restored = ckptr.restore(path, target)
@@ -75,15 +82,17 @@ def load_module_variables(path: str, module, input_shape: Sequence[int], *,
       raise CheckpointError(
           f"{where}: {name} has shape "
           f"{None if have is None else tuple(have.shape)}, the model "
-          f"needs {tuple(leaf.shape)}")
+          f"needs {tuple(leaf.shape)}"
+      )
   return restored
 
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
   """Writes through a temporary file and a rename: never half a file."""
   directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_",
-                             suffix=os.path.basename(path))
+  fd, tmp = tempfile.mkstemp(
+      dir=directory, prefix=".tmp_", suffix=os.path.basename(path)
+  )
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
@@ -118,8 +127,9 @@ def read_jsonl(path: str, key: str, before: float) -> list:
 
 
 def write_jsonl_atomic(path: str, records: list) -> None:
-  write_bytes_atomic(path, "".join(json.dumps(r) + "\n"
-                                   for r in records).encode())
+  write_bytes_atomic(
+      path, "".join(json.dumps(r) + "\n" for r in records).encode()
+  )
 
 
 def read_json(path: str, error: type = GramJaxError) -> Any:
@@ -131,8 +141,9 @@ def read_json(path: str, error: type = GramJaxError) -> Any:
   except OSError as e:
     raise error(f"{path}: cannot read ({e.strerror})") from None
   except json.JSONDecodeError as e:
-    raise error(f"{path}: not valid JSON ({e.msg} at line {e.lineno} "
-                f"column {e.colno})") from None
+    raise error(
+        f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+    ) from None
 
 
 def load_metagraph(path: str):
@@ -141,6 +152,7 @@ def load_metagraph(path: str):
   # Here for the same reason as `ExactNet` in `load_variables`.
   from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
   from gram_jax.space import SearchSpace  # pylint: disable=import-outside-toplevel
+
   d = read_json(path, CheckpointError)
   if not isinstance(d, dict) or d.get("format") != "gram_jax.MetaGraph":
     raise CheckpointError(f"{path}.format: expected 'gram_jax.MetaGraph'")
@@ -151,17 +163,28 @@ def load_metagraph(path: str):
   n = space.nodes
   weights, ops = [], []
   for k, dag in enumerate(dags):
-    w = np.asarray(dag.get("weights"), dtype=np.float32) \
-        if isinstance(dag, dict) else None
+    w = (
+        np.asarray(dag.get("weights"), dtype=np.float32)
+        if isinstance(dag, dict)
+        else None
+    )
     if w is None or w.shape != (n, n) or not np.all(np.isfinite(w)):
-      raise CheckpointError(f"{path}.dags[{k}].weights: expected {n}x{n} "
-                            "finite numbers")
+      raise CheckpointError(
+          f"{path}.dags[{k}].weights: expected {n}x{n} finite numbers"
+      )
     names = dag.get("ops")
-    if not isinstance(names, list) or len(names) != n or any(
-        o not in space.ops for o in names):
-      raise CheckpointError(f"{path}.dags[{k}].ops: expected {n} names from "
-                            f"{list(space.ops)}")
+    if (
+        not isinstance(names, list)
+        or len(names) != n
+        or any(o not in space.ops for o in names)
+    ):
+      raise CheckpointError(
+          f"{path}.dags[{k}].ops: expected {n} names from {list(space.ops)}"
+      )
     weights.append(w)
     ops.append([space.ops.index(o) for o in names])
-  return mg.MetaGraph(weights=jnp.asarray(np.stack(weights)),
-                      ops=jnp.asarray(ops, jnp.int32), space=space)
+  return mg.MetaGraph(
+      weights=jnp.asarray(np.stack(weights)),
+      ops=jnp.asarray(ops, jnp.int32),
+      space=space,
+  )

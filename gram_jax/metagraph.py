@@ -37,6 +37,7 @@ PRUNE_MODES = ("threshold", "quantile")
 
 class MetaGraph(struct.PyTreeNode):
   """Edge weights ``f32[K, n, n]`` and frozen node ops ``i32[K, n]``."""
+
   weights: jax.Array
   ops: jax.Array
   space: SearchSpace = struct.field(pytree_node=False)
@@ -47,8 +48,9 @@ def upper_triangle(n: int) -> jax.Array:
   return jnp.triu(jnp.ones((n, n), dtype=bool), k=1)
 
 
-def init(space: SearchSpace, key: jax.Array, *,
-         init_weight: float = 1.0) -> MetaGraph:
+def init(
+    space: SearchSpace, key: jax.Array, *, init_weight: float = 1.0
+) -> MetaGraph:
   """A meta-graph with uniform edge weights and frozen random node ops.
 
   Node ops are a balanced random assignment per DAG: the op table is tiled to
@@ -112,8 +114,9 @@ def output_nodes(masks: jax.Array, dag_output: str = "all") -> jax.Array:
     return live_nodes(masks)
   if dag_output == "sinks":
     return sinks(masks)
-  raise ValueError(f"dag_output: {dag_output!r} is not allowed; allowed: "
-                   "all, sinks")
+  raise ValueError(
+      f"dag_output: {dag_output!r} is not allowed; allowed: all, sinks"
+  )
 
 
 def sample(graph: MetaGraph, key: jax.Array) -> jax.Array:
@@ -127,8 +130,14 @@ def sample(graph: MetaGraph, key: jax.Array) -> jax.Array:
   return effective(u < graph.weights)
 
 
-def update(graph: MetaGraph, masks: jax.Array, advantage: jax.Array, *,
-           alpha: float = 0.9, normalization: str = "bernoulli") -> MetaGraph:
+def update(
+    graph: MetaGraph,
+    masks: jax.Array,
+    advantage: jax.Array,
+    *,
+    alpha: float = 0.9,
+    normalization: str = "bernoulli",
+) -> MetaGraph:
   """Algorithm 1's multiplicative edge update [SN §3.2].
 
   Every edge weight is the probability with which `sample` draws the edge.
@@ -183,8 +192,10 @@ def update(graph: MetaGraph, masks: jax.Array, advantage: jax.Array, *,
     [0.622, 0.378]
   """
   if normalization not in NORMALIZATIONS:
-    raise ValueError(f"normalization: {normalization!r} is not allowed; "
-                     f"allowed: {', '.join(NORMALIZATIONS)}")
+    raise ValueError(
+        f"normalization: {normalization!r} is not allowed; "
+        f"allowed: {', '.join(NORMALIZATIONS)}"
+    )
   advantage = jnp.asarray(advantage, jnp.float32)
   advantage = jnp.reshape(advantage, advantage.shape + (1, 1))
   tri = upper_triangle(graph.weights.shape[-1])
@@ -206,8 +217,9 @@ def update(graph: MetaGraph, masks: jax.Array, advantage: jax.Array, *,
   return graph.replace(weights=w)
 
 
-def prune(graph: MetaGraph, level: Union[float, jax.Array], *,
-          mode: str = "threshold") -> jax.Array:
+def prune(
+    graph: MetaGraph, level: Union[float, jax.Array], *, mode: str = "threshold"
+) -> jax.Array:
   """Structure-level pruning [SN §3.3]: the edges kept at `level`.
 
   Args:
@@ -222,15 +234,17 @@ def prune(graph: MetaGraph, level: Union[float, jax.Array], *,
     Effective masks ``bool[K, n, n]``.
   """
   if mode not in PRUNE_MODES:
-    raise ValueError(f"mode: {mode!r} is not allowed; allowed: "
-                     f"{', '.join(PRUNE_MODES)}")
+    raise ValueError(
+        f"mode: {mode!r} is not allowed; allowed: {', '.join(PRUNE_MODES)}"
+    )
   n = graph.weights.shape[-1]
   tri = upper_triangle(n)
   if mode == "threshold":
     keep = graph.weights >= level
   else:
     flat = jnp.where(tri, graph.weights, jnp.nan).reshape(
-        graph.weights.shape[:-2] + (n * n,))
+        graph.weights.shape[:-2] + (n * n,)
+    )
     cut = jnp.nanquantile(flat, level, axis=-1)
     keep = graph.weights >= cut[..., None, None]
     # Level 1 drops every edge, as a threshold above the largest weight would.

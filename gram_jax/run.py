@@ -66,12 +66,15 @@ def _pop_path(d: Dict[str, Any], dotted: str) -> None:
   d.pop(last, None)
 
 
-def prepare_workdir(workdir: str, config: Dict[str, Any], *,
-                    may_change: Sequence[str] = (),
-                    upgrade: Optional[Callable[[Dict[str, Any]],
-                                               Dict[str, Any]]] = None,
-                    prefix: str = "config.",
-                    error: type = GramJaxError) -> bool:
+def prepare_workdir(
+    workdir: str,
+    config: Dict[str, Any],
+    *,
+    may_change: Sequence[str] = (),
+    upgrade: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None,
+    prefix: str = "config.",
+    error: type = GramJaxError,
+) -> bool:
   """Creates `workdir` with ``config.json``, or checks it holds this run.
 
   Args:
@@ -117,11 +120,16 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], *,
   d = diff(old_cmp, new_cmp)
   if d:
     field, was, now = d
-    may = (f" (only {', '.join(prefix + f for f in may_change)} may "
-           "differ)" if may_change else "")
-    raise error(f"{prefix}{field}: the workdir {workdir} holds a run with "
-                f"{field}={was!r}, this one has {now!r}; use a new "
-                f"--workdir or the same config{may}")
+    may = (
+        f" (only {', '.join(prefix + f for f in may_change)} may differ)"
+        if may_change
+        else ""
+    )
+    raise error(
+        f"{prefix}{field}: the workdir {workdir} holds a run with "
+        f"{field}={was!r}, this one has {now!r}; use a new "
+        f"--workdir or the same config{may}"
+    )
   if old != new:
     io.write_json_atomic(path, new)
   return True
@@ -129,13 +137,16 @@ def prepare_workdir(workdir: str, config: Dict[str, Any], *,
 
 class Restored(NamedTuple):
   """A restored checkpoint: its step and the tree (the target's structure)."""
+
   step: int
   tree: Any
 
 
 def _shapes(tree) -> List[tuple]:
-  return [tuple(np.shape(x) if not hasattr(x, "shape") else x.shape)
-          for x in jax.tree.leaves(tree)]
+  return [
+      tuple(np.shape(x) if not hasattr(x, "shape") else x.shape)
+      for x in jax.tree.leaves(tree)
+  ]
 
 
 def _one_line(e: BaseException) -> str:
@@ -161,8 +172,9 @@ class Checkpoints:
     name: the checkpoint directory's name inside `workdir`.
   """
 
-  def __init__(self, workdir: str, *, max_to_keep: int,
-               name: str = "checkpoints"):
+  def __init__(
+      self, workdir: str, *, max_to_keep: int, name: str = "checkpoints"
+  ):
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, name))
     self.aside = self.directory + "_corrupt"
@@ -173,11 +185,15 @@ class Checkpoints:
     if jax.process_count() > 1:
       # Only process 0 checkpoints: the state is the same everywhere.
       os.makedirs(self.directory, exist_ok=True)
-      opts.update(create=False,
-                  multiprocessing_options=ocp.options.MultiprocessingOptions(
-                      primary_host=0, active_processes={0}))
+      opts.update(
+          create=False,
+          multiprocessing_options=ocp.options.MultiprocessingOptions(
+              primary_host=0, active_processes={0}
+          ),
+      )
     self.manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(**opts))
+        self.directory, options=ocp.CheckpointManagerOptions(**opts)
+    )
 
   def restore(self, target: Any) -> Optional[Restored]:
     """The newest checkpoint that restores against `target`, or None.
@@ -202,33 +218,39 @@ class Checkpoints:
     want = _shapes(target)
     for i, step in enumerate(steps):
       try:
-        tree = self.manager.restore(step,
-                                    args=ocp.args.StandardRestore(target))
+        tree = self.manager.restore(step, args=ocp.args.StandardRestore(target))
         got = _shapes(tree)
         if got != want:
-          raise ValueError(f"restored shapes {got} differ from the "
-                           f"run's {want}")
+          raise ValueError(
+              f"restored shapes {got} differ from the run's {want}"
+          )
         return Restored(int(step), tree)
       except Exception as e:  # any unreadable checkpoint: fall back  # pylint: disable=broad-except
         src = os.path.join(self.directory, str(step))
-        then = (f"resuming from an earlier one (step {steps[i + 1]})"
-                if i + 1 < len(steps) else
-                "no earlier one: starting the run from the beginning")
-        warnings.warn(f"checkpoint {src} is unreadable ({_one_line(e)}); "
-                      f"moved to {self.aside}; {then}", stacklevel=3)
+        then = (
+            f"resuming from an earlier one (step {steps[i + 1]})"
+            if i + 1 < len(steps)
+            else "no earlier one: starting the run from the beginning"
+        )
+        warnings.warn(
+            f"checkpoint {src} is unreadable ({_one_line(e)}); "
+            f"moved to {self.aside}; {then}",
+            stacklevel=3,
+        )
         if os.path.exists(src):
           os.makedirs(self.aside, exist_ok=True)
-          shutil.move(src, os.path.join(self.aside,
-                                        f"{step}-{time.time_ns()}"))
+          shutil.move(src, os.path.join(self.aside, f"{step}-{time.time_ns()}"))
         self.manager.reload()
     return None
 
-  def _broadcast(self, found: Optional[Restored],
-                 target: Any) -> Optional[Restored]:
+  def _broadcast(
+      self, found: Optional[Restored], target: Any
+  ) -> Optional[Restored]:
     zeros = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), target)
     step, tree = (found.step, found.tree) if found is not None else (-1, zeros)
     step, tree = distributed.broadcast_from_primary(
-        (np.int64(step), jax.tree.map(np.asarray, tree)))
+        (np.int64(step), jax.tree.map(np.asarray, tree))
+    )
     return None if int(step) < 0 else Restored(int(step), tree)
 
   def save(self, step: int, tree: Any) -> None:
@@ -282,12 +304,11 @@ def crc32c(data: bytes) -> int:
 
 def _masked_crc(data: bytes) -> bytes:
   c = crc32c(data)
-  return struct.pack("<I", (((c >> 15) | (c << 17)) + 0xA282EAD8)
-                     & 0xFFFFFFFF)
+  return struct.pack("<I", (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
 def _varint(n: int) -> bytes:
-  n &= (1 << 64) - 1                    # int64 two's complement
+  n &= (1 << 64) - 1  # int64 two's complement
   out = bytearray()
   while True:
     low, n = n & 0x7F, n >> 7
@@ -300,17 +321,27 @@ def _bytes_field(number: int, payload: bytes) -> bytes:
   return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _event(step: int, *, wall_time: float, version: str = "",
-           scalars: Optional[Dict[str, float]] = None) -> bytes:
+def _event(
+    step: int,
+    *,
+    wall_time: float,
+    version: str = "",
+    scalars: Optional[Dict[str, float]] = None,
+) -> bytes:
   out = _varint(1 << 3 | 1) + struct.pack("<d", wall_time)
   out += _varint(2 << 3 | 0) + _varint(int(step))
   if version:
     out += _bytes_field(3, version.encode())
   if scalars:
     summary = b"".join(
-        _bytes_field(1, _bytes_field(1, tag.encode())
-                     + _varint(2 << 3 | 5) + struct.pack("<f", value))
-        for tag, value in scalars.items())
+        _bytes_field(
+            1,
+            _bytes_field(1, tag.encode())
+            + _varint(2 << 3 | 5)
+            + struct.pack("<f", value),
+        )
+        for tag, value in scalars.items()
+    )
     out += _bytes_field(5, summary)
   return out
 
@@ -334,15 +365,21 @@ class EventWriter:
 
   def write(self, step: int, record: Dict[str, Any]) -> None:
     """The record's numbers (not booleans, not non-finite) at `step`."""
-    scalars = {k: float(v) for k, v in record.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)
-               and np.isfinite(v)}
+    scalars = {
+        k: float(v)
+        for k, v in record.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and np.isfinite(v)
+    }
     if not scalars:
       return
     if self._file is None:
       os.makedirs(self.logdir, exist_ok=True)
-      name = (f"events.out.tfevents.{time.time():.6f}."
-              f"{socket.gethostname()}.{os.getpid()}.gram_jax")
+      name = (
+          f"events.out.tfevents.{time.time():.6f}."
+          f"{socket.gethostname()}.{os.getpid()}.gram_jax"
+      )
       self.path = os.path.join(self.logdir, name)
       self._file = open(self.path, "ab")  # pylint: disable=consider-using-with
       self._record(_event(0, wall_time=time.time(), version="brain.Event:2"))
@@ -374,12 +411,20 @@ class JsonlLog:
       (AutoShrink's candidates of one round).
   """
 
-  def __init__(self, path: str, *, key: str, before: float,
-               tensorboard: Optional[str] = None,
-               tensorboard_step: str = "key"):
+  def __init__(
+      self,
+      path: str,
+      *,
+      key: str,
+      before: float,
+      tensorboard: Optional[str] = None,
+      tensorboard_step: str = "key",
+  ):
     if tensorboard_step not in ("key", "index"):
-      raise ValueError(f"tensorboard_step: {tensorboard_step!r} is not "
-                       "allowed; allowed: key, index")
+      raise ValueError(
+          f"tensorboard_step: {tensorboard_step!r} is not "
+          "allowed; allowed: key, index"
+      )
     self.path, self.key, self._tb_step = path, key, tensorboard_step
     self.records: List[Dict[str, Any]] = []
     self._file = self._tb = None
@@ -423,25 +468,32 @@ class JsonlLog:
     self.close()
 
 
-def progress_bar(enabled: bool, *, total: int, initial: int, desc: str,
-                 unit: str):
+def progress_bar(
+    enabled: bool, *, total: int, initial: int, desc: str, unit: str
+):
   """A tqdm bar from `initial` (where the run resumed) to `total`, or None
   when not `enabled` (no bar asked for, or no work left) and on every
   process but 0."""
   if not (enabled and is_primary()):
     return None
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
-  return tqdm(total=total, initial=initial, desc=desc, unit=unit,
-              dynamic_ncols=True)
+
+  return tqdm(
+      total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True
+  )
 
 
 # --- the command-line side of a resumable run --------------------------------
 
 
-def add_arguments(parser, *, workdir_help: str = "run directory; an "
-                  "existing one is resumed", required: bool = True,
-                  default: Optional[str] = None,
-                  stop_after: Optional[str] = None) -> None:
+def add_arguments(
+    parser,
+    *,
+    workdir_help: str = "run directory; an existing one is resumed",
+    required: bool = True,
+    default: Optional[str] = None,
+    stop_after: Optional[str] = None,
+) -> None:
   """The flags every resumable command shares: ``--workdir``,
   ``--no-progress`` and, where the fault tests stop the command part-way,
   the hidden `stop_after` flag (``--stop-after``: rounds, iterations or
@@ -449,18 +501,23 @@ def add_arguments(parser, *, workdir_help: str = "run directory; an "
   if required:
     parser.add_argument("--workdir", required=True, help=workdir_help)
   else:
-    parser.add_argument("--workdir", default=default,
-                        help=f"{workdir_help} (default: {default})"
-                        if default else workdir_help)
-  parser.add_argument("--no-progress", action="store_true",
-                      help="no progress bar")
+    parser.add_argument(
+        "--workdir",
+        default=default,
+        help=f"{workdir_help} (default: {default})"
+        if default
+        else workdir_help,
+    )
+  parser.add_argument(
+      "--no-progress", action="store_true", help="no progress bar"
+  )
   if stop_after:
-    parser.add_argument(stop_after, type=int, default=None,
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        stop_after, type=int, default=None, help=argparse.SUPPRESS
+    )
 
 
 def stopped(unit: str, done: int, total: Optional[int] = None) -> str:
   """The line a command prints when it stopped before the end."""
   of = "" if total is None else f" of {total}"
-  return (f"stopped after {unit} {done}{of}; run the same command to "
-          "resume")
+  return f"stopped after {unit} {done}{of}; run the same command to resume"

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 class Cost(NamedTuple):
   """Analytic MACs and trainable parameters of a network."""
+
   macs: int
   params: int
 

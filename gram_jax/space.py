@@ -22,7 +22,12 @@ from gram_jax.errors import GramJaxError
 # The paper's op table [SN §3.2]: 1x1 conv with 32/64/128 filters, 3x3 conv
 # with 32/64 filters; each conv -> BN -> ELU.
 PAPER_OPS: Tuple[str, ...] = (
-    "conv1x1_32", "conv1x1_64", "conv1x1_128", "conv3x3_32", "conv3x3_64")
+    "conv1x1_32",
+    "conv1x1_64",
+    "conv1x1_128",
+    "conv3x3_32",
+    "conv3x3_64",
+)
 
 AGGREGATES = ("sum", "concat")
 # Which nodes feed a DAG's output: every live node, or only the sinks (live
@@ -40,31 +45,41 @@ class SpaceError(GramJaxError):
 @dataclasses.dataclass(frozen=True)
 class Op:
   """A parsed convolution op: kernel size, base channels and stride."""
+
   kernel: int
   channels: int
   stride: int = 1
 
 
-def parse_op(name: str, *, field: str = "ops", allow_stride: bool = False) -> Op:
+def parse_op(
+    name: str, *, field: str = "ops", allow_stride: bool = False
+) -> Op:
   """Parses ``conv{k}x{k}_{c}`` (optionally ``/{stride}``) into an `Op`."""
   m = _OP_RE.match(name) if isinstance(name, str) else None
   if m is None or m.group(1) != m.group(2):
     raise SpaceError(
-        f"{field}: unknown op {name!r}; allowed: names like 'conv3x3_32' "
-        f"(square kernel k, channels c){' with optional /stride' if allow_stride else ''}, "
-        f"e.g. the paper's {', '.join(PAPER_OPS)}")
+        f"{field}: unknown op {name!r}; allowed: names like 'conv3x3_32'"
+        " (square kernel k, channels"
+        f" c){' with optional /stride' if allow_stride else ''}, e.g. the"
+        f" paper's {', '.join(PAPER_OPS)}"
+    )
   k, c, s = int(m.group(1)), int(m.group(3)), int(m.group(4) or 1)
   if s != 1 and not allow_stride:
-    raise SpaceError(f"{field}: op {name!r} has a stride; strides are only "
-                     "allowed in the stem (DAG nodes keep resolution)")
+    raise SpaceError(
+        f"{field}: op {name!r} has a stride; strides are only "
+        "allowed in the stem (DAG nodes keep resolution)"
+    )
   if k < 1 or k % 2 == 0 or c < 1 or s < 1:
-    raise SpaceError(f"{field}: op {name!r} is not allowed; allowed: an odd "
-                     "kernel >= 1, channels >= 1 and stride >= 1")
+    raise SpaceError(
+        f"{field}: op {name!r} is not allowed; allowed: an odd "
+        "kernel >= 1, channels >= 1 and stride >= 1"
+    )
   return Op(kernel=k, channels=c, stride=s)
 
 
-def scale_channels(channels: int, width: float,
-                   max_filters: Optional[int] = None) -> int:
+def scale_channels(
+    channels: int, width: float, max_filters: Optional[int] = None
+) -> int:
   """Channel rounding rule: ``max(1, round(c * width))``, then the cap."""
   c = max(1, int(math.floor(channels * width + 0.5)))
   if max_filters is not None:
@@ -101,6 +116,7 @@ class SearchSpace:
     max_filters: optional cap on any node's channels [SN §3.3].
     bn_momentum, bn_epsilon: BatchNorm settings (AutoShrink: 0.9, 1e-5).
   """
+
   hierarchies: int = 3
   dags_per_hierarchy: int = 3
   nodes: int = 30
@@ -122,36 +138,52 @@ class SearchSpace:
     _check_int(self.dags_per_hierarchy, "dags_per_hierarchy", 1)
     _check_int(self.nodes, "nodes", 2)
     if not self.ops:
-      raise SpaceError("ops: the op table is empty; allowed: a non-empty "
-                       f"list of op names, e.g. {list(PAPER_OPS)}")
+      raise SpaceError(
+          "ops: the op table is empty; allowed: a non-empty "
+          f"list of op names, e.g. {list(PAPER_OPS)}"
+      )
     for name in self.ops:
       parse_op(name, field="ops")
     if len(set(self.ops)) != len(self.ops):
-      raise SpaceError(f"ops: duplicate op names in {list(self.ops)}; allowed: "
-                       "each op once")
+      raise SpaceError(
+          f"ops: duplicate op names in {list(self.ops)}; allowed: each op once"
+      )
     for name in self.stem:
       parse_op(name, field="stem", allow_stride=True)
-    if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) \
-        or not math.isfinite(self.width) or self.width <= 0:
-      raise SpaceError(f"width: {self.width!r} is not allowed; allowed: a "
-                       "finite number > 0")
+    if (
+        isinstance(self.width, bool)
+        or not isinstance(self.width, (int, float))
+        or not math.isfinite(self.width)
+        or self.width <= 0
+    ):
+      raise SpaceError(
+          f"width: {self.width!r} is not allowed; allowed: a finite number > 0"
+      )
     if self.aggregate not in AGGREGATES:
-      raise SpaceError(f"aggregate: {self.aggregate!r} is not allowed; "
-                       f"allowed: {', '.join(AGGREGATES)}")
+      raise SpaceError(
+          f"aggregate: {self.aggregate!r} is not allowed; "
+          f"allowed: {', '.join(AGGREGATES)}"
+      )
     if self.dag_output not in DAG_OUTPUTS:
-      raise SpaceError(f"dag_output: {self.dag_output!r} is not allowed; "
-                       f"allowed: {', '.join(DAG_OUTPUTS)}")
+      raise SpaceError(
+          f"dag_output: {self.dag_output!r} is not allowed; "
+          f"allowed: {', '.join(DAG_OUTPUTS)}"
+      )
     if self.pool not in POOLS:
-      raise SpaceError(f"pool: {self.pool!r} is not allowed; allowed: "
-                       f"{', '.join(POOLS)}")
+      raise SpaceError(
+          f"pool: {self.pool!r} is not allowed; allowed: {', '.join(POOLS)}"
+      )
     if self.max_filters is not None:
       _check_int(self.max_filters, "max_filters", 1)
     if not 0.0 <= self.bn_momentum < 1.0:
-      raise SpaceError(f"bn_momentum: {self.bn_momentum!r} is not allowed; "
-                       "allowed: 0 <= value < 1")
+      raise SpaceError(
+          f"bn_momentum: {self.bn_momentum!r} is not allowed; "
+          "allowed: 0 <= value < 1"
+      )
     if not self.bn_epsilon > 0:
-      raise SpaceError(f"bn_epsilon: {self.bn_epsilon!r} is not allowed; "
-                       "allowed: value > 0")
+      raise SpaceError(
+          f"bn_epsilon: {self.bn_epsilon!r} is not allowed; allowed: value > 0"
+      )
 
   @property
   def num_dags(self) -> int:
@@ -166,14 +198,18 @@ class SearchSpace:
     """The op at `index` of the table, with channels after width scaling."""
     op = parse_op(self.ops[index])
     return dataclasses.replace(
-        op, channels=scale_channels(op.channels, self.width, self.max_filters))
+        op, channels=scale_channels(op.channels, self.width, self.max_filters)
+    )
 
   def stem_layers(self) -> Tuple[Op, ...]:
     out = []
     for name in self.stem:
       op = parse_op(name, field="stem", allow_stride=True)
-      out.append(dataclasses.replace(
-          op, channels=scale_channels(op.channels, self.width)))
+      out.append(
+          dataclasses.replace(
+              op, channels=scale_channels(op.channels, self.width)
+          )
+      )
     return tuple(out)
 
   def to_dict(self) -> dict:
@@ -188,12 +224,15 @@ class SearchSpace:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-      raise SpaceError(f"{where}.{unknown[0]}: unknown field; allowed: "
-                       f"{', '.join(sorted(names))}")
+      raise SpaceError(
+          f"{where}.{unknown[0]}: unknown field; allowed: "
+          f"{', '.join(sorted(names))}"
+      )
     return cls(**d)
 
 
 def _check_int(value, field: str, minimum: int) -> None:
   if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise SpaceError(f"{field}: {value!r} is not allowed; allowed: an integer "
-                     f">= {minimum}")
+    raise SpaceError(
+        f"{field}: {value!r} is not allowed; allowed: an integer >= {minimum}"
+    )

@@ -28,8 +28,9 @@ OPTIMIZERS = ("adam", "sgd", "momentum", "rmsprop")
 Variables = Dict[str, Any]
 
 
-def make_optimizer(name: str = "adam", learning_rate: Any = 4e-3, *,
-                   momentum: float = 0.9) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str = "adam", learning_rate: Any = 4e-3, *, momentum: float = 0.9
+) -> optax.GradientTransformation:
   """An optax optimizer by name (`adam`, `sgd`, `momentum`, `rmsprop`)."""
   if name == "adam":
     return optax.adam(learning_rate)
@@ -39,10 +40,17 @@ def make_optimizer(name: str = "adam", learning_rate: Any = 4e-3, *,
     return optax.sgd(learning_rate, momentum=momentum)
   if name == "rmsprop":
     # TF1 semantics (ALGORITHMS.md 4): accumulator starts at 1, eps in sqrt.
-    return optax.rmsprop(learning_rate, decay=0.9, eps=1.0, momentum=momentum,
-                         initial_scale=1.0, eps_in_sqrt=True)
-  raise ValueError(f"optimizer: {name!r} is not allowed; allowed: "
-                   f"{', '.join(OPTIMIZERS)}")
+    return optax.rmsprop(
+        learning_rate,
+        decay=0.9,
+        eps=1.0,
+        momentum=momentum,
+        initial_scale=1.0,
+        eps_in_sqrt=True,
+    )
+  raise ValueError(
+      f"optimizer: {name!r} is not allowed; allowed: {', '.join(OPTIMIZERS)}"
+  )
 
 
 def l2_penalty(params, skip: Tuple[str, ...] = ()) -> jax.Array:
@@ -60,8 +68,12 @@ def l2_penalty(params, skip: Tuple[str, ...] = ()) -> jax.Array:
   return total
 
 
-def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, *,
-                    weight_decay: float = 0.0) -> Callable:
+def make_train_step(
+    apply_fn: Callable,
+    tx: optax.GradientTransformation,
+    *,
+    weight_decay: float = 0.0,
+) -> Callable:
   """``step(variables, opt_state, x, y, *extra) -> (variables, opt_state, loss)``.
 
   `apply_fn(variables, x, *extra, train=True, mutable=["batch_stats"])`.
@@ -72,19 +84,27 @@ def make_train_step(apply_fn: Callable, tx: optax.GradientTransformation, *,
   def step(variables, opt_state, x, y, *extra):
     def loss_fn(params):
       logits, new_state = apply_fn(
-          {"params": params, "batch_stats": variables["batch_stats"]}, x,
-          *extra, train=True, mutable=["batch_stats"])
+          {"params": params, "batch_stats": variables["batch_stats"]},
+          x,
+          *extra,
+          train=True,
+          mutable=["batch_stats"],
+      )
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
       if weight_decay:
         loss = loss + weight_decay * l2_penalty(params)
       return loss, new_state
 
     (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        variables["params"])
+        variables["params"]
+    )
     updates, opt_state = tx.update(grads, opt_state, variables["params"])
     params = optax.apply_updates(variables["params"], updates)
-    return ({"params": params, "batch_stats": new_state["batch_stats"]},
-            opt_state, loss)
+    return (
+        {"params": params, "batch_stats": new_state["batch_stats"]},
+        opt_state,
+        loss,
+    )
 
   return step
 
@@ -102,8 +122,11 @@ def make_eval_step(apply_fn: Callable, *, top_k: int = 1) -> Callable:
     k = min(top_k, logits.shape[-1])
     topk = jax.lax.top_k(logits, k)[1]
     correct_k = jnp.any(topk == y[:, None], axis=-1).astype(jnp.float32)
-    return (jnp.sum(correct * weight), jnp.sum(correct_k * weight),
-            jnp.sum(loss * weight))
+    return (
+        jnp.sum(correct * weight),
+        jnp.sum(correct_k * weight),
+        jnp.sum(loss * weight),
+    )
 
   return evaluate
 
@@ -125,9 +148,9 @@ PROXY_SCHEDULES = ("constant", "cosine")
 
 
 class ProxyResult(NamedTuple):
-  accuracy: float      # validation accuracy in [0, 1]; 0 if diverged
-  loss: float          # validation loss (nan if diverged)
-  train_loss: float    # mean training loss of the last epoch
+  accuracy: float  # validation accuracy in [0, 1]; 0 if diverged
+  loss: float  # validation loss (nan if diverged)
+  train_loss: float  # mean training loss of the last epoch
   diverged: bool
 
 
@@ -164,25 +187,44 @@ class ProxyTrainer:
       lower them for XLA's cost analysis.
   """
 
-  def __init__(self, space: SearchSpace, ops: Any, num_classes: int, *,
-               x_train, y_train, x_val, y_val, epochs: int = 10,
-               batch_size: int = 50, learning_rate: float = 4e-3,
-               optimizer: str = "adam", weight_decay: float = 0.0,
-               select: str = "last", eval_batch_size: int = 500,
-               schedule: str = "constant"):
+  def __init__(
+      self,
+      space: SearchSpace,
+      ops: Any,
+      num_classes: int,
+      *,
+      x_train,
+      y_train,
+      x_val,
+      y_val,
+      epochs: int = 10,
+      batch_size: int = 50,
+      learning_rate: float = 4e-3,
+      optimizer: str = "adam",
+      weight_decay: float = 0.0,
+      select: str = "last",
+      eval_batch_size: int = 500,
+      schedule: str = "constant",
+  ):
     if select not in ("last", "best"):
-      raise ValueError(f"select: {select!r} is not allowed; allowed: last, "
-                       "best")
+      raise ValueError(
+          f"select: {select!r} is not allowed; allowed: last, best"
+      )
     if epochs < 1:
       raise ValueError(f"epochs: {epochs!r} is not allowed; allowed: >= 1")
     if schedule not in PROXY_SCHEDULES:
-      raise ValueError(f"schedule: {schedule!r} is not allowed; allowed: "
-                       f"{', '.join(PROXY_SCHEDULES)}")
+      raise ValueError(
+          f"schedule: {schedule!r} is not allowed; allowed: "
+          f"{', '.join(PROXY_SCHEDULES)}"
+      )
     if not 1 <= batch_size <= len(x_train):
-      raise ValueError(f"batch_size: {batch_size!r} is not allowed; allowed: "
-                       f"1 to the proxy training size {len(x_train)}")
-    self.net = supernet_lib.Supernet(space, supernet_lib.static_ops(ops),
-                                     num_classes)
+      raise ValueError(
+          f"batch_size: {batch_size!r} is not allowed; allowed: "
+          f"1 to the proxy training size {len(x_train)}"
+      )
+    self.net = supernet_lib.Supernet(
+        space, supernet_lib.static_ops(ops), num_classes
+    )
     self.epochs, self.batch_size, self.select = epochs, batch_size, select
     self.x_train = jnp.asarray(x_train)
     self.y_train = jnp.asarray(y_train, jnp.int32)
@@ -192,7 +234,8 @@ class ProxyTrainer:
     lr = learning_rate
     if schedule == "cosine":
       lr = optax.cosine_decay_schedule(
-          learning_rate, max(1, epochs * (len(x_train) // batch_size)))
+          learning_rate, max(1, epochs * (len(x_train) // batch_size))
+      )
     tx = make_optimizer(optimizer, lr)
     net = self.net
     sample_x = self.x_train[:batch_size]
@@ -229,8 +272,9 @@ class ProxyTrainer:
   def evaluate(self, variables: Variables, masks) -> Tuple[float, float]:
     correct, loss = 0.0, 0.0
     for idx, weight in padded_chunks(len(self.x_val), self.eval_batch_size):
-      c, _, l = self.jit_eval(variables, self.x_val, self.y_val, idx,
-                              weight, masks)
+      c, _, l = self.jit_eval(
+          variables, self.x_val, self.y_val, idx, weight, masks
+      )
       correct, loss = correct + c, loss + l
     n = len(self.x_val)
     return float(correct) / n, float(loss) / n
@@ -245,9 +289,10 @@ class ProxyTrainer:
       perm = rng.permutation(n)
       losses = []
       for s in range(self.steps_per_epoch):
-        idx = perm[s * b:(s + 1) * b]
+        idx = perm[s * b : (s + 1) * b]
         variables, opt_state, loss = self.jit_step(
-            variables, opt_state, self.x_train, self.y_train, idx, masks)
+            variables, opt_state, self.x_train, self.y_train, idx, masks
+        )
         losses.append(loss)
       if self.select == "best" or epoch == self.epochs - 1:
         train_loss = float(jnp.mean(jnp.stack(losses)))
@@ -269,18 +314,33 @@ class FitResult(NamedTuple):
   history: list
 
 
-def fit(module, x_train, y_train, x_test, y_test, *, epochs: int,
-        batch_size: int, learning_rate: Any, optimizer: str = "adam",
-        weight_decay: float = 0.0, seed: int = 0, progress: bool = True,
-        eval_batch_size: int = 500, desc: str = "train") -> FitResult:
+def fit(
+    module,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: Any,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+    eval_batch_size: int = 500,
+    desc: str = "train",
+) -> FitResult:
   """Trains a Flax module with BatchNorm on in-memory data and evaluates it.
 
   Used for final training of a found network on small datasets (digits).
   `learning_rate` may be an optax schedule (a function of the step).
   """
   if not 1 <= batch_size <= len(x_train):
-    raise ValueError(f"batch_size: {batch_size!r} is not allowed; allowed: "
-                     f"1 to the training size {len(x_train)}")
+    raise ValueError(
+        f"batch_size: {batch_size!r} is not allowed; allowed: "
+        f"1 to the training size {len(x_train)}"
+    )
   key = jax.random.key(seed)
   x_train = jnp.asarray(x_train)
   y_train = jnp.asarray(y_train, jnp.int32)
@@ -288,8 +348,10 @@ def fit(module, x_train, y_train, x_test, y_test, *, epochs: int,
   tx = make_optimizer(optimizer, learning_rate)
   opt_state = tx.init(variables["params"])
   train_step = make_train_step(module.apply, tx, weight_decay=weight_decay)
-  step = jax.jit(lambda v, o, x, y, idx: train_step(v, o, x[idx], y[idx]),
-                 donate_argnums=(0, 1))
+  step = jax.jit(
+      lambda v, o, x, y, idx: train_step(v, o, x[idx], y[idx]),
+      donate_argnums=(0, 1),
+  )
   eval_step = make_eval_step(module.apply, top_k=5)
   evaluate = jax.jit(lambda v, x, y, idx, w: eval_step(v, x[idx], y[idx], w))
   rng = np.random.default_rng(seed)
@@ -298,14 +360,19 @@ def fit(module, x_train, y_train, x_test, y_test, *, epochs: int,
   bar = None
   if progress:
     from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
     bar = tqdm(total=epochs, desc=desc, unit="epoch", dynamic_ncols=True)
   for epoch in range(epochs):
     perm = rng.permutation(len(x_train))
     losses = []
     for s in range(steps):
-      variables, opt_state, loss = step(variables, opt_state, x_train,
-                                        y_train, perm[s * batch_size:
-                                                      (s + 1) * batch_size])
+      variables, opt_state, loss = step(
+          variables,
+          opt_state,
+          x_train,
+          y_train,
+          perm[s * batch_size : (s + 1) * batch_size],
+      )
       losses.append(loss)
     mean_loss = float(jnp.mean(jnp.stack(losses)))
     history.append({"epoch": epoch + 1, "train_loss": mean_loss})
@@ -321,5 +388,10 @@ def fit(module, x_train, y_train, x_test, y_test, *, epochs: int,
     c, c5, l = evaluate(variables, x_test, y_test, idx, w)
     correct, top5, loss_sum = correct + c, top5 + c5, loss_sum + l
   n = len(x_test)
-  return FitResult(variables, float(correct) / n, float(top5) / n,
-                   float(loss_sum) / n, history)
+  return FitResult(
+      variables,
+      float(correct) / n,
+      float(top5) / n,
+      float(loss_sum) / n,
+      history,
+  )

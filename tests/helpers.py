@@ -10,8 +10,9 @@ import jax.numpy as jnp
 def free_linear(next_fun, args, kwargs, context):
   """Replaces Conv/Dense by a zero-FLOP op of the same output shape."""
   mod = context.module
-  if context.method_name != "__call__" or not isinstance(mod, (nn.Conv,
-                                                               nn.Dense)):
+  if context.method_name != "__call__" or not isinstance(
+      mod, (nn.Conv, nn.Dense)
+  ):
     return next_fun(*args, **kwargs)
   x = args[0]
   if isinstance(mod, nn.Dense):
@@ -40,14 +41,33 @@ def tiny_single_path_config():
   """A Single-Path config dict small enough for a resume test: 256 digits
   images, one 8-channel stage, 2 epochs of 8 steps, checkpoints every 4."""
   from gram_jax.singlepath import config as sp_config  # pylint: disable=import-outside-toplevel
+
   d = sp_config.SinglePathConfig().to_dict()
-  d.update(dataset="digits", max_examples=256, eval_examples=128,
-           eval_batch_size=128, checkpoint_every=4)
-  d["macro"].update(stem_channels=4, stem_stride=2, first_channels=4,
-                    stages=["8x2/2"], last_channels=8, head_channels=16,
-                    dropout=0.0, bn_momentum=0.9)
-  d["runtime"].update(table="macs", runtime_lambda=3.0, scale=1.0,
-                      warmup_epochs=1.0)
-  d["train"].update(epochs=2, batch_size=32, learning_rate=3e-3,
-                    optimizer="adam", threshold_lr_scale=100.0)
+  d.update(
+      dataset="digits",
+      max_examples=256,
+      eval_examples=128,
+      eval_batch_size=128,
+      checkpoint_every=4,
+  )
+  d["macro"].update(
+      stem_channels=4,
+      stem_stride=2,
+      first_channels=4,
+      stages=["8x2/2"],
+      last_channels=8,
+      head_channels=16,
+      dropout=0.0,
+      bn_momentum=0.9,
+  )
+  d["runtime"].update(
+      table="macs", runtime_lambda=3.0, scale=1.0, warmup_epochs=1.0
+  )
+  d["train"].update(
+      epochs=2,
+      batch_size=32,
+      learning_rate=3e-3,
+      optimizer="adam",
+      threshold_lr_scale=100.0,
+  )
   return d

@@ -8,8 +8,13 @@ from gram_jax import arch
 from gram_jax import metagraph as mg
 from gram_jax.space import SearchSpace
 
-SPACE = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=6, width=0.25,
-                    stem=("conv3x3_16/2",))
+SPACE = SearchSpace(
+    hierarchies=2,
+    dags_per_hierarchy=2,
+    nodes=6,
+    width=0.25,
+    stem=("conv3x3_16/2",),
+)
 
 
 def _spec(seed=0, weight=0.5):
@@ -26,8 +31,9 @@ def test_from_masks_keeps_live_nodes_only():
     for node in dag.nodes:
       op = SPACE.op(int(g.ops[k, node.id]))
       assert (node.kernel, node.channels) == (op.kernel, op.channels)
-      assert list(node.inputs) == [u for u in range(node.id)
-                                   if masks[k, u, node.id]]
+      assert list(node.inputs) == [
+          u for u in range(node.id) if masks[k, u, node.id]
+      ]
     sinks = np.flatnonzero(np.asarray(mg.sinks(masks))[k]).tolist()
     assert list(dag.outputs) == sinks
   assert spec.num_edges == int(mg.num_edges(masks))
@@ -67,28 +73,53 @@ def _edit(spec, fn):
   return json.dumps(d)
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (lambda d: d["dags"][1]["nodes"][-1].update(inputs=[99]),
-     "arch.json.dags[1].nodes[{last}].inputs: node 99 is not an earlier node"),
-    (lambda d: d["dags"][0]["nodes"][0].update(inputs=[1]),
-     "arch.json.dags[0].nodes[0].inputs: node 0 reads the DAG input"),
-    (lambda d: d["dags"][2]["nodes"][0].update(channels="wide"),
-     "arch.json.dags[2].nodes[0].channels: expected int, got str"),
-    (lambda d: d["dags"][2]["nodes"][0].update(channels=0),
-     "arch.json.dags[2].nodes[0].channels: 0 is not allowed"),
-    (lambda d: d["dags"][3]["nodes"][0].pop("kernel"),
-     "arch.json.dags[3].nodes[0]: missing field 'kernel'"),
-    (lambda d: d["dags"][3]["nodes"][0].update(colour=1),
-     "arch.json.dags[3].nodes[0].colour: unknown field"),
-    (lambda d: d.update(aggregate="mean"),
-     "arch.json.aggregate: 'mean' is not allowed; allowed: sum, concat"),
-    (lambda d: d.update(dag_output="leaves"),
-     "arch.json.dag_output: 'leaves' is not allowed; allowed: all, sinks"),
-    (lambda d: d.update(format="other"), "arch.json.format: expected"),
-    (lambda d: d.update(depth=3), "arch.json.depth: unknown field"),
-    (lambda d: d["dags"].pop(), "arch.json.dags: expected hierarchies"),
-    (lambda d: d.update(num_classes=-1), "arch.json.num_classes: -1"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda d: d["dags"][1]["nodes"][-1].update(inputs=[99]),
+            (
+                "arch.json.dags[1].nodes[{last}].inputs: node 99 is not an"
+                " earlier node"
+            ),
+        ),
+        (
+            lambda d: d["dags"][0]["nodes"][0].update(inputs=[1]),
+            "arch.json.dags[0].nodes[0].inputs: node 0 reads the DAG input",
+        ),
+        (
+            lambda d: d["dags"][2]["nodes"][0].update(channels="wide"),
+            "arch.json.dags[2].nodes[0].channels: expected int, got str",
+        ),
+        (
+            lambda d: d["dags"][2]["nodes"][0].update(channels=0),
+            "arch.json.dags[2].nodes[0].channels: 0 is not allowed",
+        ),
+        (
+            lambda d: d["dags"][3]["nodes"][0].pop("kernel"),
+            "arch.json.dags[3].nodes[0]: missing field 'kernel'",
+        ),
+        (
+            lambda d: d["dags"][3]["nodes"][0].update(colour=1),
+            "arch.json.dags[3].nodes[0].colour: unknown field",
+        ),
+        (
+            lambda d: d.update(aggregate="mean"),
+            "arch.json.aggregate: 'mean' is not allowed; allowed: sum, concat",
+        ),
+        (
+            lambda d: d.update(dag_output="leaves"),
+            (
+                "arch.json.dag_output: 'leaves' is not allowed; allowed: all,"
+                " sinks"
+            ),
+        ),
+        (lambda d: d.update(format="other"), "arch.json.format: expected"),
+        (lambda d: d.update(depth=3), "arch.json.depth: unknown field"),
+        (lambda d: d["dags"].pop(), "arch.json.dags: expected hierarchies"),
+        (lambda d: d.update(num_classes=-1), "arch.json.num_classes: -1"),
+    ],
+)
 def test_malformed_json_names_the_field(edit, expected):
   spec, _, _ = _spec()
   text = _edit(spec, edit)
@@ -122,14 +153,19 @@ def test_upscale_rounding():
 
 def test_upscaling_multiplies_inner_node_macs_by_about_s_squared():
   from gram_jax import cost  # pylint: disable=import-outside-toplevel
+
   spec, _, _ = _spec(weight=0.7)
   base = cost.layers(spec, (8, 8, 3))
   for s in (1.25, 1.5, 2.0):
     up = cost.layers(arch.upscale(spec, s), (8, 8, 3))
+
     # inner nodes: every DAG node except node 0, whose input width is set
     # by the previous hierarchy's output (scaled) or the stem (not scaled)
     def inner(ls):
-      return sum(l.macs for l in ls if "_node" in l.name
-                 and not l.name.endswith("_node0"))
+      return sum(
+          l.macs
+          for l in ls
+          if "_node" in l.name and not l.name.endswith("_node0")
+      )
 
     assert inner(up) / inner(base) == pytest.approx(s * s, rel=0.08)

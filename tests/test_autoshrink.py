@@ -19,15 +19,23 @@ from gram_jax.autoshrink import strategy as st
 from helpers import file_digests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNLOCAL = os.path.join(ROOT, "experiments", "configs",
-                        "autoshrink_cnn_runlocal.py")
-TINY = ["--config.search.k=3", "--config.cnn.nodes=4",
-        "--config.cnn.base_filters=4", "--config.cnn.stem_channels=4",
-        "--config.cnn.scales=(1.0, 2.0)", "--config.cnn.pools=(1, 2)",
-        "--config.cnn.replicate=(1, 1)", "--config.cnn.proxy.num_train=60",
-        "--config.cnn.proxy.num_val=40", "--config.cnn.train.epochs=1",
-        "--config.cnn.train.batch_size=20",
-        "--config.cnn.train.eval_batch_size=40"]
+RUNLOCAL = os.path.join(
+    ROOT, "experiments", "configs", "autoshrink_cnn_runlocal.py"
+)
+TINY = [
+    "--config.search.k=3",
+    "--config.cnn.nodes=4",
+    "--config.cnn.base_filters=4",
+    "--config.cnn.stem_channels=4",
+    "--config.cnn.scales=(1.0, 2.0)",
+    "--config.cnn.pools=(1, 2)",
+    "--config.cnn.replicate=(1, 1)",
+    "--config.cnn.proxy.num_train=60",
+    "--config.cnn.proxy.num_val=40",
+    "--config.cnn.train.epochs=1",
+    "--config.cnn.train.batch_size=20",
+    "--config.cnn.train.eval_batch_size=40",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +74,7 @@ def test_proposals_are_distinct_edges_of_the_current_mask():
   for r in range(3):
     p = s.propose(state, jax.random.key(7))
     assert p.masks.shape == (4, 5, 5)
-    assert len({tuple(e) for e in p.edges}) == 4           # distinct
+    assert len({tuple(e) for e in p.edges}) == 4  # distinct
     for mask, (i, j) in zip(p.masks, p.edges):
       assert state.mask[i, j] and not mask[i, j]
       want = state.mask.copy()
@@ -78,13 +86,14 @@ def test_proposals_are_distinct_edges_of_the_current_mask():
   s = st.autoshrink(k=10, keep_fraction=0.0)
   p = s.propose(s.init(4), jax.random.key(0))
   assert sorted(map(tuple, p.edges)) == sorted(
-      zip(*np.nonzero(st.complete_dag(4))))
+      zip(*np.nonzero(st.complete_dag(4)))
+  )
 
 
 def test_removes_the_best_scoring_edge_and_prunes_unreachable_nodes():
   s = st.autoshrink(k=6, keep_fraction=0.0)
   state = s.init(4)
-  p = s.propose(state, jax.random.key(0))   # all 6 edges
+  p = s.propose(state, jax.random.key(0))  # all 6 edges
   scores = [1.0 if tuple(e) == (0, 1) else 0.0 for e in p.edges]
   state = s.update(state, p, scores)
   # 0->1 gone: node 1 is unreachable, so 1->2 and 1->3 go too
@@ -109,7 +118,7 @@ def test_nodes_not_reaching_the_output_become_leaves():
   # node 2 unreachable; node 1 -> 3, 0 -> 3; leaves: {3}
   np.testing.assert_array_equal(st.leaves(mask), [0, 0, 0, 1])
   mask = st.complete_dag(4)
-  mask[2, 3] = False        # node 2 reachable, no output edge: a leaf
+  mask[2, 3] = False  # node 2 reachable, no output edge: a leaf
   np.testing.assert_array_equal(st.leaves(mask), [0, 0, 1, 1])
 
 
@@ -118,7 +127,7 @@ def test_stops_at_the_keep_fraction_and_returns_the_best_snapshot():
   def metric(m):
     return -abs(int(m.sum()) - 4) - 10.0 * (not m[0, 2])
 
-  s = st.autoshrink(k=3, keep_fraction=0.25)   # 10 edges -> stop at <= 2
+  s = st.autoshrink(k=3, keep_fraction=0.25)  # 10 edges -> stop at <= 2
   evaluate = fake_evaluator(metric)
   state = st.run(s, 5, evaluate, by_value, jax.random.key(3))
   r_done = int(state.round)
@@ -140,20 +149,26 @@ def test_stops_at_the_keep_fraction_and_returns_the_best_snapshot():
 
 def test_keep_fraction_zero_runs_to_no_edges_and_threshold_rounds_like_python():
   s = st.autoshrink(k=2, keep_fraction=0.01)
-  state = st.run(s, 4, fake_evaluator(lambda m: m.sum()), by_value,
-                 jax.random.key(0))
+  state = st.run(
+      s, 4, fake_evaluator(lambda m: m.sum()), by_value, jax.random.key(0)
+  )
   assert int(state.mask.sum()) == 0
   assert st.edge_threshold(28, 0.01) == 0
-  assert st.edge_threshold(15, 0.25) == 4      # round(3.75)
-  assert st.edge_threshold(10, 0.25) == 2      # banker's: round(2.5) == 2
+  assert st.edge_threshold(15, 0.25) == 4  # round(3.75)
+  assert st.edge_threshold(10, 0.25) == 2  # banker's: round(2.5) == 2
 
 
 def test_same_key_same_run_other_key_other_run(tmp_path):
   s = st.autoshrink(k=3, keep_fraction=0.0)
 
   def go(seed):
-    return st.run(s, 6, fake_evaluator(lambda m: -m.sum() + m[0, 5]),
-                  by_value, jax.random.key(seed))
+    return st.run(
+        s,
+        6,
+        fake_evaluator(lambda m: -m.sum() + m[0, 5]),
+        by_value,
+        jax.random.key(seed),
+    )
 
   a, b, c = go(1), go(1), go(2)
   for x, y in zip(a, b):
@@ -180,60 +195,86 @@ def test_mask_encoding_round_trip():
 
 
 def test_masked_net_equals_exact_net_with_one_compiled_program():
-  cfg = cnn.NetConfig(ops=(0, 0, 1, 0, 1), base_filters=4, scales=(1, 2),
-                      pools=(1, 2), replicate=(2, 1), stem_channels=8)
+  cfg = cnn.NetConfig(
+      ops=(0, 0, 1, 0, 1),
+      base_filters=4,
+      scales=(1, 2),
+      pools=(1, 2),
+      replicate=(2, 1),
+      stem_channels=8,
+  )
   net = cnn.MaskedNet(cfg)
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
   init = jax.jit(lambda k, m: cnn.init_candidate(net, k, x, m))
   fwd = jax.jit(lambda v, m: net.apply(v, x, m, train=False))
-  train = jax.jit(lambda v, m: net.apply(v, x, m, train=True,
-                                         mutable=["batch_stats"]))
+  train = jax.jit(
+      lambda v, m: net.apply(v, x, m, train=True, mutable=["batch_stats"])
+  )
   rng = np.random.default_rng(0)
   masks = [np.zeros((5, 5), bool), st.complete_dag(5)] + [
-      st.optimize_mask(rng.random((5, 5)) < p) for p in (0.3, 0.7)]
+      st.optimize_mask(rng.random((5, 5)) < p) for p in (0.3, 0.7)
+  ]
   for t, m in enumerate(masks):
     v = init(jax.random.key(t), m)
     # random BN parameters and statistics: nothing may hide behind 0 and 1
     v = jax.tree_util.tree_map(
-        lambda a: np.asarray(a) + 0.2 * rng.standard_normal(a.shape).astype(
-            np.float32), v)
+        lambda a: np.asarray(a)
+        + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
+        v,
+    )
     v["batch_stats"] = jax.tree_util.tree_map(np.abs, v["batch_stats"])
     exact = cnn.ExactCellNet(cfg, cnn.static_mask(m))
     ve = cnn.to_exact_variables(cfg, m, v)
-    np.testing.assert_allclose(fwd(v, m), exact.apply(ve, x, train=False),
-                               atol=1e-5, rtol=1e-5)
-    (a, _), (b, _) = train(v, m), exact.apply(ve, x, train=True,
-                                              mutable=["batch_stats"])
+    np.testing.assert_allclose(
+        fwd(v, m), exact.apply(ve, x, train=False), atol=1e-5, rtol=1e-5
+    )
+    (a, _), (b, _) = train(v, m), exact.apply(
+        ve, x, train=True, mutable=["batch_stats"]
+    )
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
     # analytic params == the exact module's kernels (+ classifier bias)
-    n_params = sum(int(np.prod(l.shape)) for p, l in
-                   jax.tree_util.tree_flatten_with_path(ve["params"])[0]
-                   if p[-1].key == "kernel" or p[0].key == "logits")
+    n_params = sum(
+        int(np.prod(l.shape))
+        for p, l in jax.tree_util.tree_flatten_with_path(ve["params"])[0]
+        if p[-1].key == "kernel" or p[0].key == "logits"
+    )
     assert n_params == cnn.count(cfg, m, (8, 8, 1)).params
   assert fwd._cache_size() == init._cache_size() == train._cache_size() == 1  # pylint: disable=protected-access
 
 
 def test_empty_cell_is_input_plus_input_as_the_official_code():
-  cfg = cnn.NetConfig(ops=(0, 1, 0), base_filters=4, scales=(1,), pools=(1,),
-                      replicate=(1,), stem_channels=4)
+  cfg = cnn.NetConfig(
+      ops=(0, 1, 0),
+      base_filters=4,
+      scales=(1,),
+      pools=(1,),
+      replicate=(1,),
+      stem_channels=4,
+  )
   p = cnn.plan(cfg, np.zeros((3, 3), bool))[0]
   assert p.leaves == (0,) and not p.projection and p.width_out == 4
   full = cnn.plan(cfg, st.complete_dag(3))[0]
   assert full.leaves == (2,) and full.width_out == 4
-  assert not full.projection                          # 4 ch in, 4 out: id
+  assert not full.projection  # 4 ch in, 4 out: id
   two = np.zeros((3, 3), bool)
   two[0, 1] = two[0, 2] = True
   p = cnn.plan(cfg, two)[0]
   assert p.leaves == (1, 2) and p.width_out == 8 and p.projection
-  down = cnn.NetConfig(ops=(0, 1, 0), base_filters=4, scales=(1,),
-                       pools=(2,), replicate=(1,), stem_channels=4)
+  down = cnn.NetConfig(
+      ops=(0, 1, 0),
+      base_filters=4,
+      scales=(1,),
+      pools=(2,),
+      replicate=(1,),
+      stem_channels=4,
+  )
   assert cnn.plan(down, np.zeros((3, 3), bool))[0].projection  # strided
 
 
 def test_make_divisible_and_balanced_ops():
   widths = [cnn.make_divisible(int(16 * s * 1.4)) for s in (0.5, 1, 2, 4, 8)]
   assert widths == [12, 24, 44, 88, 180]
-  assert cnn.make_divisible(10) == 8            # round(2.5) == 2 (banker's)
+  assert cnn.make_divisible(10) == 8  # round(2.5) == 2 (banker's)
   ops = cnn.seed_group_ops(8, jax.random.key(0))
   assert sorted(ops) == [0] * 4 + [1] * 4
 
@@ -247,14 +288,19 @@ def test_released_shrinkcnn_macs_and_params(activation):
   assert c.params == pytest.approx(3.60e6, rel=0.01)
   # the Flax module holds exactly those kernels (BN aside), no allocation
   net = shrinkcnn.shrinkcnn(cfg)
-  shapes = jax.eval_shape(net.init, jax.random.key(0),
-                          jnp.zeros((1, 224, 224, 3)))
+  shapes = jax.eval_shape(
+      net.init, jax.random.key(0), jnp.zeros((1, 224, 224, 3))
+  )
   flat = jax.tree_util.tree_flatten_with_path(shapes["params"])[0]
-  kernels = sum(int(np.prod(l.shape)) for p, l in flat
-                if p[-1].key == "kernel" or p[0].key == "logits")
+  kernels = sum(
+      int(np.prod(l.shape))
+      for p, l in flat
+      if p[-1].key == "kernel" or p[0].key == "logits"
+  )
   assert kernels == c.params
-  out = jax.eval_shape(lambda v, x: net.apply(v, x), shapes,
-                       jnp.zeros((2, 224, 224, 3)))
+  out = jax.eval_shape(
+      lambda v, x: net.apply(v, x), shapes, jnp.zeros((2, 224, 224, 3))
+  )
   assert out.shape == (2, 1001)
 
 
@@ -269,7 +315,7 @@ def test_evaluator_serial_equals_vmapped_and_compiles_once():
   for _ in range(2):
     p = s.propose(state, key)
     a = ev(p.masks, key)
-    b = ev_v(p.masks[:2], key)                  # a short round: padded
+    b = ev_v(p.masks[:2], key)  # a short round: padded
     for x, y in zip(a, b):
       assert x["acc"] == pytest.approx(y["acc"], abs=0.03)
       assert x["val_loss"] == pytest.approx(y["val_loss"], rel=1e-3)
@@ -281,20 +327,36 @@ def test_evaluator_serial_equals_vmapped_and_compiles_once():
 # --- the command -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("override, field", [
-    ("--config.search.k=0", "config.search.k: 0 is not allowed"),
-    ("--config.kind=gru", "config.kind: 'gru' is not allowed"),
-    ("--config.cnn.bogus=1", "config.cnn.bogus: unknown field"),
-    ("--config.cnn.train.epochs=many",
-     "config.cnn.train.epochs: 'many' is not allowed"),
-    ("--config.cnn.activation=tanh", "config.cnn.activation: 'tanh' is not"),
-    ("--config.search.keep_fraction=1.5",
-     "config.search.keep_fraction: 1.5 is not allowed"),
-    ("--config.cnn.pools=(1, 2)", "config.cnn.scales: scales, pools"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("--config.search.k=0", "config.search.k: 0 is not allowed"),
+        ("--config.kind=gru", "config.kind: 'gru' is not allowed"),
+        ("--config.cnn.bogus=1", "config.cnn.bogus: unknown field"),
+        (
+            "--config.cnn.train.epochs=many",
+            "config.cnn.train.epochs: 'many' is not allowed",
+        ),
+        (
+            "--config.cnn.activation=tanh",
+            "config.cnn.activation: 'tanh' is not",
+        ),
+        (
+            "--config.search.keep_fraction=1.5",
+            "config.search.keep_fraction: 1.5 is not allowed",
+        ),
+        ("--config.cnn.pools=(1, 2)", "config.cnn.scales: scales, pools"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, field):
-  code = cli.main(["autoshrink", "--config", RUNLOCAL, "--workdir",
-                   str(tmp_path / "run"), override])
+  code = cli.main([
+      "autoshrink",
+      "--config",
+      RUNLOCAL,
+      "--workdir",
+      str(tmp_path / "run"),
+      override,
+  ])
   err = capsys.readouterr().err.strip()
   assert code == 2
   assert err.startswith(f"gram-jax autoshrink: error: {field}"), err
@@ -306,29 +368,54 @@ def test_command_outputs_and_config_guard(tmp_path, capsys):
   """The files of a finished run and the config guard (killing and resuming
   it: tests/test_faults.py)."""
   ref = str(tmp_path / "ref")
-  assert cli.main(["autoshrink", "--config", RUNLOCAL, "--workdir", ref,
-                   "--no-progress"] + TINY) == 0
+  assert (
+      cli.main(
+          [
+              "autoshrink",
+              "--config",
+              RUNLOCAL,
+              "--workdir",
+              ref,
+              "--no-progress",
+          ]
+          + TINY
+      )
+      == 0
+  )
   for name in ["config.json", "rounds.jsonl", "best.json", "autoshrink.png"]:
     assert os.path.getsize(os.path.join(ref, name)) > 0, name
   recs = [json.loads(l) for l in open(os.path.join(ref, "rounds.jsonl"))]
-  for key in ["round", "removed", "acc", "macs", "params", "score",
-              "seconds", "cell", "chosen"]:
+  for key in [
+      "round",
+      "removed",
+      "acc",
+      "macs",
+      "params",
+      "score",
+      "seconds",
+      "cell",
+      "chosen",
+  ]:
     assert key in recs[0], key
   rounds = sorted({r["round"] for r in recs})
   assert rounds == list(range(len(rounds)))
-  assert all(sum(r["chosen"] for r in recs if r["round"] == t) == 1
-             for t in rounds)
+  assert all(
+      sum(r["chosen"] for r in recs if r["round"] == t) == 1 for t in rounds
+  )
   best = json.load(open(os.path.join(ref, "best.json")))
   chosen = [r for r in recs if r["chosen"]]
   assert best["score"] == pytest.approx(max(r["score"] for r in chosen))
-  assert chosen[-1]["edges"] == 0          # keep_fraction 0.01: to 0 edges
+  assert chosen[-1]["edges"] == 0  # keep_fraction 0.01: to 0 edges
   assert best["description"]["ops"][0] is None
 
   # a different config on the same workdir: exit 2, nothing changed
   before = file_digests(ref)
   capsys.readouterr()
-  code = cli.main(["autoshrink", "--config", RUNLOCAL, "--workdir", ref]
-                  + TINY + ["--config.seed=1"])
+  code = cli.main(
+      ["autoshrink", "--config", RUNLOCAL, "--workdir", ref]
+      + TINY
+      + ["--config.seed=1"]
+  )
   err = capsys.readouterr().err
   assert code == 2 and "config.seed" in err and "--workdir" in err
   assert file_digests(ref) == before
@@ -343,4 +430,5 @@ def test_imagenet_learning_rate_is_per_epoch_warmup_then_cosine():
   fn = shrinkcnn.schedule(steps_per_epoch=5)
   # step 0..4 is epoch 1, constant within the epoch
   assert [float(fn(s)) for s in (0, 4, 5, 49, 50)] == pytest.approx(
-      [0.01, 0.01, 0.02, 0.1, 0.1], rel=1e-4)
+      [0.01, 0.01, 0.02, 0.1, 0.1], rel=1e-4
+  )

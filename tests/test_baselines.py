@@ -56,8 +56,10 @@ def test_fbnet_structure():
   g2 = [b for b in spec.blocks if b.groups == 2]
   assert len(g2) == 3 and not any(b.expands for b in g2)
   assert [b.kernel for b in g2] == [5, 5, 3]
-  assert [len(fb.fbnet_spec(n).blocks) for n in
-          ("fbnet_b", "fbnet_c", "fbnet_96_035_1")] == [21, 21, 10]
+  assert [
+      len(fb.fbnet_spec(n).blocks)
+      for n in ("fbnet_b", "fbnet_c", "fbnet_96_035_1")
+  ] == [21, 21, 10]
   assert [b.stride for b in spec.blocks].count(2) == 4
   assert spec.activation == "relu"
   # Width scales every channel count, the last conv's too.
@@ -76,8 +78,9 @@ def test_channel_shuffle_is_the_shufflenet_permutation():
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_fbnet_params_match_the_module(name):
   net = fb.fbnet(name, num_classes=7)
-  variables = jax.eval_shape(net.init, jax.random.key(0),
-                             jnp.zeros((1, 64, 64, 3)))
+  variables = jax.eval_shape(
+      net.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3))
+  )
   n = sum(math.prod(p.shape) for p in jax.tree.leaves(variables["params"]))
   assert fb.fbnet_cost(name, 64, 7).params == n
 
@@ -94,6 +97,7 @@ def test_fbnet_a_macs_match_xla():
         with nn.intercept_methods(free_linear):
           return net.apply(v, x)
       return net.apply(v, x)
+
     return jax.jit(f).lower(variables, x).cost_analysis()["flops"]
 
   xla_macs = (flops(False) - flops(True) - classes) / 2
@@ -102,10 +106,20 @@ def test_fbnet_a_macs_match_xla():
 
 
 def test_registry():
-  assert {"mobilenet_v2", "fbnet_a", "fbnet_b", "fbnet_c",
-          "fbnet_96_035_1", "mbconv_tiny"} <= set(registry.MODELS)
-  with pytest.raises(GramJaxError, match="--model: 'resnet50' is not "
-                     "allowed; allowed: fbnet_96_035_1, fbnet_a"):
+  assert {
+      "mobilenet_v2",
+      "fbnet_a",
+      "fbnet_b",
+      "fbnet_c",
+      "fbnet_96_035_1",
+      "mbconv_tiny",
+  } <= set(registry.MODELS)
+  with pytest.raises(
+      GramJaxError,
+      match=(
+          "--model: 'resnet50' is not allowed; allowed: fbnet_96_035_1, fbnet_a"
+      ),
+  ):
     registry.get("resnet50")
   with pytest.raises(GramJaxError, match="width"):
     registry.build("mobilenet_v2", num_classes=10, width=0)
@@ -114,61 +128,127 @@ def test_registry():
   # The registry's MobileNetV2 is the MobileNetV2 module: same variables,
   # same cost.
   x = jnp.zeros((1, 96, 96, 3))
-  a = jax.eval_shape(registry.build("mobilenet_v2", num_classes=10,
-                                    width=0.35).init, jax.random.key(0), x)
-  b = jax.eval_shape(MobileNetV2(width=0.35, num_classes=10).init,
-                     jax.random.key(0), x)
+  a = jax.eval_shape(
+      registry.build("mobilenet_v2", num_classes=10, width=0.35).init,
+      jax.random.key(0),
+      x,
+  )
+  b = jax.eval_shape(
+      MobileNetV2(width=0.35, num_classes=10).init, jax.random.key(0), x
+  )
   assert jax.tree.structure(a) == jax.tree.structure(b)
   assert jax.tree.map(lambda u, v: u.shape == v.shape, a, b)
-  assert registry.cost("mobilenet_v2", (96, 96, 3), num_classes=1000,
-                       width=0.35) == mobilenet_v2_cost(0.35, 96)
-  assert registry.cost("fbnet_a", (224, 224, 3),
-                       num_classes=1000) == fb.fbnet_cost("fbnet_a")
+  assert registry.cost(
+      "mobilenet_v2", (96, 96, 3), num_classes=1000, width=0.35
+  ) == mobilenet_v2_cost(0.35, 96)
+  assert registry.cost(
+      "fbnet_a", (224, 224, 3), num_classes=1000
+  ) == fb.fbnet_cost("fbnet_a")
 
 
 def test_train_export_latency_mobilenet_v2(tmp_path, capsys):
   """MobileNetV2-0.35 on the native 8x8 digits (the 32x downsampling ends
   in 1x1 maps: it runs, but is a smoke test, not a fair accuracy)."""
   run = str(tmp_path / "mbv2")
-  assert cli.main(["train", "--model", "mobilenet_v2", "--width", "0.35",
-                   "--dataset", "digits", "--workdir", run, "--no-progress",
-                   "--recipe.epochs=1", "--recipe.batch_size=128",
-                   "--recipe.max_examples=256"]) == 0
+  assert (
+      cli.main([
+          "train",
+          "--model",
+          "mobilenet_v2",
+          "--width",
+          "0.35",
+          "--dataset",
+          "digits",
+          "--workdir",
+          run,
+          "--no-progress",
+          "--recipe.epochs=1",
+          "--recipe.batch_size=128",
+          "--recipe.max_examples=256",
+      ])
+      == 0
+  )
   result = json.load(open(os.path.join(run, "result.json")))
   assert result["model"] == "mobilenet_v2" and result["width"] == 0.35
   assert result["input_shape"] == [8, 8, 1]
-  assert (result["macs"], result["params"]) == tuple(registry.cost(
-      "mobilenet_v2", (8, 8, 1), num_classes=10, width=0.35))
+  assert (result["macs"], result["params"]) == tuple(
+      registry.cost("mobilenet_v2", (8, 8, 1), num_classes=10, width=0.35)
+  )
   assert json.load(open(result["model_json"]))["num_classes"] == 10
   capsys.readouterr()
   out = str(tmp_path / "m.tflite")
-  assert cli.main(["export", "--model", "mobilenet_v2", "--width", "0.35",
-                   "--params", result["variables"], "--out", out]) == 0
-  diff = float(re.search(r"max \|TFLite - JAX\| = (\S+)",
-                         capsys.readouterr().out).group(1))
+  assert (
+      cli.main([
+          "export",
+          "--model",
+          "mobilenet_v2",
+          "--width",
+          "0.35",
+          "--params",
+          result["variables"],
+          "--out",
+          out,
+      ])
+      == 0
+  )
+  diff = float(
+      re.search(r"max \|TFLite - JAX\| = (\S+)", capsys.readouterr().out).group(
+          1
+      )
+  )
   assert diff < 1e-4
   stats = str(tmp_path / "stats.json")
-  assert cli.main(["latency", out, "--runs", "3", "--warmup", "1",
-                   "--out", stats]) == 0
+  assert (
+      cli.main(["latency", out, "--runs", "3", "--warmup", "1", "--out", stats])
+      == 0
+  )
   assert json.load(open(stats))["median_ms"] > 0
   # A checkpoint of another width does not load silently.
-  assert cli.main(["export", "--model", "mobilenet_v2", "--width", "0.5",
-                   "--params", result["variables"], "--out", out]) == 2
-  assert "does not hold the variables of mobilenet_v2" in \
-      capsys.readouterr().err
+  assert (
+      cli.main([
+          "export",
+          "--model",
+          "mobilenet_v2",
+          "--width",
+          "0.5",
+          "--params",
+          result["variables"],
+          "--out",
+          out,
+      ])
+      == 2
+  )
+  assert (
+      "does not hold the variables of mobilenet_v2" in capsys.readouterr().err
+  )
 
 
 def test_train_and_export_arguments(tmp_path, capsys):
   wd = str(tmp_path / "x")
-  for args in (["--arch", "a.json", "--model", "mbconv_tiny"], [],
-               ["--model", "mbconv_tiny", "--upscale", "2"],
-               ["--model", "nope"],
-               ["--model", "mbconv_tiny", "--resolution", "0"]):
+  for args in (
+      ["--arch", "a.json", "--model", "mbconv_tiny"],
+      [],
+      ["--model", "mbconv_tiny", "--upscale", "2"],
+      ["--model", "nope"],
+      ["--model", "mbconv_tiny", "--resolution", "0"],
+  ):
     assert cli.main(["train", "--workdir", wd] + args) == 2
   err = capsys.readouterr().err
   assert "give exactly one" in err and "--upscale: only used" in err
   assert "--model: 'nope' is not allowed" in err and "--resolution" in err
   assert not os.path.exists(wd)
-  assert cli.main(["export", "--model", "mbconv_tiny", "--width", "x",
-                   "--params", wd, "--out", "m.tflite"]) == 2
+  assert (
+      cli.main([
+          "export",
+          "--model",
+          "mbconv_tiny",
+          "--width",
+          "x",
+          "--params",
+          wd,
+          "--out",
+          "m.tflite",
+      ])
+      == 2
+  )
   assert "--width" in capsys.readouterr().err

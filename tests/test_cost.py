@@ -36,9 +36,14 @@ def _xla_flops(spec, shape, probe):
 def _random_specs():
   specs = []
   for i, agg in enumerate(["sum", "concat"] * 3):
-    space = SearchSpace(hierarchies=2 + i % 2, dags_per_hierarchy=2, nodes=6,
-                        width=0.25 + 0.25 * (i % 3), aggregate=agg,
-                        stem=("conv3x3_16/2",) if i % 2 else ())
+    space = SearchSpace(
+        hierarchies=2 + i % 2,
+        dags_per_hierarchy=2,
+        nodes=6,
+        width=0.25 + 0.25 * (i % 3),
+        aggregate=agg,
+        stem=("conv3x3_16/2",) if i % 2 else (),
+    )
     g = mg.init(space, jax.random.key(i), init_weight=0.3 + 0.1 * i)
     masks = mg.sample(g, jax.random.key(100 + i))
     specs.append(arch.from_masks(space, g.ops, masks, num_classes=10))
@@ -49,8 +54,9 @@ def _random_specs():
 def test_macs_match_xla_cost_analysis(index):
   spec = _random_specs()[index]
   shape = (16, 16, 3)
-  conv_dense_flops = (_xla_flops(spec, shape, probe=False)
-                      - _xla_flops(spec, shape, probe=True))
+  conv_dense_flops = _xla_flops(spec, shape, probe=False) - _xla_flops(
+      spec, shape, probe=True
+  )
   # XLA counts 2 FLOPs per MAC; the dense bias adds (num_classes) remain.
   xla_macs = (conv_dense_flops - spec.num_classes) / 2
   ours = cost.count(spec, shape, padding_aware=True).macs
@@ -59,18 +65,27 @@ def test_macs_match_xla_cost_analysis(index):
 
 def test_params_match_the_module():
   for spec in _random_specs():
-    variables = jax.eval_shape(ExactNet(spec).init, jax.random.key(0),
-                               jnp.zeros((1, 16, 16, 3)))
+    variables = jax.eval_shape(
+        ExactNet(spec).init, jax.random.key(0), jnp.zeros((1, 16, 16, 3))
+    )
     n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
     assert cost.count(spec, (16, 16, 3)).params == n
 
 
 def test_hand_counted_example():
   # one DAG: 0 -> 1, 0 -> 2, 1 -> 2; sum aggregation
-  dag = arch.Dag((arch.Node(0, 3, 8), arch.Node(1, 1, 16, (0,)),
-                  arch.Node(2, 3, 4, (0, 1))))
-  spec = arch.ArchSpec(hierarchies=1, dags_per_hierarchy=1, dags=(dag,),
-                       num_classes=10, dag_output="sinks")
+  dag = arch.Dag((
+      arch.Node(0, 3, 8),
+      arch.Node(1, 1, 16, (0,)),
+      arch.Node(2, 3, 4, (0, 1)),
+  ))
+  spec = arch.ArchSpec(
+      hierarchies=1,
+      dags_per_hierarchy=1,
+      dags=(dag,),
+      num_classes=10,
+      dag_output="sinks",
+  )
   hw = 8 * 8
   want = hw * 9 * 3 * 8 + hw * 1 * 8 * 16 + hw * 9 * 16 * 4 + 4 * 10
   assert cost.count(spec, (8, 8, 3)).macs == want

@@ -11,18 +11,21 @@ from gram_jax.search import config as config_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
-TINY_SEARCH = ["--config.search.space.hierarchies=1",
-               "--config.search.space.dags_per_hierarchy=2",
-               "--config.search.space.nodes=4",
-               "--config.search.proxy.num_train=60",
-               "--config.search.proxy.num_val=40",
-               "--config.search.train.epochs=1",
-               "--config.search.train.batch_size=20",
-               "--config.search.search.iterations=3"]
+TINY_SEARCH = [
+    "--config.search.space.hierarchies=1",
+    "--config.search.space.dags_per_hierarchy=2",
+    "--config.search.space.nodes=4",
+    "--config.search.proxy.num_train=60",
+    "--config.search.proxy.num_val=40",
+    "--config.search.train.epochs=1",
+    "--config.search.train.batch_size=20",
+    "--config.search.search.iterations=3",
+]
 
 
-@pytest.mark.parametrize("name", ["table1_cifar10", "table3_imagenet",
-                                  "table4_adaptation"])
+@pytest.mark.parametrize(
+    "name", ["table1_cifar10", "table3_imagenet", "table4_adaptation"]
+)
 @pytest.mark.parametrize("variant", ["", ":runlocal"])
 def test_table_configs_validate(name, variant):
   exp = experiment.resolve(os.path.join(CONFIGS, name + ".py") + variant, [])
@@ -44,8 +47,17 @@ def test_bad_fields_are_one_line(tmp_path, capsys):
       ("--config.search.search.cost=joules", "config.search.search.cost"),
       ("--config.colour=red", "config.colour: unknown field"),
   ]:
-    assert cli.main(["experiment", "--config", config, "--workdir",
-                     str(tmp_path / "w"), override]) == 2
+    assert (
+        cli.main([
+            "experiment",
+            "--config",
+            config,
+            "--workdir",
+            str(tmp_path / "w"),
+            override,
+        ])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err, err
   assert not os.path.exists(tmp_path / "w")
@@ -54,9 +66,16 @@ def test_bad_fields_are_one_line(tmp_path, capsys):
 def test_tiny_experiment_runs_and_resumes(tmp_path, capsys):
   config = os.path.join(CONFIGS, "table1_cifar10.py:runlocal")
   work = str(tmp_path / "exp")
-  args = ["experiment", "--config", config, "--workdir", work,
-          "--no-progress", "--config.levels=0.2,0.7",
-          "--config.recipe.epochs=1"] + TINY_SEARCH
+  args = [
+      "experiment",
+      "--config",
+      config,
+      "--workdir",
+      work,
+      "--no-progress",
+      "--config.levels=0.2,0.7",
+      "--config.recipe.epochs=1",
+  ] + TINY_SEARCH
   assert cli.main(args) == 0
   out = json.load(open(os.path.join(work, "results.json")))
   rows = out["rows"]
@@ -69,9 +88,10 @@ def test_tiny_experiment_runs_and_resumes(tmp_path, capsys):
   for name in ("results.md", "results.csv", "pareto.png"):
     assert os.path.getsize(os.path.join(work, name)) > 0
   # A second call trains nothing again: result files are untouched.
-  stamps = {r["dir"]: os.path.getmtime(os.path.join(work, r["dir"],
-                                                     "result.json"))
-            for r in rows}
+  stamps = {
+      r["dir"]: os.path.getmtime(os.path.join(work, r["dir"], "result.json"))
+      for r in rows
+  }
   capsys.readouterr()
   assert cli.main(args) == 0
   assert "[1/2]" not in capsys.readouterr().out
@@ -94,24 +114,38 @@ def test_tiny_experiment_runs_and_resumes(tmp_path, capsys):
   # Adaptation from that search, at another input size: no new search.
   adapt = os.path.join(CONFIGS, "table4_adaptation.py:runlocal")
   work2 = str(tmp_path / "adapt")
-  assert cli.main(["experiment", "--config", adapt, "--workdir", work2,
-                   "--no-progress", "--config.levels=0.5",
-                   "--config.recipe.epochs=1",
-                   f"--config.from_workdir={work}/search"]) == 0
+  assert (
+      cli.main([
+          "experiment",
+          "--config",
+          adapt,
+          "--workdir",
+          work2,
+          "--no-progress",
+          "--config.levels=0.5",
+          "--config.recipe.epochs=1",
+          f"--config.from_workdir={work}/search",
+      ])
+      == 0
+  )
   rows2 = json.load(open(os.path.join(work2, "results.json")))["rows"]
   assert rows2[0]["input_shape"] == [16, 16, 1]
   assert not os.path.exists(os.path.join(work2, "search"))
 
 
-@pytest.mark.parametrize("value, expected", [(True, True), ("no", False),
-                                             ("maybe", None), (0, None)])
+@pytest.mark.parametrize(
+    "value, expected", [(True, True), ("no", False), ("maybe", None), (0, None)]
+)
 def test_measure_latency_is_a_strict_boolean(value, expected):
   d = config_lib.load_overridden(
-      os.path.join(CONFIGS, "table1_cifar10.py:runlocal"), [])
+      os.path.join(CONFIGS, "table1_cifar10.py:runlocal"), []
+  )
   d["measure_latency"] = value
   if expected is None:
-    with pytest.raises(experiment.ExperimentError,
-                       match=r"^config.measure_latency: .* allowed: true"):
+    with pytest.raises(
+        experiment.ExperimentError,
+        match=r"^config.measure_latency: .* allowed: true",
+    ):
       experiment.from_dict(d)
   else:
     assert experiment.from_dict(d).measure_latency is expected

@@ -24,9 +24,14 @@ SHAPE = (8, 8, 1)
 
 
 def _spec(aggregate="sum", seed=1):
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=4,
-                      width=0.25, aggregate=aggregate,
-                      stem=("conv3x3_16/2",))
+  space = SearchSpace(
+      hierarchies=2,
+      dags_per_hierarchy=2,
+      nodes=4,
+      width=0.25,
+      aggregate=aggregate,
+      stem=("conv3x3_16/2",),
+  )
   graph = mg.init(space, jax.random.key(0))
   masks = mg.sample(graph, jax.random.key(seed))
   return arch.from_masks(space, graph.ops, masks, num_classes=10)
@@ -77,9 +82,10 @@ def trained_digits(request):
   for _ in range(8):
     order = rng.permutation(len(ds.x_train))
     for i in range(0, len(order) - 63, 64):
-      idx = order[i:i + 64]
-      variables, opt_state, _ = step(variables, opt_state, ds.x_train[idx],
-                                     ds.y_train[idx])
+      idx = order[i : i + 64]
+      variables, opt_state, _ = step(
+          variables, opt_state, ds.x_train[idx], ds.y_train[idx]
+      )
   return ds, spec, variables
 
 
@@ -88,8 +94,7 @@ def trained_digits(request):
 
 def test_float_tflite_matches_jax(float_model):
   spec, variables, model = float_model
-  x = np.random.default_rng(0).standard_normal((8,) + SHAPE).astype(
-      np.float32)
+  x = np.random.default_rng(0).standard_normal((8,) + SHAPE).astype(np.float32)
   got = latency.run_tflite(model, x)
   want = _logits(spec, variables, x)
   assert got.shape == want.shape == (8, 10)
@@ -104,16 +109,16 @@ def test_float_model_uses_builtin_ops_with_folded_batchnorm(float_model):
   # BatchNorm folded into the conv weights: no leftover multiply; ELU in its
   # quantisable form (no SELECT sharing a scale with the pre-activation).
   assert "MUL" not in ops and "SELECT" not in ops and "SELECT_V2" not in ops
-  assert ops.count("EXP") == sum(len(d.nodes) for d in float_model[0].dags) \
-      + len(float_model[0].stem)
+  assert ops.count("EXP") == sum(
+      len(d.nodes) for d in float_model[0].dags
+  ) + len(float_model[0].stem)
 
 
 def test_fixed_batch_size_and_padding_of_the_last_batch():
   spec = _spec("concat")
   variables = _variables(spec, seed=3)
   model = tflite.to_tflite(spec, variables, SHAPE, batch_size=3)
-  x = np.random.default_rng(1).standard_normal((7,) + SHAPE).astype(
-      np.float32)
+  x = np.random.default_rng(1).standard_normal((7,) + SHAPE).astype(np.float32)
   got = latency.run_tflite(model, x)
   assert got.shape == (7, 10)
   assert np.max(np.abs(got - _logits(spec, variables, x))) < 1e-4
@@ -126,8 +131,9 @@ def test_int8_agrees_with_float_on_digits(trained_digits):
   ds, spec, variables = trained_digits
   want = _logits(spec, variables, ds.x_test).argmax(-1)
   assert np.mean(want == ds.y_test) > 0.9  # the float model has learned
-  model = tflite.to_tflite(spec, variables, SHAPE, int8=True,
-                           representative=ds.x_train[:200])
+  model = tflite.to_tflite(
+      spec, variables, SHAPE, int8=True, representative=ds.x_train[:200]
+  )
   got = latency.run_tflite(model, ds.x_test)
   agreement = np.mean(got.argmax(-1) == want)
   assert agreement >= 0.98, agreement
@@ -143,10 +149,13 @@ def test_int8_agrees_with_float_on_digits(trained_digits):
 # --- errors -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fn,op", [
-    (lambda x: jnp.sort(x, axis=-1), "sort"),
-    (jax.lax.erf, "erf"),
-])
+@pytest.mark.parametrize(
+    "fn,op",
+    [
+        (lambda x: jnp.sort(x, axis=-1), "sort"),
+        (jax.lax.erf, "erf"),
+    ],
+)
 def test_conversion_failure_names_the_op(fn, op):
   with pytest.raises(tflite.ExportError, match=rf"op {op}\b") as e:
     tflite.function_to_tflite(fn, (1, 8))
@@ -154,25 +163,33 @@ def test_conversion_failure_names_the_op(fn, op):
 
 
 def test_unsupported_ops_are_read_from_converter_messages():
-  msg = ("error: 'tf.XlaCallModule' op is neither a custom op nor a flex "
-         "op\nerror: failed while converting: 'main':\nSome ops in the model "
-         "are custom ops\nCustom ops: XlaCallModule, Erf\n")
+  msg = (
+      "error: 'tf.XlaCallModule' op is neither a custom op nor a flex "
+      "op\nerror: failed while converting: 'main':\nSome ops in the model "
+      "are custom ops\nCustom ops: XlaCallModule, Erf\n"
+  )
   assert tflite.unsupported_ops(msg) == ["Erf"]
-  assert tflite.unsupported_ops("'vhlo.fft_v1' op is not part of the vhlo "
-                                "support yet.") == ["fft"]
+  assert tflite.unsupported_ops(
+      "'vhlo.fft_v1' op is not part of the vhlo support yet."
+  ) == ["fft"]
   assert tflite.unsupported_ops("nothing useful") == []
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"input_shape": (8, 8)}, "input_shape"),
-    ({"input_shape": (8, 0, 1)}, "input_shape"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"int8": True}, "representative: int8 export needs"),
-    ({"int8": True, "representative": np.zeros((4, 8, 8, 3))},
-     "representative: shape"),
-    ({"representative": np.zeros((4, 8, 8, 1))}, "only used with int8"),
-    ({"input_shape": (8, 8, 3)}, "cannot be traced"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"input_shape": (8, 8)}, "input_shape"),
+        ({"input_shape": (8, 0, 1)}, "input_shape"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"int8": True}, "representative: int8 export needs"),
+        (
+            {"int8": True, "representative": np.zeros((4, 8, 8, 3))},
+            "representative: shape",
+        ),
+        ({"representative": np.zeros((4, 8, 8, 1))}, "only used with int8"),
+        ({"input_shape": (8, 8, 3)}, "cannot be traced"),
+    ],
+)
 def test_bad_export_arguments(kwargs, match):
   spec = _spec()
   variables = ExactNet(spec).init(jax.random.key(0), jnp.zeros((1,) + SHAPE))
@@ -202,8 +219,12 @@ def test_measure_tflite_reports_sane_statistics(float_model, tmp_path):
   stats = latency.measure_tflite(str(path), threads=2, runs=20, warmup=2)
   for key in ("median_ms", "p90_ms", "mean_ms", "min_ms", "max_ms"):
     assert 0 < stats[key] < 1000, key
-  assert stats["min_ms"] <= stats["median_ms"] <= stats["p90_ms"] \
+  assert (
+      stats["min_ms"]
+      <= stats["median_ms"]
+      <= stats["p90_ms"]
       <= stats["max_ms"]
+  )
   assert stats["std_ms"] >= 0
   assert (stats["runs"], stats["warmup"], stats["threads"]) == (20, 2, 2)
   assert stats["input"] == {"shape": [1, 8, 8, 1], "dtype": "float32"}
@@ -217,17 +238,21 @@ def test_measure_tflite_reports_sane_statistics(float_model, tmp_path):
 
 def test_measure_tflite_with_an_injected_clock(float_model):
   ticks = iter(range(0, 10**9, 250_000))  # every call: +0.25 ms
-  stats = latency.measure_tflite(float_model[2], runs=4, warmup=0,
-                                 clock=lambda: next(ticks))
+  stats = latency.measure_tflite(
+      float_model[2], runs=4, warmup=0, clock=lambda: next(ticks)
+  )
   assert stats["median_ms"] == stats["min_ms"] == stats["max_ms"] == 0.25
   assert stats["std_ms"] == 0.0
 
 
-@pytest.mark.parametrize("model,match", [
-    (b"definitely not a model", "not a TFLite model"),
-    ("/nonexistent/m.tflite", "cannot read"),
-    (3, "expected bytes"),
-])
+@pytest.mark.parametrize(
+    "model,match",
+    [
+        (b"definitely not a model", "not a TFLite model"),
+        ("/nonexistent/m.tflite", "cannot read"),
+        (3, "expected bytes"),
+    ],
+)
 def test_measure_tflite_rejects_bad_models(model, match):
   with pytest.raises(latency.LatencyError, match=match):
     latency.measure_tflite(model, runs=1)
@@ -258,8 +283,15 @@ def _one_line(text):
 
 def test_export_then_latency_commands(workdir, capsys):
   out = workdir / "model.tflite"
-  rc = main(["export", "--arch", str(workdir / "arch.json"), "--params",
-             str(workdir / "ckpt"), "--out", str(out)])
+  rc = main([
+      "export",
+      "--arch",
+      str(workdir / "arch.json"),
+      "--params",
+      str(workdir / "ckpt"),
+      "--out",
+      str(out),
+  ])
   printed = capsys.readouterr().out
   assert rc == 0 and out.is_file()
   assert _one_line(printed) and str(out) in printed and "KB" in printed
@@ -267,8 +299,18 @@ def test_export_then_latency_commands(workdir, capsys):
   assert diff < 1e-4
 
   stats_path = workdir / "stats.json"
-  rc = main(["latency", str(out), "--threads", "1", "--runs", "5",
-             "--warmup", "1", "--out", str(stats_path)])
+  rc = main([
+      "latency",
+      str(out),
+      "--threads",
+      "1",
+      "--runs",
+      "5",
+      "--warmup",
+      "1",
+      "--out",
+      str(stats_path),
+  ])
   printed = capsys.readouterr().out
   assert rc == 0
   stats = json.loads(stats_path.read_text())
@@ -278,36 +320,104 @@ def test_export_then_latency_commands(workdir, capsys):
 
 def test_export_int8_command(workdir, capsys):
   out = workdir / "model_int8.tflite"
-  rc = main(["export", "--arch", str(workdir / "arch.json"), "--params",
-             str(workdir / "ckpt"), "--out", str(out), "--int8",
-             "--input-shape", "8,8,1", "--dataset", "digits"])
+  rc = main([
+      "export",
+      "--arch",
+      str(workdir / "arch.json"),
+      "--params",
+      str(workdir / "ckpt"),
+      "--out",
+      str(out),
+      "--int8",
+      "--input-shape",
+      "8,8,1",
+      "--dataset",
+      "digits",
+  ])
   printed = capsys.readouterr().out
   assert rc == 0 and out.is_file() and "int8" in printed
   assert "top-1 agreement" in printed and _one_line(printed)
   assert latency.measure_tflite(str(out), runs=2)["input"]["dtype"] == "int8"
 
 
-@pytest.mark.parametrize("argv,match", [
-    (["export", "--arch", "{d}/missing.json", "--params", "{d}/ckpt",
-      "--out", "{d}/x.tflite"], "missing.json: cannot read"),
-    (["export", "--arch", "{d}/other.json", "--params", "{d}/ckpt", "--out",
-      "{d}/x.tflite"], "does not hold the variables"),
-    (["export", "--arch", "{d}/arch.json", "--params", "{d}/ckpt", "--out",
-      "{d}/x.tflite", "--bogus"], "unrecognised arguments: --bogus"),
-    (["export", "--arch", "{d}/arch.json", "--out", "{d}/x.tflite"],
-     "--params: required"),
-    (["export", "--arch", "{d}/arch.json", "--params", "{d}/ckpt", "--out",
-      "{d}/x.tflite", "--input-shape", "8,8"], "--input-shape"),
-    (["export", "--arch", "{d}/arch.json", "--params", "{d}/ckpt", "--out",
-      "{d}/nodir/x.tflite"], "does not exist"),
-    (["latency", "{d}/missing.tflite"], "missing.tflite: cannot read"),
-    (["latency", "{d}/arch.json"], "not a TFLite model"),
-    (["latency", "{d}/arch.json", "--threads", "0"], "--threads"),
-    (["latency", "{d}/arch.json", "--serial", "X"], "only used with"),
-    (["latency", "{d}/arch.json", "--frobnicate"], "unrecognised"),
-])
-def test_bad_command_input_exits_2_with_one_line(workdir, capsys, argv,
-                                                 match):
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (
+            [
+                "export",
+                "--arch",
+                "{d}/missing.json",
+                "--params",
+                "{d}/ckpt",
+                "--out",
+                "{d}/x.tflite",
+            ],
+            "missing.json: cannot read",
+        ),
+        (
+            [
+                "export",
+                "--arch",
+                "{d}/other.json",
+                "--params",
+                "{d}/ckpt",
+                "--out",
+                "{d}/x.tflite",
+            ],
+            "does not hold the variables",
+        ),
+        (
+            [
+                "export",
+                "--arch",
+                "{d}/arch.json",
+                "--params",
+                "{d}/ckpt",
+                "--out",
+                "{d}/x.tflite",
+                "--bogus",
+            ],
+            "unrecognised arguments: --bogus",
+        ),
+        (
+            ["export", "--arch", "{d}/arch.json", "--out", "{d}/x.tflite"],
+            "--params: required",
+        ),
+        (
+            [
+                "export",
+                "--arch",
+                "{d}/arch.json",
+                "--params",
+                "{d}/ckpt",
+                "--out",
+                "{d}/x.tflite",
+                "--input-shape",
+                "8,8",
+            ],
+            "--input-shape",
+        ),
+        (
+            [
+                "export",
+                "--arch",
+                "{d}/arch.json",
+                "--params",
+                "{d}/ckpt",
+                "--out",
+                "{d}/nodir/x.tflite",
+            ],
+            "does not exist",
+        ),
+        (["latency", "{d}/missing.tflite"], "missing.tflite: cannot read"),
+        (["latency", "{d}/arch.json"], "not a TFLite model"),
+        (["latency", "{d}/arch.json", "--threads", "0"], "--threads"),
+        (["latency", "{d}/arch.json", "--serial", "X"], "only used with"),
+        (["latency", "{d}/arch.json", "--frobnicate"], "unrecognised"),
+    ],
+)
+def test_bad_command_input_exits_2_with_one_line(workdir, capsys, argv, match):
   rc = main([a.format(d=workdir) for a in argv])
   err = capsys.readouterr().err
   assert rc == 2

@@ -67,13 +67,17 @@ from test_run_kernel import _tear
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
 KILLS = 3
-TIMEOUT = 600          # seconds for one run of a command (a loaded machine)
+TIMEOUT = 600  # seconds for one run of a command (a loaded machine)
 
 SEARCH_TINY = [
-    "--config.space.hierarchies=1", "--config.space.dags_per_hierarchy=2",
-    "--config.space.nodes=4", "--config.proxy.num_train=60",
-    "--config.proxy.num_val=40", "--config.train.epochs=1",
-    "--config.train.batch_size=20"]
+    "--config.space.hierarchies=1",
+    "--config.space.dags_per_hierarchy=2",
+    "--config.space.nodes=4",
+    "--config.proxy.num_train=60",
+    "--config.proxy.num_val=40",
+    "--config.train.epochs=1",
+    "--config.train.batch_size=20",
+]
 
 
 class Command(NamedTuple):
@@ -90,6 +94,7 @@ class Command(NamedTuple):
   checkpoints: the command's own orbax checkpoint directory in the workdir
     ("" where it has none: it resumes through the nested runs' own).
   """
+
   name: str
   argv: Callable[[str], List[str]]
   outputs: Tuple[str, ...]
@@ -100,41 +105,68 @@ class Command(NamedTuple):
 
 def _search(base):
   del base
-  return (["search", "--config", os.path.join(CONFIGS, "quickstart.py"),
-           "--no-progress"] + SEARCH_TINY
-          + ["--config.search.iterations=6", "--config.checkpoint_every=2"])
+  return (
+      [
+          "search",
+          "--config",
+          os.path.join(CONFIGS, "quickstart.py"),
+          "--no-progress",
+      ]
+      + SEARCH_TINY
+      + ["--config.search.iterations=6", "--config.checkpoint_every=2"]
+  )
 
 
 def _autoshrink_cnn(base):
   del base
-  return ["autoshrink", "--config",
-          os.path.join(CONFIGS, "autoshrink_cnn_runlocal.py"), "--no-progress",
-          "--config.search.k=3", "--config.cnn.nodes=4",
-          "--config.cnn.base_filters=4", "--config.cnn.stem_channels=4",
-          "--config.cnn.scales=(1.0, 2.0)", "--config.cnn.pools=(1, 2)",
-          "--config.cnn.replicate=(1, 1)", "--config.cnn.proxy.num_train=60",
-          "--config.cnn.proxy.num_val=40", "--config.cnn.train.epochs=1",
-          "--config.cnn.train.batch_size=20",
-          "--config.cnn.train.eval_batch_size=40"]
+  return [
+      "autoshrink",
+      "--config",
+      os.path.join(CONFIGS, "autoshrink_cnn_runlocal.py"),
+      "--no-progress",
+      "--config.search.k=3",
+      "--config.cnn.nodes=4",
+      "--config.cnn.base_filters=4",
+      "--config.cnn.stem_channels=4",
+      "--config.cnn.scales=(1.0, 2.0)",
+      "--config.cnn.pools=(1, 2)",
+      "--config.cnn.replicate=(1, 1)",
+      "--config.cnn.proxy.num_train=60",
+      "--config.cnn.proxy.num_val=40",
+      "--config.cnn.train.epochs=1",
+      "--config.cnn.train.batch_size=20",
+      "--config.cnn.train.eval_batch_size=40",
+  ]
 
 
 def _autoshrink_rnn(base):
   del base
-  rnn = {"nodes": 4, "nhid": 8, "bptt": 8, "epochs": 2, "batch_size": 64,
-         "eval_batch_size": 32}
-  return (["autoshrink", "--config",
-           os.path.join(CONFIGS, "autoshrink_rnn_runlocal.py"),
-           "--no-progress", "--config.search.k=2",
-           "--config.search.keep_fraction=0.0"]
-          + [f"--config.rnn.{k}={v}" for k, v in rnn.items()])
+  rnn = {
+      "nodes": 4,
+      "nhid": 8,
+      "bptt": 8,
+      "epochs": 2,
+      "batch_size": 64,
+      "eval_batch_size": 32,
+  }
+  return [
+      "autoshrink",
+      "--config",
+      os.path.join(CONFIGS, "autoshrink_rnn_runlocal.py"),
+      "--no-progress",
+      "--config.search.k=2",
+      "--config.search.keep_fraction=0.0",
+  ] + [f"--config.rnn.{k}={v}" for k, v in rnn.items()]
 
 
 def _single_path(base):
   d = helpers.tiny_single_path_config()
   path = os.path.join(base, "singlepath_config.py")
   with open(path, "w") as f:
-    f.write("import json\n\n\ndef get_config():\n  return json.loads("
-            f"{json.dumps(json.dumps(d))})\n")
+    f.write(
+        "import json\n\n\ndef get_config():\n  return json.loads("
+        f"{json.dumps(json.dumps(d))})\n"
+    )
   return ["single-path", "--config", path, "--no-progress"]
 
 
@@ -143,113 +175,225 @@ def _arch_file(base, nodes):
   from gram_jax import arch  # pylint: disable=import-outside-toplevel
   from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
   from gram_jax.space import SearchSpace  # pylint: disable=import-outside-toplevel
-  space = SearchSpace(hierarchies=1 if nodes == 3 else 2,
-                      dags_per_hierarchy=2, nodes=nodes, width=0.25)
+
+  space = SearchSpace(
+      hierarchies=1 if nodes == 3 else 2,
+      dags_per_hierarchy=2,
+      nodes=nodes,
+      width=0.25,
+  )
   g = mg.init(space, jax.random.key(0), init_weight=0.8)
-  spec = arch.from_masks(space, g.ops, mg.sample(g, jax.random.key(1)),
-                         num_classes=10)
+  spec = arch.from_masks(
+      space, g.ops, mg.sample(g, jax.random.key(1)), num_classes=10
+  )
   path = os.path.join(base, "arch.json")
   spec.save(path)
   return path
 
 
 def _train(base):
-  return ["train", "--arch", _arch_file(base, 4), "--dataset", "digits",
-          "--no-progress", "--recipe.epochs=4", "--recipe.batch_size=128",
-          "--recipe.max_examples=512"]
+  return [
+      "train",
+      "--arch",
+      _arch_file(base, 4),
+      "--dataset",
+      "digits",
+      "--no-progress",
+      "--recipe.epochs=4",
+      "--recipe.batch_size=128",
+      "--recipe.max_examples=512",
+  ]
 
 
 def _train_rnn(base):
   from gram_jax.autoshrink import rnn  # pylint: disable=import-outside-toplevel
+
   path = os.path.join(base, "cell.json")
-  rnn.CellSpec(4, ((0, 1), (0, 2), (1, 3)),
-               ("tanh", "sigmoid", "tanh", "identity")).save(path)
-  return ["train-rnn", "--cell", path, "--data-dir", "synthetic",
-          "--no-progress", "--config.nhid=8", "--config.epochs=4",
-          "--config.batch_size=64", "--config.eval_batch_size=32",
-          "--config.test_batch_size=32", "--config.bptt=8",
-          "--config.max_seq_len_delta=4", "--config.bucket=0",
-          "--config.nonmono=1"]
+  rnn.CellSpec(
+      4, ((0, 1), (0, 2), (1, 3)), ("tanh", "sigmoid", "tanh", "identity")
+  ).save(path)
+  return [
+      "train-rnn",
+      "--cell",
+      path,
+      "--data-dir",
+      "synthetic",
+      "--no-progress",
+      "--config.nhid=8",
+      "--config.epochs=4",
+      "--config.batch_size=64",
+      "--config.eval_batch_size=32",
+      "--config.test_batch_size=32",
+      "--config.bptt=8",
+      "--config.max_seq_len_delta=4",
+      "--config.bucket=0",
+      "--config.nonmono=1",
+  ]
 
 
 def _experiment(base):
   del base
-  return (["experiment", "--config",
-           os.path.join(CONFIGS, "table1_cifar10.py") + ":runlocal",
-           "--no-progress", "--config.levels=0.2,0.7",
-           "--config.recipe.epochs=2"]
-          + [f"--config.search.{a[len('--config.'):]}" for a in SEARCH_TINY]
-          + ["--config.search.search.iterations=3",
-             "--config.search.checkpoint_every=1"])
+  return (
+      [
+          "experiment",
+          "--config",
+          os.path.join(CONFIGS, "table1_cifar10.py") + ":runlocal",
+          "--no-progress",
+          "--config.levels=0.2,0.7",
+          "--config.recipe.epochs=2",
+      ]
+      + [f"--config.search.{a[len('--config.'):]}" for a in SEARCH_TINY]
+      + [
+          "--config.search.search.iterations=3",
+          "--config.search.checkpoint_every=1",
+      ]
+  )
 
 
 def _compare(base):
-  cfg = {"dataset": "digits", "data_dir": "",
-         "recipe": {"epochs": 2, "batch_size": 64, "optimizer": "adam",
-                    "learning_rate": 4e-3, "schedule": "constant",
-                    "weight_decay": 0.0, "augment": "crop_flip",
-                    "augment_pad": 1, "val_examples": 128,
-                    "train_examples": 256, "split_seed": 0},
-         "seeds": [0, 1],
-         "swiftnet": {"sw": {"role": "searched", "searched_on": "digits",
-                             "archs": [_arch_file(base, 3)]}},
-         "baselines": ["mbconv_tiny@1.0"],
-         "latency": {"threads": 1, "runs": 3, "warmup": 1},
-         "int8": {"calibration": 32}, "similar_points": 100.0}
+  cfg = {
+      "dataset": "digits",
+      "data_dir": "",
+      "recipe": {
+          "epochs": 2,
+          "batch_size": 64,
+          "optimizer": "adam",
+          "learning_rate": 4e-3,
+          "schedule": "constant",
+          "weight_decay": 0.0,
+          "augment": "crop_flip",
+          "augment_pad": 1,
+          "val_examples": 128,
+          "train_examples": 256,
+          "split_seed": 0,
+      },
+      "seeds": [0, 1],
+      "swiftnet": {
+          "sw": {
+              "role": "searched",
+              "searched_on": "digits",
+              "archs": [_arch_file(base, 3)],
+          }
+      },
+      "baselines": ["mbconv_tiny@1.0"],
+      "latency": {"threads": 1, "runs": 3, "warmup": 1},
+      "int8": {"calibration": 32},
+      "similar_points": 100.0,
+  }
   path = os.path.join(base, "compare_config.py")
   with open(path, "w") as f:
-    f.write("import json\n\n\ndef get_config():\n  return json.loads("
-            f"{json.dumps(json.dumps(cfg))})\n")
+    f.write(
+        "import json\n\n\ndef get_config():\n  return json.loads("
+        f"{json.dumps(json.dumps(cfg))})\n"
+    )
   return ["compare", "--config", path, "--no-progress"]
 
 
 def _sweep(base):
   del base
-  return (["sweep", "--config", os.path.join(CONFIGS, "quickstart.py"),
-           "--no-progress", "--grid", "gamma=0.05,0.1"] + SEARCH_TINY
-          + ["--config.search.iterations=2", "--config.checkpoint_every=1"])
+  return (
+      [
+          "sweep",
+          "--config",
+          os.path.join(CONFIGS, "quickstart.py"),
+          "--no-progress",
+          "--grid",
+          "gamma=0.05,0.1",
+      ]
+      + SEARCH_TINY
+      + ["--config.search.iterations=2", "--config.checkpoint_every=1"]
+  )
 
 
-SEARCH_OUT = ("config.json", "candidates.jsonl", "metagraph.json",
-              "arch.json")
+SEARCH_OUT = ("config.json", "candidates.jsonl", "metagraph.json", "arch.json")
 COMMANDS = [
-    Command("search", _search, SEARCH_OUT, ("seconds",),
-            ("--config.search.alpha=-1", "config.search.alpha")),
-    Command("autoshrink-cnn", _autoshrink_cnn,
-            ("config.json", "rounds.jsonl", "best.json"), ("seconds",),
-            ("--config.search.k=0", "config.search.k")),
-    Command("autoshrink-rnn", _autoshrink_rnn,
-            ("config.json", "rounds.jsonl", "best.json"), ("seconds",),
-            ("--config.rnn.nhid=0", "config.rnn.nhid")),
-    Command("single-path", _single_path,
-            ("config.json", "steps.jsonl", "epochs.jsonl", "result.json",
-             "spec.json"), ("seconds",),
-            ("--config.runtime.runtime_lambda=-1",
-             "config.runtime.runtime_lambda")),
-    Command("train", _train, ("config.json", "metrics.jsonl", "result.json"),
-            ("seconds",), ("--recipe.epochs=0", "recipe.epochs")),
-    Command("train-rnn", _train_rnn,
-            ("config.json", "metrics.jsonl", "result.json", "cell.json"),
-            ("seconds",), ("--config.dropout=1.5", "config.dropout")),
-    Command("experiment", _experiment,
-            ("results.json", "results.csv")
-            + tuple("search/" + p for p in SEARCH_OUT)
-            + tuple(f"digits/*/{p}" for p in ("config.json", "metrics.jsonl",
-                                              "result.json")),
-            ("seconds", "latency"),
-            ("--config.levels=0.3,1.5", "config.levels"), ""),
-    Command("compare", _compare,
-            ("config.json", "results.json", "results.csv",
-             "release/*.json", "models/*/seed*/config.json",
-             "models/*/seed*/metrics.jsonl", "models/*/seed*/result.json",
-             "models/*/seed*/int8.json"),
-            ("seconds", "latency"),
-            ("--config.int8.calibration=0", "config.int8.calibration"), ""),
-    Command("sweep", _sweep,
-            ("sweep.json", "sweep.csv")
-            + tuple("runs/*/" + p for p in SEARCH_OUT + ("points.json",)),
-            ("seconds",), ("--config.search.alpha=-1", "config.search.alpha"),
-            ""),
+    Command(
+        "search",
+        _search,
+        SEARCH_OUT,
+        ("seconds",),
+        ("--config.search.alpha=-1", "config.search.alpha"),
+    ),
+    Command(
+        "autoshrink-cnn",
+        _autoshrink_cnn,
+        ("config.json", "rounds.jsonl", "best.json"),
+        ("seconds",),
+        ("--config.search.k=0", "config.search.k"),
+    ),
+    Command(
+        "autoshrink-rnn",
+        _autoshrink_rnn,
+        ("config.json", "rounds.jsonl", "best.json"),
+        ("seconds",),
+        ("--config.rnn.nhid=0", "config.rnn.nhid"),
+    ),
+    Command(
+        "single-path",
+        _single_path,
+        (
+            "config.json",
+            "steps.jsonl",
+            "epochs.jsonl",
+            "result.json",
+            "spec.json",
+        ),
+        ("seconds",),
+        ("--config.runtime.runtime_lambda=-1", "config.runtime.runtime_lambda"),
+    ),
+    Command(
+        "train",
+        _train,
+        ("config.json", "metrics.jsonl", "result.json"),
+        ("seconds",),
+        ("--recipe.epochs=0", "recipe.epochs"),
+    ),
+    Command(
+        "train-rnn",
+        _train_rnn,
+        ("config.json", "metrics.jsonl", "result.json", "cell.json"),
+        ("seconds",),
+        ("--config.dropout=1.5", "config.dropout"),
+    ),
+    Command(
+        "experiment",
+        _experiment,
+        ("results.json", "results.csv")
+        + tuple("search/" + p for p in SEARCH_OUT)
+        + tuple(
+            f"digits/*/{p}"
+            for p in ("config.json", "metrics.jsonl", "result.json")
+        ),
+        ("seconds", "latency"),
+        ("--config.levels=0.3,1.5", "config.levels"),
+        "",
+    ),
+    Command(
+        "compare",
+        _compare,
+        (
+            "config.json",
+            "results.json",
+            "results.csv",
+            "release/*.json",
+            "models/*/seed*/config.json",
+            "models/*/seed*/metrics.jsonl",
+            "models/*/seed*/result.json",
+            "models/*/seed*/int8.json",
+        ),
+        ("seconds", "latency"),
+        ("--config.int8.calibration=0", "config.int8.calibration"),
+        "",
+    ),
+    Command(
+        "sweep",
+        _sweep,
+        ("sweep.json", "sweep.csv")
+        + tuple("runs/*/" + p for p in SEARCH_OUT + ("points.json",)),
+        ("seconds",),
+        ("--config.search.alpha=-1", "config.search.alpha"),
+        "",
+    ),
 ]
 
 
@@ -260,11 +404,14 @@ def xla_cache(tmp_path_factory):
 
 
 def _env(cache):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             JAX_DISABLE_MOST_OPTIMIZATIONS="1",
-             GRAM_JAX_COMPILATION_CACHE=cache,
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  env.pop("XLA_FLAGS", None)     # one CPU device, as a user runs them
+  env = dict(
+      os.environ,
+      JAX_PLATFORMS="cpu",
+      JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+      GRAM_JAX_COMPILATION_CACHE=cache,
+      PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+  )
+  env.pop("XLA_FLAGS", None)  # one CPU device, as a user runs them
   return env
 
 
@@ -280,15 +427,18 @@ def _progress(workdir, outputs):
         try:
           with open(os.path.join(base, f), "rb") as fh:
             n += fh.read().count(b"\n")
-        except FileNotFoundError:     # replaced while we looked
+        except FileNotFoundError:  # replaced while we looked
           pass
-  return n + sum(len(glob.glob(os.path.join(workdir, p))) for p in outputs
-                 if not p.endswith(".jsonl"))
+  return n + sum(
+      len(glob.glob(os.path.join(workdir, p)))
+      for p in outputs
+      if not p.endswith(".jsonl")
+  )
 
 
 class Run(NamedTuple):
   code: int
-  progress: int        # when it ended (was killed)
+  progress: int  # when it ended (was killed)
   stderr: str
 
 
@@ -296,15 +446,20 @@ def _start(argv, workdir, env, log):
   with open(log, "wb") as err:
     return subprocess.Popen(
         [sys.executable, "-m", "gram_jax.cli"] + argv + ["--workdir", workdir],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
+    )
 
 
 def _run(argv, workdir, env, log, outputs, kill_at=None):
   """Runs the command to its end, or SIGKILLs it once the progress of
   `workdir` reaches `kill_at` (or, when it starts at or past `kill_at`, the
   first step past where it started)."""
-  at = None if kill_at is None else max(kill_at,
-                                        _progress(workdir, outputs) + 1)
+  at = (
+      None if kill_at is None else max(kill_at, _progress(workdir, outputs) + 1)
+  )
   proc = _start(argv, workdir, env, log)
   deadline = time.monotonic() + TIMEOUT
   try:
@@ -338,9 +493,10 @@ def _normalise(x, wall, workdir, masked=False):
   `wall`) replaced by "<wall-clock>" (None stays None: a measurement lost on
   resume is a difference), and `workdir` written "<workdir>" in strings."""
   if isinstance(x, dict):
-    return {k: _normalise(v, wall, workdir,
-                          masked or any(w in k for w in wall))
-            for k, v in x.items()}
+    return {
+        k: _normalise(v, wall, workdir, masked or any(w in k for w in wall))
+        for k, v in x.items()
+    }
   if isinstance(x, list):
     return [_normalise(v, wall, workdir, masked) for v in x]
   if isinstance(x, str):
@@ -352,12 +508,18 @@ def _normalise(x, wall, workdir, masked=False):
 
 def _read(path, wall, workdir):
   import csv  # pylint: disable=import-outside-toplevel
+
   with open(path) as f:
     if path.endswith(".jsonl"):
       data = [json.loads(line) for line in f]
     elif path.endswith(".csv"):
-      data = [{k: (v if v == "" else float(v) if _is_number(v) else v)
-               for k, v in row.items()} for row in csv.DictReader(f)]
+      data = [
+          {
+              k: v if v == "" else float(v) if _is_number(v) else v
+              for k, v in row.items()
+          }
+          for row in csv.DictReader(f)
+      ]
     else:
       data = json.load(f)
   return _normalise(data, wall, os.path.abspath(workdir))
@@ -372,8 +534,10 @@ def _is_number(text):
 
 
 def _final(workdir, cmd):
-  return {p: _read(os.path.join(workdir, p), cmd.wall, workdir)
-          for p in _outputs(workdir, cmd.outputs)}
+  return {
+      p: _read(os.path.join(workdir, p), cmd.wall, workdir)
+      for p in _outputs(workdir, cmd.outputs)
+  }
 
 
 def _tear_newest(workdir, name):
@@ -382,14 +546,20 @@ def _tear_newest(workdir, name):
   warning must say the run goes on from, or (None, None) when the run has no
   checkpoint yet."""
   directory = os.path.join(workdir, name)
-  steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) \
-      if os.path.isdir(directory) else []
+  steps = (
+      sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+      if os.path.isdir(directory)
+      else []
+  )
   if not steps:
     return None, None
   step_dir = os.path.join(directory, str(steps[-1]))
   _tear(step_dir)
-  then = (f"earlier one (step {steps[-2]})" if len(steps) > 1
-          else "from the beginning")
+  then = (
+      f"earlier one (step {steps[-2]})"
+      if len(steps) > 1
+      else "from the beginning"
+  )
   return step_dir, then
 
 
@@ -413,12 +583,14 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
 
   # 2. killed at seeded random progress points
   rng = np.random.default_rng(zlib.crc32(cmd.name.encode()))
-  points = sorted(int(p) for p in rng.choice(np.arange(1, total), KILLS,
-                                             replace=False))
+  points = sorted(
+      int(p) for p in rng.choice(np.arange(1, total), KILLS, replace=False)
+  )
   runs = []
   for i, point in enumerate(points):
-    r = _run(argv, work, env, str(logs / f"kill{i}.err"), cmd.outputs,
-             kill_at=point)
+    r = _run(
+        argv, work, env, str(logs / f"kill{i}.err"), cmd.outputs, kill_at=point
+    )
     assert r.code in (0, -signal.SIGKILL), r.stderr[-3000:]
     # a kill never leaves a checkpoint that does not restore
     assert not _unreadable(r.stderr), r.stderr[-3000:]
@@ -428,9 +600,16 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
       before = helpers.file_digests(work, dirs=True)
       override, field = cmd.bad
       p = subprocess.run(
-          [sys.executable, "-m", "gram_jax.cli"] + argv
-          + ["--workdir", work, override], cwd=ROOT, env=env,
-          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+          [sys.executable, "-m", "gram_jax.cli"]
+          + argv
+          + ["--workdir", work, override],
+          cwd=ROOT,
+          env=env,
+          capture_output=True,
+          text=True,
+          timeout=TIMEOUT,
+          check=False,
+      )
       err = p.stderr.strip()
       assert p.returncode == 2, p.stderr[-3000:]
       assert len(err.splitlines()) == 1, err
@@ -441,8 +620,9 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
 
   # 4. the newest checkpoint torn, then resumed to the end: one warning (the
   # previous step is used), and the reference's outputs
-  torn, then = (_tear_newest(work, cmd.checkpoints) if cmd.checkpoints
-                else (None, None))
+  torn, then = (
+      _tear_newest(work, cmd.checkpoints) if cmd.checkpoints else (None, None)
+  )
   done = _run(argv, work, env, str(logs / "resume.err"), cmd.outputs)
   assert done.code == 0, done.stderr[-3000:]
   warned = _unreadable(done.stderr)

@@ -17,11 +17,11 @@ from gram_jax.space import SearchSpace
 
 @pytest.fixture
 def arch_file(tmp_path):
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=4,
-                      width=0.25)
+  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=4, width=0.25)
   g = mg.init(space, jax.random.key(0), init_weight=0.6)
-  spec = arch.from_masks(space, g.ops, mg.sample(g, jax.random.key(1)),
-                         num_classes=10)
+  spec = arch.from_masks(
+      space, g.ops, mg.sample(g, jax.random.key(1)), num_classes=10
+  )
   path = str(tmp_path / "arch.json")
   spec.save(path)
   return path
@@ -29,8 +29,13 @@ def arch_file(tmp_path):
 
 def test_recipes_and_overrides():
   r = fulltrain.recipe_for("cifar10")
-  assert (r.optimizer, r.learning_rate, r.schedule, r.weight_decay,
-          r.augment) == ("momentum", 0.01, "step", 5e-4, "crop_flip")
+  assert (
+      r.optimizer,
+      r.learning_rate,
+      r.schedule,
+      r.weight_decay,
+      r.augment,
+  ) == ("momentum", 0.01, "step", 5e-4, "crop_flip")
   sched = fulltrain.schedule_fn(r, steps_per_epoch=10)
   total = r.epochs * 10
   assert sched(0) == pytest.approx(0.01)
@@ -50,8 +55,16 @@ def test_recipes_and_overrides():
 
 
 def test_train_resumes_to_the_same_result(tmp_path, arch_file, capsys):
-  args = ["train", "--arch", arch_file, "--dataset", "digits",
-          "--no-progress", "--recipe.epochs=3", "--recipe.batch_size=128"]
+  args = [
+      "train",
+      "--arch",
+      arch_file,
+      "--dataset",
+      "digits",
+      "--no-progress",
+      "--recipe.epochs=3",
+      "--recipe.batch_size=128",
+  ]
   ref, run = str(tmp_path / "ref"), str(tmp_path / "run")
   assert cli.main(args + ["--workdir", ref]) == 0
   assert cli.main(args + ["--workdir", run, "--stop-after-epochs=1"]) == 0
@@ -75,11 +88,20 @@ def test_adaptation_to_another_dataset(tmp_path, arch_file):
   1000 classes and the ImageNet stem, with no new search."""
   with tfds.testing.mock_data(num_examples=48):
     result = fulltrain.run_training(
-        arch.ArchSpec.load(arch_file), "imagenet2012",
-        str(tmp_path / "run"), progress=False,
-        recipe=fulltrain.recipe_for("imagenet2012", [
-            "--recipe.epochs=1", "--recipe.batch_size=16",
-            "--recipe.input_size=32", "--recipe.max_examples=48"]))
+        arch.ArchSpec.load(arch_file),
+        "imagenet2012",
+        str(tmp_path / "run"),
+        progress=False,
+        recipe=fulltrain.recipe_for(
+            "imagenet2012",
+            [
+                "--recipe.epochs=1",
+                "--recipe.batch_size=16",
+                "--recipe.input_size=32",
+                "--recipe.max_examples=48",
+            ],
+        ),
+    )
   spec = arch.ArchSpec.load(result["arch"])
   assert spec.num_classes == 1000
   assert spec.stem[0] == arch.Conv(3, 32, 2)

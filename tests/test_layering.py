@@ -28,18 +28,44 @@ PACKAGE = "gram_jax"
 # matches only the top-level ``__init__``).
 LAYERS = (
     ("base", ("gram_jax", "gram_jax.errors", "gram_jax.shapes")),
-    ("descriptions", ("gram_jax.space", "gram_jax.arch", "gram_jax.metagraph",
-                      "gram_jax.data", "gram_jax.config",
-                      "gram_jax.configs")),
+    (
+        "descriptions",
+        (
+            "gram_jax.space",
+            "gram_jax.arch",
+            "gram_jax.metagraph",
+            "gram_jax.data",
+            "gram_jax.config",
+            "gram_jax.configs",
+        ),
+    ),
     ("networks", ("gram_jax.models",)),
-    ("running", ("gram_jax.io", "gram_jax.train", "gram_jax.run",
-                 "gram_jax.scale", "gram_jax.export")),
+    (
+        "running",
+        (
+            "gram_jax.io",
+            "gram_jax.train",
+            "gram_jax.run",
+            "gram_jax.scale",
+            "gram_jax.export",
+        ),
+    ),
     ("costs", ("gram_jax.cost", "gram_jax.report")),
-    ("methods", ("gram_jax.search", "gram_jax.singlepath",
-                 "gram_jax.autoshrink")),
-    ("workflows", ("gram_jax.derive", "gram_jax.fulltrain",
-                   "gram_jax.experiment", "gram_jax.ablation",
-                   "gram_jax.compare", "gram_jax.sweep")),
+    (
+        "methods",
+        ("gram_jax.search", "gram_jax.singlepath", "gram_jax.autoshrink"),
+    ),
+    (
+        "workflows",
+        (
+            "gram_jax.derive",
+            "gram_jax.fulltrain",
+            "gram_jax.experiment",
+            "gram_jax.ablation",
+            "gram_jax.compare",
+            "gram_jax.sweep",
+        ),
+    ),
     ("commands", ("gram_jax.commands", "gram_jax.cli")),
 )
 
@@ -47,6 +73,7 @@ LAYERS = (
 class Edge(NamedTuple):
   """`source` imports `target` at `line`; `implicit`: a package whose
   ``__init__`` the import runs on the way to the module it names."""
+
   source: str
   target: str
   line: int
@@ -74,8 +101,9 @@ def _is_ours(name: Optional[str]) -> bool:
 
 
 def _private(name: str) -> bool:
-  return name.startswith("_") and not (name.startswith("__")
-                                       and name.endswith("__"))
+  return name.startswith("_") and not (
+      name.startswith("__") and name.endswith("__")
+  )
 
 
 def parse(name: str, path: pathlib.Path, known: Set[str]):
@@ -90,7 +118,7 @@ def parse(name: str, path: pathlib.Path, known: Set[str]):
   tree = ast.parse(path.read_text(), str(path))
   edges: List[Edge] = []
   private: List[str] = []
-  bound: Dict[str, str] = {}   # local name -> gram_jax module it refers to
+  bound: Dict[str, str] = {}  # local name -> gram_jax module it refers to
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
       for a in node.names:
@@ -101,7 +129,7 @@ def parse(name: str, path: pathlib.Path, known: Set[str]):
     elif isinstance(node, ast.ImportFrom):
       if node.level:
         base = name.split(".") if is_package else name.split(".")[:-1]
-        base = base[:len(base) - node.level + 1]
+        base = base[: len(base) - node.level + 1]
         target = ".".join(base + ([node.module] if node.module else []))
       else:
         target = node.module
@@ -115,14 +143,19 @@ def parse(name: str, path: pathlib.Path, known: Set[str]):
         else:
           edges.append(Edge(name, target, node.lineno))
         if _private(a.name) and target != name:
-          private.append(f"{name}:{node.lineno} imports {a.name} from "
-                         f"{target}")
+          private.append(f"{name}:{node.lineno} imports {a.name} from {target}")
   for node in ast.walk(tree):
-    if (isinstance(node, ast.Attribute) and _private(node.attr)
-        and isinstance(node.value, ast.Name) and node.value.id in bound
-        and bound[node.value.id] != name):
-      private.append(f"{name}:{node.lineno} reads {node.value.id}."
-                     f"{node.attr} of {bound[node.value.id]}")
+    if (
+        isinstance(node, ast.Attribute)
+        and _private(node.attr)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in bound
+        and bound[node.value.id] != name
+    ):
+      private.append(
+          f"{name}:{node.lineno} reads {node.value.id}."
+          f"{node.attr} of {bound[node.value.id]}"
+      )
   return edges, private
 
 
@@ -149,8 +182,9 @@ def graph(root: pathlib.Path = ROOT):
   return mods, edges, private
 
 
-def find_cycles(nodes: Iterable[str],
-                arrows: Dict[str, Set[str]]) -> List[List[str]]:
+def find_cycles(
+    nodes: Iterable[str], arrows: Dict[str, Set[str]]
+) -> List[List[str]]:
   """The strongly connected components of more than one node (Tarjan's
   algorithm; self-imports are ignored), each as its shortest cycle through
   its first node ``[a, b, ..., a]``."""
@@ -189,8 +223,9 @@ def find_cycles(nodes: Iterable[str],
   return [_cycle_through(c, arrows) for c in sorted(components)]
 
 
-def _cycle_through(component: Sequence[str],
-                   arrows: Dict[str, Set[str]]) -> List[str]:
+def _cycle_through(
+    component: Sequence[str], arrows: Dict[str, Set[str]]
+) -> List[str]:
   """The shortest cycle from the first node of `component` back to it."""
   start, inside = component[0], set(component)
   prev = {start: None}
@@ -232,14 +267,13 @@ def _report(cycles: List[List[str]], arrows: Dict[str, Set[str]]) -> str:
     lines.append("  " + " -> ".join(c))
     reach = {c[0]}
     frontier = [c[0]]
-    while frontier:   # the component: reachable from c[0] and reaching it
+    while frontier:  # the component: reachable from c[0] and reaching it
       v = frontier.pop()
       for w in arrows.get(v, ()):
         if w not in reach:
           reach.add(w)
           frontier.append(w)
-    rest = sorted(v for v in reach - set(c)
-                  if c[0] in _reachable(v, arrows))
+    rest = sorted(v for v in reach - set(c) if c[0] in _reachable(v, arrows))
     if rest:
       lines.append("    (on a cycle with it as well: " + ", ".join(rest) + ")")
   return "\n".join(lines)
@@ -272,17 +306,26 @@ def test_every_module_has_a_layer(built):
   mods, _, _ = built
   assert ROOT.is_dir() and len(mods) > 50
   missing = sorted(m for m in mods if layer_of(m) is None)
-  assert not missing, (f"modules without a layer: {', '.join(missing)}; add "
-                       "them to LAYERS here and to docs/architecture.md")
-  unused = [e for _, entries in LAYERS for e in entries
-            if not any(m == e or m.startswith(e + ".") for m in mods)]
+  assert not missing, (
+      f"modules without a layer: {', '.join(missing)}; add "
+      "them to LAYERS here and to docs/architecture.md"
+  )
+  unused = [
+      e
+      for _, entries in LAYERS
+      for e in entries
+      if not any(m == e or m.startswith(e + ".") for m in mods)
+  ]
   assert not unused, f"LAYERS entries that match no module: {unused}"
 
 
 def test_no_import_of_a_missing_module(built):
   mods, edges, _ = built
-  missing = sorted({f"{e.source}:{e.line} imports {e.target}" for e in edges
-                    if e.target not in mods})
+  missing = sorted({
+      f"{e.source}:{e.line} imports {e.target}"
+      for e in edges
+      if e.target not in mods
+  })
   assert not missing, "\n".join(missing)
 
 
@@ -297,14 +340,16 @@ def test_no_cycle_between_packages(built):
   mods, edges, _ = built
   arrows = _arrows(edges, package_of)
   cycles = find_cycles({package_of(m) for m in mods}, arrows)
-  assert not cycles, ("import cycles between packages:\n"
-                      + _report(cycles, arrows))
+  assert not cycles, "import cycles between packages:\n" + _report(
+      cycles, arrows
+  )
 
 
 def test_no_private_name_of_another_module(built):
   _, _, private = built
   assert not private, "private names used across modules:\n" + "\n".join(
-      "  " + p for p in private)
+      "  " + p for p in private
+  )
 
 
 def test_imports_respect_the_layers(built):
@@ -315,19 +360,23 @@ def test_imports_respect_the_layers(built):
   for e in sorted(edges, key=lambda e: e.implicit):
     low, high = layer_of(e.source), layer_of(e.target)
     if low is not None and high is not None and high > low:
-      up.setdefault((e.source, e.line), (
-          f"{e.source}:{e.line} ({LAYERS[low][0]}) imports {e.target} "
-          f"({LAYERS[high][0]})"))
+      up.setdefault(
+          (e.source, e.line),
+          (
+              f"{e.source}:{e.line} ({LAYERS[low][0]}) imports {e.target} "
+              f"({LAYERS[high][0]})"
+          ),
+      )
   assert not up, "imports of a higher layer:\n" + "\n".join(
-      "  " + up[k] for k in sorted(up))
+      "  " + up[k] for k in sorted(up)
+  )
 
 
 # --- the checks can fail --------------------------------------------------------
 
 
 def test_find_cycles_reports_the_path():
-  arrows = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(),
-            "e": {"e"}}
+  arrows = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set(), "e": {"e"}}
   assert find_cycles("abcde", arrows) == [["a", "b", "c", "a"]]
   assert find_cycles("ab", {"a": {"b"}}) == []
 
@@ -343,15 +392,20 @@ def test_parse_resolves_relative_imports_and_finds_private_names(tmp_path):
       "from ..low import _hidden\n"
       "def f():\n"
       "  import gram_jax.low as l\n"
-      "  return low._hidden + l.visible\n")
+      "  return low._hidden + l.visible\n"
+  )
   mods, edges, private = graph(pkg)
-  assert set(mods) == {"gram_jax", "gram_jax.low", "gram_jax.sub",
-                       "gram_jax.sub.mod"}
+  assert set(mods) == {
+      "gram_jax",
+      "gram_jax.low",
+      "gram_jax.sub",
+      "gram_jax.sub.mod",
+  }
   # The importer's own packages (here gram_jax) are not edges.
-  assert sorted((e.target, e.line) for e in edges
-                if e.source == "gram_jax.sub.mod") == [
-                    ("gram_jax.low", 1), ("gram_jax.low", 2),
-                    ("gram_jax.low", 4)]
+  assert sorted(
+      (e.target, e.line) for e in edges if e.source == "gram_jax.sub.mod"
+  ) == [("gram_jax.low", 1), ("gram_jax.low", 2), ("gram_jax.low", 4)]
   assert private == [
       "gram_jax.sub.mod:2 imports _hidden from gram_jax.low",
-      "gram_jax.sub.mod:5 reads low._hidden of gram_jax.low"]
+      "gram_jax.sub.mod:5 reads low._hidden of gram_jax.low",
+  ]

@@ -22,8 +22,13 @@ from gram_jax.space import SearchSpace
 SHAPE = (8, 8, 1)
 
 # A space small enough to measure in seconds: 5 entries, 8 one-layer models.
-MICRO = SearchSpace(hierarchies=2, dags_per_hierarchy=1, nodes=3,
-                    ops=("conv1x1_4", "conv3x3_8"), width=1.0)
+MICRO = SearchSpace(
+    hierarchies=2,
+    dags_per_hierarchy=1,
+    nodes=3,
+    ops=("conv1x1_4", "conv3x3_8"),
+    width=1.0,
+)
 MICRO_SHAPE = (4, 4, 1)
 QUICK = {"runs": 20, "rounds": 2, "warmup": 2}
 
@@ -32,20 +37,35 @@ def synthetic_table(space, shape=SHAPE, classes=10, seed=0, max_points=4):
   """A table with random latencies for every entry `space` needs."""
   rng = np.random.default_rng(seed)
   need = lut.requirements(space, shape, classes, max_points=max_points)
-  curves = {k: lut.Curve(xs, tuple(rng.uniform(1e-3, 1e-2, len(xs))))
-            for k, xs in need.items()}
-  return lut.LatencyTable("host", 1, 0.002, curves, scale=1.07,
-                          meta={"num_classes": classes,
-                                "input_shape": list(shape),
-                                "space": space.to_dict()})
+  curves = {
+      k: lut.Curve(xs, tuple(rng.uniform(1e-3, 1e-2, len(xs))))
+      for k, xs in need.items()
+  }
+  return lut.LatencyTable(
+      "host",
+      1,
+      0.002,
+      curves,
+      scale=1.07,
+      meta={
+          "num_classes": classes,
+          "input_shape": list(shape),
+          "space": space.to_dict(),
+      },
+  )
 
 
 # --- JSON --------------------------------------------------------------------
 
 
 def test_round_trip(tmp_path):
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=4,
-                      width=0.25, stem=("conv3x3_16/2",))
+  space = SearchSpace(
+      hierarchies=2,
+      dags_per_hierarchy=2,
+      nodes=4,
+      width=0.25,
+      stem=("conv3x3_16/2",),
+  )
   table = synthetic_table(space)
   path = str(tmp_path / "lut.json")
   table.save(path)
@@ -58,54 +78,100 @@ def test_round_trip(tmp_path):
   assert again.meta["input_shape"] == list(SHAPE)
   spec = lut.sample_specs(space, 10, 1)[0]
   assert again.predict(spec, SHAPE) == pytest.approx(
-      table.predict(spec, SHAPE), rel=1e-5)
+      table.predict(spec, SHAPE), rel=1e-5
+  )
   text = open(path).read()
   assert '"format": "gram_jax.LatencyTable"' in text
   assert json.loads(text)["entries"][0]["kind"] == "conv"
 
 
 def _entry(**change):
-  e = {"kind": "conv", "kernel": 3, "stride": 1, "cout": 8, "height": 8,
-       "width": 8, "x": [8, 16], "ms": [0.001, 0.002]}
+  e = {
+      "kind": "conv",
+      "kernel": 3,
+      "stride": 1,
+      "cout": 8,
+      "height": 8,
+      "width": 8,
+      "x": [8, 16],
+      "ms": [0.001, 0.002],
+  }
   e.update(change)
   return {k: v for k, v in e.items() if v is not None}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"format": "x"}, "lut.json.format: expected 'gram_jax.LatencyTable'"),
-    ({"version": 2}, "lut.json.version: expected 1"),
-    ({"target": "tpu"}, "lut.json.target: 'tpu' is not allowed; allowed: "
-     "host, android"),
-    ({"threads": 0}, "lut.json.threads: 0 is not allowed"),
-    ({"constant_ms": "fast"}, "lut.json.constant_ms: 'fast'"),
-    ({"scale": 0}, "lut.json.scale: 0 is not allowed"),
-    ({"scale": None}, "lut.json: missing field 'scale'"),
-    ({"machine": [1]}, "lut.json.machine: expected an object"),
-    ({"entries": {}}, "lut.json.entries: expected a list"),
-    ({"entries": [_entry(kind="gelu")]},
-     "lut.json.entries[0].kind: 'gelu' is not allowed"),
-    ({"entries": [_entry(kernel=None)]},
-     "lut.json.entries[0]: missing field 'kernel'"),
-    ({"entries": [_entry(color=1)]},
-     "lut.json.entries[0].color: unknown field"),
-    ({"entries": [_entry(cout=0)]},
-     "lut.json.entries[0].cout: 0 is not allowed"),
-    ({"entries": [_entry(x=[16, 8])]},
-     "lut.json.entries[0].x: must be strictly increasing"),
-    ({"entries": [_entry(ms=[0.001])]},
-     "lut.json.entries[0].ms: expected 2 finite numbers >= 0"),
-    ({"entries": [_entry(ms=[0.001, -1])]},
-     "lut.json.entries[0].ms: expected 2 finite numbers >= 0"),
-    ({"entries": [_entry(), _entry()]},
-     "lut.json.entries[1]: duplicate conv entry with kernel=3"),
-    ({"entries": [{"kind": "pool", "mode": "min", "height": 8, "width": 8,
-                   "x": [8], "ms": [0.0]}]},
-     "lut.json.entries[0].mode: 'min' is not allowed; allowed: max, avg"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format": "x"}, "lut.json.format: expected 'gram_jax.LatencyTable'"),
+        ({"version": 2}, "lut.json.version: expected 1"),
+        (
+            {"target": "tpu"},
+            "lut.json.target: 'tpu' is not allowed; allowed: host, android",
+        ),
+        ({"threads": 0}, "lut.json.threads: 0 is not allowed"),
+        ({"constant_ms": "fast"}, "lut.json.constant_ms: 'fast'"),
+        ({"scale": 0}, "lut.json.scale: 0 is not allowed"),
+        ({"scale": None}, "lut.json: missing field 'scale'"),
+        ({"machine": [1]}, "lut.json.machine: expected an object"),
+        ({"entries": {}}, "lut.json.entries: expected a list"),
+        (
+            {"entries": [_entry(kind="gelu")]},
+            "lut.json.entries[0].kind: 'gelu' is not allowed",
+        ),
+        (
+            {"entries": [_entry(kernel=None)]},
+            "lut.json.entries[0]: missing field 'kernel'",
+        ),
+        (
+            {"entries": [_entry(color=1)]},
+            "lut.json.entries[0].color: unknown field",
+        ),
+        (
+            {"entries": [_entry(cout=0)]},
+            "lut.json.entries[0].cout: 0 is not allowed",
+        ),
+        (
+            {"entries": [_entry(x=[16, 8])]},
+            "lut.json.entries[0].x: must be strictly increasing",
+        ),
+        (
+            {"entries": [_entry(ms=[0.001])]},
+            "lut.json.entries[0].ms: expected 2 finite numbers >= 0",
+        ),
+        (
+            {"entries": [_entry(ms=[0.001, -1])]},
+            "lut.json.entries[0].ms: expected 2 finite numbers >= 0",
+        ),
+        (
+            {"entries": [_entry(), _entry()]},
+            "lut.json.entries[1]: duplicate conv entry with kernel=3",
+        ),
+        (
+            {
+                "entries": [{
+                    "kind": "pool",
+                    "mode": "min",
+                    "height": 8,
+                    "width": 8,
+                    "x": [8],
+                    "ms": [0.0],
+                }]
+            },
+            "lut.json.entries[0].mode: 'min' is not allowed; allowed: max, avg",
+        ),
+    ],
+)
 def test_load_errors(change, message):
-  d = {"format": lut.FORMAT, "version": lut.VERSION, "target": "host",
-       "threads": 1, "constant_ms": 0.001, "scale": 1.0,
-       "entries": [_entry()]}
+  d = {
+      "format": lut.FORMAT,
+      "version": lut.VERSION,
+      "target": "host",
+      "threads": 1,
+      "constant_ms": 0.001,
+      "scale": 1.0,
+      "entries": [_entry()],
+  }
   d.update(change)
   d = {k: v for k, v in d.items() if v is not None}
   with pytest.raises(lut.LutError) as e:
@@ -136,31 +202,40 @@ def test_missing_entry_is_explained():
 def test_interpolation():
   c = lut.Curve((8, 16, 32), (1.0, 2.0, 6.0))
   xs, ys, p = c.padded(5)
-  assert [float(lut.interpolate(np.float64(x), xs, ys, p))
-          for x in (8, 12, 16, 24, 32, 40, 4)] == [1, 1.5, 2, 4, 6, 8, 0.5]
-  table = lut.LatencyTable("host", 1, 0.0, {("add", (2, 2)): lut.Curve(
-      (8,), (0.5,))})
+  assert [
+      float(lut.interpolate(np.float64(x), xs, ys, p))
+      for x in (8, 12, 16, 24, 32, 40, 4)
+  ] == [1, 1.5, 2, 4, 6, 8, 0.5]
+  table = lut.LatencyTable(
+      "host", 1, 0.0, {("add", (2, 2)): lut.Curve((8,), (0.5,))}
+  )
   assert table.lookup("add", (2, 2), 99) == 0.5
 
 
 def test_requirements_sum_and_concat():
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8,
-                      width=0.25)
+  space = SearchSpace(hierarchies=2, dags_per_hierarchy=3, nodes=8, width=0.25)
   need = lut.requirements(space, SHAPE, 10)
   assert need[("conv", (3, 1, 16, 8, 8))] == (1, 8, 16, 32)
   # Hierarchy 1 reads sums of three DAG widths from {8, 16, 32}.
   assert need[("head", (10, 4, 4))] == (24, 32, 40, 48, 56, 64, 72, 80, 96)
   assert need[("pad", (32, 8, 8))] == (8, 16)
-  cat = lut.requirements(space.__class__(**{**space.to_dict(),
-                                            "aggregate": "concat",
-                                            "dag_output": "sinks"}),
-                         SHAPE, 10, max_points=5)
+  cat = lut.requirements(
+      space.__class__(
+          **{**space.to_dict(), "aggregate": "concat", "dag_output": "sinks"}
+      ),
+      SHAPE,
+      10,
+      max_points=5,
+  )
   assert all(len(xs) <= 5 for xs in cat.values())
   # At most n - 1 = 7 sinks; a node reads at most 7 inputs.
   assert ("concat", (7, 8, 8)) in cat and ("concat", (8, 8, 8)) not in cat
-  every = lut.requirements(space.__class__(**{**space.to_dict(),
-                                              "aggregate": "concat"}),
-                           SHAPE, 10, max_points=5)
+  every = lut.requirements(
+      space.__class__(**{**space.to_dict(), "aggregate": "concat"}),
+      SHAPE,
+      10,
+      max_points=5,
+  )
   # dag_output="all": a DAG output concatenates up to all 8 nodes.
   assert ("concat", (8, 8, 8)) in every
   assert cat[("conv", (1, 1, 8, 8, 8))][-1] == 7 * 32
@@ -171,15 +246,20 @@ def test_items_match_exported_op_counts(aggregate):
   """After the converter's CSE, PAD / ADD / CONCATENATION counts agree."""
   import jax.numpy as jnp
   from gram_jax.models import ExactNet
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=6,
-                      width=0.25, aggregate=aggregate)
+
+  space = SearchSpace(
+      hierarchies=2,
+      dags_per_hierarchy=2,
+      nodes=6,
+      width=0.25,
+      aggregate=aggregate,
+  )
   graph = mg.init(space, jax.random.key(3), init_weight=0.8)
-  spec = arch.from_masks(space, graph.ops, mg.sample(graph,
-                                                     jax.random.key(4)),
-                         num_classes=10)
+  spec = arch.from_masks(
+      space, graph.ops, mg.sample(graph, jax.random.key(4)), num_classes=10
+  )
   v = ExactNet(spec).init(jax.random.key(0), jnp.zeros((1,) + SHAPE))
-  ops = collections.Counter(tflite.list_ops(tflite.to_tflite(spec, v,
-                                                             SHAPE)))
+  ops = collections.Counter(tflite.list_ops(tflite.to_tflite(spec, v, SHAPE)))
   kinds = collections.Counter(it.kind for it in lut.items(spec, SHAPE))
   assert kinds["pad"] == ops["PAD"]
   assert kinds["concat"] == ops["CONCATENATION"]
@@ -193,9 +273,14 @@ def test_items_match_exported_op_counts(aggregate):
 
 @pytest.mark.parametrize("aggregate", ["sum", "concat"])
 def test_jax_predictor_equals_predict(aggregate):
-  space = SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=6,
-                      width=0.25, aggregate=aggregate,
-                      stem=("conv3x3_16/2",))
+  space = SearchSpace(
+      hierarchies=2,
+      dags_per_hierarchy=2,
+      nodes=6,
+      width=0.25,
+      aggregate=aggregate,
+      stem=("conv3x3_16/2",),
+  )
   table = synthetic_table(space)
   graph = mg.init(space, jax.random.key(0))
   traces = []
@@ -207,21 +292,25 @@ def test_jax_predictor_equals_predict(aggregate):
   fn = lut.jax_predictor(table, space, graph.ops, SHAPE)
   jitted = jax.jit(counted)
   for i in range(12):
-    weights = mg.init(space, jax.random.key(0),
-                      init_weight=0.1 + 0.08 * i).weights
+    weights = mg.init(
+        space, jax.random.key(0), init_weight=0.1 + 0.08 * i
+    ).weights
     masks = mg.sample(graph.replace(weights=weights), jax.random.key(i))
     spec = arch.from_masks(space, graph.ops, masks, num_classes=10)
-    assert float(jitted(masks)) == pytest.approx(table.predict(spec, SHAPE),
-                                                 rel=1e-5)
+    assert float(jitted(masks)) == pytest.approx(
+        table.predict(spec, SHAPE), rel=1e-5
+    )
   assert len(traces) == 1
   # Batched: vmap over candidates.
   keys = jax.random.split(jax.random.key(9), 3)
-  batch = jax.vmap(lambda k: mg.sample(graph.replace(
-      weights=graph.weights * 0.6), k))(keys)
+  batch = jax.vmap(
+      lambda k: mg.sample(graph.replace(weights=graph.weights * 0.6), k)
+  )(keys)
   got = jax.jit(jax.vmap(fn))(batch)
-  want = [table.predict(arch.from_masks(space, graph.ops, m,
-                                        num_classes=10), SHAPE)
-          for m in batch]
+  want = [
+      table.predict(arch.from_masks(space, graph.ops, m, num_classes=10), SHAPE)
+      for m in batch
+  ]
   np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -253,7 +342,8 @@ def test_build_host(micro_table):
   # a 1x1 with 4 on 1 (144x the MACs; the ops are sub-microsecond, so a
   # closer pair is within timing noise on a loaded 2-core machine).
   assert table.lookup("conv", (3, 1, 8, 4, 4), 8) > table.lookup(
-      "conv", (1, 1, 4, 4, 4), 1)
+      "conv", (1, 1, 4, 4, 4), 1
+  )
   cal = table.meta["calibration"]
   assert cal["archs"] == 3 and cal["constant_ms"] == table.constant_ms
   assert table.meta["settings"]["runs"] == 20
@@ -264,13 +354,21 @@ def test_build_host(micro_table):
   # calibration constant nearly cancels the sum of entries, the relative
   # error of the total grows, so allow 1 ns absolute as well.
   assert again.predict(spec, MICRO_SHAPE) == pytest.approx(
-      table.predict(spec, MICRO_SHAPE), rel=1e-5, abs=1e-6)
+      table.predict(spec, MICRO_SHAPE), rel=1e-5, abs=1e-6
+  )
 
 
 def test_validate_host(micro_table, tmp_path):
   report = lut.validate(micro_table, MICRO, MICRO_SHAPE, 3, 3, **QUICK)
-  for key in ("within_10pct", "within_5pct", "rmse_ms", "spearman",
-              "mean_error_pct", "num_archs", "uncalibrated"):
+  for key in (
+      "within_10pct",
+      "within_5pct",
+      "rmse_ms",
+      "spearman",
+      "mean_error_pct",
+      "num_archs",
+      "uncalibrated",
+  ):
     assert key in report
   assert report["num_archs"] == 3 and len(report["archs"]) == 3
   assert 0 <= report["within_5pct"] <= report["within_10pct"] <= 1
@@ -309,10 +407,15 @@ class FakePhone:
     if "benchmark_model --graph" in cmd:
       self.benchmarks += 1
       us = 20 + self.size / 100
-      return CommandResult(0, (
-          f"count=50 first={us} curr={us} min={us} max={us} avg={us} "
-          f"std=0\nInference timings in us: Init: 1, First inference: "
-          f"{us}, Warmup (avg): {us}, Inference (avg): {us}\n"), "")
+      return CommandResult(
+          0,
+          (
+              f"count=50 first={us} curr={us} min={us} max={us} avg={us} "
+              "std=0\nInference timings in us: Init: 1, First inference: "
+              f"{us}, Warmup (avg): {us}, Inference (avg): {us}\n"
+          ),
+          "",
+      )
     if cmd.startswith("[ -x"):
       return CommandResult(0, "present\n", "")
     if cmd == "getprop ro.product.model":
@@ -329,42 +432,80 @@ def fake_adb(tmp_path):
 
 
 def test_build_android_with_fake_phone(fake_adb):
-  space = SearchSpace(hierarchies=1, dags_per_hierarchy=1, nodes=2,
-                      ops=("conv1x1_4",))
+  space = SearchSpace(
+      hierarchies=1, dags_per_hierarchy=1, nodes=2, ops=("conv1x1_4",)
+  )
   phone = FakePhone()
-  table = lut.build(space, MICRO_SHAPE, 3, target="android", calibrate=2,
-                    runner=phone, adb=fake_adb, cpu_mask="f0")
+  table = lut.build(
+      space,
+      MICRO_SHAPE,
+      3,
+      target="android",
+      calibrate=2,
+      runner=phone,
+      adb=fake_adb,
+      cpu_mask="f0",
+  )
   need = lut.requirements(space, MICRO_SHAPE, 3)
   assert phone.benchmarks == 1 + sum(map(len, need.values())) + 2
-  assert table.target == "android" and table.meta["device"]["model"] == \
-      "Pixel 4"
+  assert (
+      table.target == "android" and table.meta["device"]["model"] == "Pixel 4"
+  )
   assert table.meta["settings"]["runs"] == 50
   # Bigger models (more weights) cost more on the fake phone.
   assert table.lookup("conv", (1, 1, 4, 4, 4), 4) > 0
   with pytest.raises(lut.LutError, match="only used with target android"):
     lut.build(space, MICRO_SHAPE, 3, runner=phone)
   with pytest.raises(android.AndroidError, match="not found"):
-    lut.build(space, MICRO_SHAPE, 3, target="android", calibrate=0,
-              adb="no-such-adb-here")
+    lut.build(
+        space,
+        MICRO_SHAPE,
+        3,
+        target="android",
+        calibrate=0,
+        adb="no-such-adb-here",
+    )
 
 
 # --- the command -------------------------------------------------------------
 
-MICRO_FLAGS = ["--config.space.hierarchies=2",
-               "--config.space.dags_per_hierarchy=1",
-               "--config.space.nodes=3",
-               "--config.space.ops=conv1x1_4,conv3x3_8",
-               "--config.space.width=1.0", "--input-shape", "4,4,1",
-               "--num-classes", "3"]
+MICRO_FLAGS = [
+    "--config.space.hierarchies=2",
+    "--config.space.dags_per_hierarchy=1",
+    "--config.space.nodes=3",
+    "--config.space.ops=conv1x1_4,conv3x3_8",
+    "--config.space.width=1.0",
+    "--input-shape",
+    "4,4,1",
+    "--num-classes",
+    "3",
+]
 
 
 def test_command(micro_table, tmp_path, capsys):
   path = str(tmp_path / "lut.json")
   micro_table.save(path)
   out = str(tmp_path / "val")
-  assert main(["lut", "validate", "--lut", path, "--num-archs", "2",
-               "--out", out, "--runs", "10", "--rounds", "1"]
-              + MICRO_FLAGS) == 0
+  assert (
+      main(
+          [
+              "lut",
+              "validate",
+              "--lut",
+              path,
+              "--num-archs",
+              "2",
+              "--out",
+              out,
+              "--runs",
+              "10",
+              "--rounds",
+              "1",
+          ]
+          + MICRO_FLAGS
+      )
+      == 0
+  )
   text = capsys.readouterr().out
   assert "within ±10%" in text and "Spearman" in text
   report = json.load(open(os.path.join(out, "validation.json")))
@@ -372,37 +513,73 @@ def test_command(micro_table, tmp_path, capsys):
   assert os.path.exists(os.path.join(out, "validation.png"))
   spec = lut.sample_specs(MICRO, 3, 1)[0]
   spec.save(str(tmp_path / "arch.json"))
-  assert main(["lut", "predict", "--lut", path, "--arch",
-               str(tmp_path / "arch.json"), "--breakdown"]) == 0
+  assert (
+      main([
+          "lut",
+          "predict",
+          "--lut",
+          path,
+          "--arch",
+          str(tmp_path / "arch.json"),
+          "--breakdown",
+      ])
+      == 0
+  )
   text = capsys.readouterr().out
   assert "head" in text
   got = json.loads(text.strip().splitlines()[-1])["predicted_ms"]
-  assert got == pytest.approx(micro_table.predict(spec, MICRO_SHAPE),
-                             rel=1e-5, abs=1e-6)
+  assert got == pytest.approx(
+      micro_table.predict(spec, MICRO_SHAPE), rel=1e-5, abs=1e-6
+  )
 
 
 def test_command_errors(micro_table, tmp_path, capsys):
   path = str(tmp_path / "lut.json")
   micro_table.save(path)
-  assert main(["lut", "build", "--out", str(tmp_path / "x.json"),
-               "--target", "tpu"]) == 2
+  assert (
+      main(
+          ["lut", "build", "--out", str(tmp_path / "x.json"), "--target", "tpu"]
+      )
+      == 2
+  )
   assert "--target: 'tpu' is not allowed" in capsys.readouterr().err
-  assert main(["lut", "build", "--out", str(tmp_path / "x.json"),
-               "--serial", "P4"] + MICRO_FLAGS) == 2
-  assert "--serial: only used with an android table" in \
-      capsys.readouterr().err
+  assert (
+      main(
+          ["lut", "build", "--out", str(tmp_path / "x.json"), "--serial", "P4"]
+          + MICRO_FLAGS
+      )
+      == 2
+  )
+  assert "--serial: only used with an android table" in capsys.readouterr().err
   flags = [f for f in MICRO_FLAGS if "nodes" not in f]
-  assert main(["lut", "validate", "--lut", path,
-               "--config.space.nodes=4"] + flags) == 2
+  assert (
+      main(["lut", "validate", "--lut", path, "--config.space.nodes=4"] + flags)
+      == 2
+  )
   assert "space.nodes is 4" in capsys.readouterr().err
-  assert main(["lut", "validate", "--lut", path, "--num-archs", "1"]
-              + MICRO_FLAGS) == 2
+  assert (
+      main(["lut", "validate", "--lut", path, "--num-archs", "1"] + MICRO_FLAGS)
+      == 2
+  )
   assert "--num-archs: '1' is not allowed" in capsys.readouterr().err
-  assert main(["lut", "validate", "--lut", str(tmp_path / "none.json")]
-              + MICRO_FLAGS) == 2
+  assert (
+      main(
+          ["lut", "validate", "--lut", str(tmp_path / "none.json")]
+          + MICRO_FLAGS
+      )
+      == 2
+  )
   assert "cannot read" in capsys.readouterr().err
-  assert main(["lut", "build", "--out", str(tmp_path / "x.json"),
-               "--config.space.colour=1"]) == 2
+  assert (
+      main([
+          "lut",
+          "build",
+          "--out",
+          str(tmp_path / "x.json"),
+          "--config.space.colour=1",
+      ])
+      == 2
+  )
   assert "colour" in capsys.readouterr().err
 
 
@@ -410,34 +587,67 @@ def test_search_with_a_lut_cost_from_the_command_line(tmp_path, capsys):
   """lut build -> search with cost=lut, all through `gram-jax`."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   config = os.path.join(root, "experiments", "configs", "quickstart.py")
-  space = ["--config.space.hierarchies=2",
-           "--config.space.dags_per_hierarchy=1", "--config.space.nodes=3",
-           "--config.space.ops=conv1x1_4,conv3x3_8",
-           "--config.space.width=1.0"]
+  space = [
+      "--config.space.hierarchies=2",
+      "--config.space.dags_per_hierarchy=1",
+      "--config.space.nodes=3",
+      "--config.space.ops=conv1x1_4,conv3x3_8",
+      "--config.space.width=1.0",
+  ]
   path = str(tmp_path / "lut.json")
-  assert main(["lut", "build", "--space", config, "--out", path, "--runs",
-               "10", "--rounds", "1", "--calibrate", "2"] + space) == 0
+  assert (
+      main(
+          [
+              "lut",
+              "build",
+              "--space",
+              config,
+              "--out",
+              path,
+              "--runs",
+              "10",
+              "--rounds",
+              "1",
+              "--calibrate",
+              "2",
+          ]
+          + space
+      )
+      == 0
+  )
   table = lut.LatencyTable.load(path)
-  search = ["search", "--config", config, "--workdir",
-            str(tmp_path / "run"), "--config.proxy.num_train=40",
-            "--config.proxy.num_val=20", "--config.train.epochs=1",
-            "--config.train.batch_size=20", "--config.search.iterations=3",
-            "--config.search.cost=lut", f"--config.search.lut_path={path}",
-            "--config.search.gamma=1.0"]
+  search = [
+      "search",
+      "--config",
+      config,
+      "--workdir",
+      str(tmp_path / "run"),
+      "--config.proxy.num_train=40",
+      "--config.proxy.num_val=20",
+      "--config.train.epochs=1",
+      "--config.train.batch_size=20",
+      "--config.search.iterations=3",
+      "--config.search.cost=lut",
+      f"--config.search.lut_path={path}",
+      "--config.search.gamma=1.0",
+  ]
   assert main(search + space) == 0
   recs = [json.loads(l) for l in open(tmp_path / "run" / "candidates.jsonl")]
   assert len(recs) == 3
   from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
   from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
+
   cfg = config_lib.resolve(config, space)
   from gram_jax import io  # pylint: disable=import-outside-toplevel
+
   ops = io.load_metagraph(str(tmp_path / "run" / "metagraph.json")).ops
   for rec in recs:
     masks = loop.decode_edges(rec["edges"], 3)
     spec = arch.from_masks(cfg.space, ops, masks, num_classes=10)
     assert rec["cost"] == rec["latency_ms"]
     assert rec["latency_ms"] == pytest.approx(
-        table.predict(spec, (8, 8, 1)), rel=1e-4)
+        table.predict(spec, (8, 8, 1)), rel=1e-4
+    )
   # A table built for another space: one line, exit 2, no workdir.
   capsys.readouterr()
   other = search[:4] + [str(tmp_path / "other")] + search[5:]

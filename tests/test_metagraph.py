@@ -32,7 +32,12 @@ def test_live_nodes_and_sinks_on_a_hand_made_dag():
   eff = np.asarray(mg.effective(jnp.asarray(m)))[0]
   assert not eff[2, 4] and eff[0, 1] and eff[1, 3]
   assert np.asarray(mg.sinks(jnp.asarray(m)))[0].tolist() == [
-      False, False, False, True, False]
+      False,
+      False,
+      False,
+      True,
+      False,
+  ]
   # node 0 alone is live and is the sink when it has no out-edge
   none = jnp.zeros((1, 5, 5), bool)
   assert np.asarray(mg.sinks(none))[0].tolist() == [True] + [False] * 4
@@ -41,7 +46,9 @@ def test_live_nodes_and_sinks_on_a_hand_made_dag():
 def test_sample_is_bernoulli_and_effective():
   g = mg.init(SPACE, jax.random.key(0), init_weight=0.3)
   keys = jax.random.split(jax.random.key(1), 400)
-  raw = jax.vmap(lambda k: jax.random.uniform(k, g.weights.shape) < g.weights)(keys)
+  raw = jax.vmap(lambda k: jax.random.uniform(k, g.weights.shape) < g.weights)(
+      keys
+  )
   masks = jax.vmap(lambda k: mg.sample(g, k))(keys)
   # same draw, then only edges out of live nodes are kept
   np.testing.assert_array_equal(masks, jax.vmap(mg.effective)(raw))
@@ -54,8 +61,9 @@ def test_sample_is_bernoulli_and_effective():
 
 def test_update_rule_and_normalisations():
   g = mg.init(SPACE, jax.random.key(0), init_weight=0.5)
-  masks = mg.sample(g.replace(weights=jnp.where(g.weights > 0, 0.5, 0.)),
-                    jax.random.key(3))
+  masks = mg.sample(
+      g.replace(weights=jnp.where(g.weights > 0, 0.5, 0.0)), jax.random.key(3)
+  )
   up = mg.update(g, masks, 0.2, alpha=0.9, normalization="max")
   w, m = np.asarray(up.weights), np.asarray(masks)
   tri = np.triu(np.ones((6, 6), bool), 1)
@@ -75,8 +83,15 @@ def test_update_rule_and_normalisations():
 
 def test_bernoulli_update_reweights_each_edge_on_and_off():
   g = mg.init(SPACE, jax.random.key(0), init_weight=0.5)
-  g = g.replace(weights=jnp.where(g.weights > 0, jax.random.uniform(
-      jax.random.key(4), g.weights.shape, minval=0.05, maxval=0.95), 0.0))
+  g = g.replace(
+      weights=jnp.where(
+          g.weights > 0,
+          jax.random.uniform(
+              jax.random.key(4), g.weights.shape, minval=0.05, maxval=0.95
+          ),
+          0.0,
+      )
+  )
   masks = mg.sample(g, jax.random.key(3))
   w0, m = np.asarray(g.weights, np.float64), np.asarray(masks)
   tri = np.triu(np.ones((6, 6), bool), 1)
@@ -89,15 +104,16 @@ def test_bernoulli_update_reweights_each_edge_on_and_off():
     on = w0 * f / (w0 * f + 1 - w0)
     off = w0 / (w0 + (1 - w0) * f)
     np.testing.assert_allclose(w[m], on[m], rtol=1e-5)
-    np.testing.assert_allclose(w[observed & ~m], off[observed & ~m],
-                               rtol=1e-5)
+    np.testing.assert_allclose(w[observed & ~m], off[observed & ~m], rtol=1e-5)
     # an edge out of a dead node had no effect: unchanged
-    np.testing.assert_array_equal(w[~observed & tri[None]],
-                                  np.asarray(g.weights)[~observed & tri[None]])
+    np.testing.assert_array_equal(
+        w[~observed & tri[None]], np.asarray(g.weights)[~observed & tri[None]]
+    )
     # a weight and its complement move by at most the factor
-    ratio = np.maximum(w[tri[None].repeat(4, 0)] / w0[tri[None].repeat(4, 0)],
-                       (1 - w[tri[None].repeat(4, 0)])
-                       / (1 - w0[tri[None].repeat(4, 0)]))
+    ratio = np.maximum(
+        w[tri[None].repeat(4, 0)] / w0[tri[None].repeat(4, 0)],
+        (1 - w[tri[None].repeat(4, 0)]) / (1 - w0[tri[None].repeat(4, 0)]),
+    )
     assert ratio.max() <= max(f, 1 / f) * (1 + 1e-5)
     assert np.all(np.tril(w[0]) == 0)
   # bounded away from 0 and 1, so every edge can still be drawn or dropped
@@ -113,7 +129,9 @@ def test_prune_levels():
   g = mg.init(SPACE, jax.random.key(0))
   w = jax.random.uniform(jax.random.key(5), g.weights.shape)
   g = g.replace(weights=jnp.where(g.weights > 0, w, 0.0))
-  counts = [int(mg.num_edges(mg.prune(g, lv))) for lv in np.linspace(0, 1.01, 12)]
+  counts = [
+      int(mg.num_edges(mg.prune(g, lv))) for lv in np.linspace(0, 1.01, 12)
+  ]
   assert counts[0] == 4 * 15
   assert counts[-1] == 0
   assert all(a >= b for a, b in zip(counts, counts[1:]))

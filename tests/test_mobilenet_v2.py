@@ -12,9 +12,12 @@ import pytest
 
 from gram_jax.errors import GramJaxError
 from gram_jax.models import mobilenet_v2 as mb
-from gram_jax.models.mobilenet_v2 import (MobileNetV2, make_divisible,
-                                          mobilenet_v2_cost,
-                                          mobilenet_v2_layers)
+from gram_jax.models.mobilenet_v2 import (
+    MobileNetV2,
+    make_divisible,
+    mobilenet_v2_cost,
+    mobilenet_v2_layers,
+)
 from helpers import free_linear
 
 # The TF-slim MobileNetV2 README ("Mobilenet V2 Imagenet Checkpoints",
@@ -71,7 +74,7 @@ def test_published_table(width, size):
 
 def test_make_divisible_and_channel_plan():
   assert make_divisible(32 * 0.35) == 16  # 8 would lose > 10% of 11.2
-  assert make_divisible(16 * 0.35) == 8   # never below 8
+  assert make_divisible(16 * 0.35) == 8  # never below 8
   assert make_divisible(24 * 0.75) == 24 and make_divisible(96 * 1.4) == 136
   stem, plan, last = mb.blocks(1.0)
   assert stem == 32 and last == 1280 and len(plan) == 17
@@ -90,8 +93,9 @@ def test_params_match_the_module(width):
   n = sum(math.prod(p.shape) for p in jax.tree.leaves(variables["params"]))
   layers = mobilenet_v2_layers(width, 64, 17)
   assert mobilenet_v2_cost(width, 64, 17).params == n
-  stats = sum(math.prod(p.shape)
-              for p in jax.tree.leaves(variables["batch_stats"]))
+  stats = sum(
+      math.prod(p.shape) for p in jax.tree.leaves(variables["batch_stats"])
+  )
   assert stats == _bn_params(layers)
   for size in (32, 97, 224):
     out = jax.eval_shape(net.apply, variables, jnp.zeros((1, size, size, 3)))
@@ -111,6 +115,7 @@ def test_macs_match_xla_cost_analysis(width, size):
         with nn.intercept_methods(free_linear):
           return net.apply(v, x)
       return net.apply(v, x)
+
     # Unoptimised HLO: after fusion the probe's other arithmetic would be
     # rewritten differently from the real net's (see test_cost.py).
     return jax.jit(f).lower(variables, x).cost_analysis()["flops"]
@@ -140,7 +145,8 @@ def _random_variables(net, shape, seed=0):
     if name.endswith("['kernel']"):
       fan_in = math.prod(v.shape[:-1])
       return (rng.standard_normal(v.shape) * math.sqrt(2 / fan_in)).astype(
-          np.float32)
+          np.float32
+      )
     if name.endswith("['var']") or name.endswith("['scale']"):
       return rng.uniform(0.5, 1.5, v.shape).astype(np.float32)
     return (0.3 * rng.standard_normal(v.shape)).astype(np.float32)
@@ -152,12 +158,15 @@ def test_forward_train_mode_and_dropout():
   net = MobileNetV2(width=0.35, num_classes=5, dropout=0.2)
   x = jax.random.normal(jax.random.key(1), (2, 32, 32, 3))
   variables = _random_variables(net, x.shape)
-  y, updates = jax.jit(functools.partial(
-      net.apply, train=True, mutable=["batch_stats"]))(
-          variables, x, rngs={"dropout": jax.random.key(2)})
+  y, updates = jax.jit(
+      functools.partial(net.apply, train=True, mutable=["batch_stats"])
+  )(variables, x, rngs={"dropout": jax.random.key(2)})
   assert y.shape == (2, 5) and bool(jnp.all(jnp.isfinite(y)))
-  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
-                         variables["batch_stats"], updates["batch_stats"])
+  changed = jax.tree.map(
+      lambda a, b: bool(jnp.any(a != b)),
+      variables["batch_stats"],
+      updates["batch_stats"],
+  )
   assert all(jax.tree.leaves(changed))
 
 
@@ -177,6 +186,7 @@ def test_bad_arguments():
 def test_tflite_float_export_matches_jax():
   from gram_jax.export import latency
   from gram_jax.export import tflite
+
   net = MobileNetV2(width=0.35)
   shape = (1, 96, 96, 3)
   variables = _random_variables(net, shape)
@@ -194,7 +204,15 @@ def test_tflite_float_export_matches_jax():
   # BN and ReLU6 fold into the convs: 35 convs, 17 depthwise, 10 residual
   # adds, the pooling (SUM) and the classifier, nothing else.
   ops = tflite.list_ops(model)
-  assert sorted(set(ops)) == ["ADD", "CONV_2D", "DEPTHWISE_CONV_2D",
-                              "FULLY_CONNECTED", "SUM"]
-  assert (ops.count("CONV_2D"), ops.count("DEPTHWISE_CONV_2D"),
-          ops.count("ADD")) == (35, 17, 10)
+  assert sorted(set(ops)) == [
+      "ADD",
+      "CONV_2D",
+      "DEPTHWISE_CONV_2D",
+      "FULLY_CONNECTED",
+      "SUM",
+  ]
+  assert (
+      ops.count("CONV_2D"),
+      ops.count("DEPTHWISE_CONV_2D"),
+      ops.count("ADD"),
+  ) == (35, 17, 10)

@@ -21,23 +21,35 @@ from helpers import file_digests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "experiments", "configs", "quickstart.py")
-TINY = ["--config.space.hierarchies=1", "--config.space.dags_per_hierarchy=2",
-        "--config.space.nodes=4", "--config.proxy.num_train=60",
-        "--config.proxy.num_val=40", "--config.train.epochs=1",
-        "--config.train.batch_size=20", "--config.search.iterations=6",
-        "--config.checkpoint_every=2"]
+TINY = [
+    "--config.space.hierarchies=1",
+    "--config.space.dags_per_hierarchy=2",
+    "--config.space.nodes=4",
+    "--config.proxy.num_train=60",
+    "--config.proxy.num_val=40",
+    "--config.train.epochs=1",
+    "--config.train.batch_size=20",
+    "--config.search.iterations=6",
+    "--config.checkpoint_every=2",
+]
 
-STRATEGIES = [("gram", gram()), ("gram_clip", gram(normalization="clip")),
-              ("gram_max", gram(normalization="max")),
-              ("random", random_search())]
+STRATEGIES = [
+    ("gram", gram()),
+    ("gram_clip", gram(normalization="clip")),
+    ("gram_max", gram(normalization="max")),
+    ("random", random_search()),
+]
 
 
 @pytest.mark.parametrize("name, strategy", STRATEGIES)
 def test_strategy_conformance(name, strategy):
   del name
   chex.clear_trace_counter()
-  graph = mg.init(SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=5),
-                  jax.random.key(0), init_weight=0.5)
+  graph = mg.init(
+      SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=5),
+      jax.random.key(0),
+      init_weight=0.5,
+  )
   state = jax.jit(strategy.init)(graph, jax.random.key(1))
   sample = jax.jit(chex.assert_max_traces(strategy.sample, n=1))
   update = jax.jit(chex.assert_max_traces(strategy.update, n=1))
@@ -55,8 +67,11 @@ def test_strategy_conformance(name, strategy):
 
 def test_gram_update_is_algorithm_1():
   strategy = gram(alpha=0.9, beta0=0.4, beta_momentum=0.9)
-  graph = mg.init(SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=5),
-                  jax.random.key(0), init_weight=0.5)
+  graph = mg.init(
+      SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=5),
+      jax.random.key(0),
+      init_weight=0.5,
+  )
   state = strategy.init(graph, jax.random.key(0))
   masks = strategy.sample(state, jax.random.key(3))
   new = strategy.update(state, masks, 0.75)
@@ -65,23 +80,45 @@ def test_gram_update_is_algorithm_1():
   assert float(new.baseline) == pytest.approx(0.9 * 0.4 + 0.1 * 0.75)
 
 
-@pytest.mark.parametrize("override, field", [
-    ("--config.search.bogus=1", "config.search.bogus: unknown field"),
-    ("--config.train.epochs=many", "config.train.epochs: 'many' is not allowed"),
-    ("--config.search.alpha=-1", "config.search.alpha: -1.0 is not allowed"),
-    ("--config.space.nodes=1", "config.space.nodes: 1 is not allowed"),
-    ("--config.space.ops=conv3x3_32,pool", "config.space.ops: unknown op"),
-    ("--config.dataset=cifar100", "config.dataset: 'cifar100' is not allowed"),
-    ("--config.search.cost=flops", "config.search.cost: 'flops' is not"),
-    ("--config.train.schedule=linear",
-     "config.train.schedule: 'linear' is not allowed"),
-    ("--config.search.normalization=sum",
-     "config.search.normalization: 'sum' is not allowed"),
-    ("--workers=3", "--workers: unknown argument"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("--config.search.bogus=1", "config.search.bogus: unknown field"),
+        (
+            "--config.train.epochs=many",
+            "config.train.epochs: 'many' is not allowed",
+        ),
+        (
+            "--config.search.alpha=-1",
+            "config.search.alpha: -1.0 is not allowed",
+        ),
+        ("--config.space.nodes=1", "config.space.nodes: 1 is not allowed"),
+        ("--config.space.ops=conv3x3_32,pool", "config.space.ops: unknown op"),
+        (
+            "--config.dataset=cifar100",
+            "config.dataset: 'cifar100' is not allowed",
+        ),
+        ("--config.search.cost=flops", "config.search.cost: 'flops' is not"),
+        (
+            "--config.train.schedule=linear",
+            "config.train.schedule: 'linear' is not allowed",
+        ),
+        (
+            "--config.search.normalization=sum",
+            "config.search.normalization: 'sum' is not allowed",
+        ),
+        ("--workers=3", "--workers: unknown argument"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, field):
-  code = cli.main(["search", "--config", QUICKSTART, "--workdir",
-                   str(tmp_path / "run"), override])
+  code = cli.main([
+      "search",
+      "--config",
+      QUICKSTART,
+      "--workdir",
+      str(tmp_path / "run"),
+      override,
+  ])
   err = capsys.readouterr().err.strip()
   assert code == 2
   assert err.startswith(f"gram-jax search: error: {field}"), err
@@ -92,29 +129,55 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, override, field):
 
 def test_search_writes_outputs_resumes_and_guards_its_config(tmp_path, capsys):
   work = str(tmp_path / "run")
-  assert cli.main(["search", "--config", QUICKSTART, "--workdir", work,
-                   "--no-progress"] + TINY) == 0
-  for name in ["config.json", "candidates.jsonl", "metagraph.json",
-               "arch.json", "search_curves.png", "edge_weights.png"]:
+  assert (
+      cli.main(
+          ["search", "--config", QUICKSTART, "--workdir", work, "--no-progress"]
+          + TINY
+      )
+      == 0
+  )
+  for name in [
+      "config.json",
+      "candidates.jsonl",
+      "metagraph.json",
+      "arch.json",
+      "search_curves.png",
+      "edge_weights.png",
+  ]:
     assert os.path.getsize(os.path.join(work, name)) > 0, name
   lines = [json.loads(l) for l in open(os.path.join(work, "candidates.jsonl"))]
   assert [r["step"] for r in lines] == list(range(6))
-  for key in ["step", "accuracy", "macs", "reward", "baseline", "seconds",
-              "live_edges"]:
+  for key in [
+      "step",
+      "accuracy",
+      "macs",
+      "reward",
+      "baseline",
+      "seconds",
+      "live_edges",
+  ]:
     assert key in lines[0]
   meta = json.load(open(os.path.join(work, "metagraph.json")))
   assert len(meta["dags"]) == 2 and meta["step"] == 6
   # a different config on the same workdir: exit 2, nothing changed
   before = file_digests(work)
   capsys.readouterr()
-  code = cli.main(["search", "--config", QUICKSTART, "--workdir", work]
-                  + TINY + ["--config.search.alpha=0.5"])
+  code = cli.main(
+      ["search", "--config", QUICKSTART, "--workdir", work]
+      + TINY
+      + ["--config.search.alpha=0.5"]
+  )
   err = capsys.readouterr().err
   assert code == 2 and "config.search.alpha" in err and "--workdir" in err
   assert file_digests(work) == before
   # the same config again: already complete, nothing retrained
-  assert cli.main(["search", "--config", QUICKSTART, "--workdir", work,
-                   "--no-progress"] + TINY) == 0
+  assert (
+      cli.main(
+          ["search", "--config", QUICKSTART, "--workdir", work, "--no-progress"]
+          + TINY
+      )
+      == 0
+  )
   assert file_digests(work)["metagraph.json"] == before["metagraph.json"]
 
 
@@ -132,27 +195,42 @@ def test_corrupt_latest_checkpoint_falls_back(tmp_path):
   with pytest.warns(UserWarning, match="unreadable"):
     out = loop.run_search(cfg, work, progress=False)
   assert out.complete
-  np.testing.assert_array_equal(out.state.graph.weights,
-                                ref.state.graph.weights)
-  assert open(os.path.join(work, "metagraph.json")).read() == open(
-      os.path.join(tmp_path / "ref", "metagraph.json")).read()
-  steps = [json.loads(l)["step"] for l in open(
-      os.path.join(work, "candidates.jsonl"))]
+  np.testing.assert_array_equal(
+      out.state.graph.weights, ref.state.graph.weights
+  )
+  assert (
+      open(os.path.join(work, "metagraph.json")).read()
+      == open(os.path.join(tmp_path / "ref", "metagraph.json")).read()
+  )
+  steps = [
+      json.loads(l)["step"]
+      for l in open(os.path.join(work, "candidates.jsonl"))
+  ]
   assert steps == list(range(6))
 
 
 def test_edge_encoding_round_trip():
-  g = mg.init(SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=7),
-              jax.random.key(0), init_weight=0.5)
+  g = mg.init(
+      SearchSpace(hierarchies=2, dags_per_hierarchy=2, nodes=7),
+      jax.random.key(0),
+      init_weight=0.5,
+  )
   masks = np.asarray(mg.sample(g, jax.random.key(1)))
   hexes = loop.encode_edges(masks)
   np.testing.assert_array_equal(loop.decode_edges(hexes, 7), masks)
 
 
 def test_measured_latency_cost_is_logged(tmp_path):
-  cfg = config_lib.resolve(QUICKSTART, TINY + [
-      "--config.search.iterations=2", "--config.search.cost=measured",
-      "--config.search.gamma=1.0", "--config.search.latency_runs=5"])
+  cfg = config_lib.resolve(
+      QUICKSTART,
+      TINY
+      + [
+          "--config.search.iterations=2",
+          "--config.search.cost=measured",
+          "--config.search.gamma=1.0",
+          "--config.search.latency_runs=5",
+      ],
+  )
   out = loop.run_search(cfg, str(tmp_path / "run"), progress=False)
   for rec in out.records:
     assert rec["latency_ms"] > 0
@@ -162,20 +240,28 @@ def test_measured_latency_cost_is_logged(tmp_path):
 
 def test_compilation_cache_flag(tmp_path):
   cache = str(tmp_path / "cache")
-  code = ("import jax, jax.numpy as jnp; from gram_jax import cli; "
-          "rest = cli.compilation_cache(['search', '--compilation-cache', "
-          f"{cache!r}]); assert rest == ['search'], rest; "
-          "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0);"
-          " jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8))).block_until_ready()")
+  code = (
+      "import jax, jax.numpy as jnp; from gram_jax import cli; "
+      "rest = cli.compilation_cache(['search', '--compilation-cache', "
+      f"{cache!r}]); assert rest == ['search'], rest; "
+      "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0);"
+      " jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8))).block_until_ready()"
+  )
   subprocess.run([sys.executable, "-c", code], check=True)
   assert os.listdir(cache)
 
 
 def test_list_overrides_keep_their_element_type():
   d = {"levels": (0.3, 0.5), "sizes": (96,), "names": ("a",), "empty": ()}
-  out = config_lib.apply_overrides(dict(d), [
-      "--config.levels=0.2,0.7", "--config.sizes=96,128",
-      "--config.names=x,y", "--config.empty=p,q"])
+  out = config_lib.apply_overrides(
+      dict(d),
+      [
+          "--config.levels=0.2,0.7",
+          "--config.sizes=96,128",
+          "--config.names=x,y",
+          "--config.empty=p,q",
+      ],
+  )
   assert out["levels"] == (0.2, 0.7) and out["sizes"] == (96, 128)
   assert out["names"] == ("x", "y") and out["empty"] == ("p", "q")
   with pytest.raises(config_lib.ConfigError, match="config.sizes: 'big'"):
@@ -187,8 +273,11 @@ def test_quickstart_config_ships_inside_the_package():
   # experiments/configs/quickstart.py is the same config
   import gram_jax  # pylint: disable=import-outside-toplevel
   from gram_jax.commands import quickstart  # pylint: disable=import-outside-toplevel
+
   pkg = os.path.dirname(os.path.abspath(gram_jax.__file__))
   assert quickstart.DEFAULT_CONFIG.startswith(pkg + os.sep)
   assert os.path.exists(quickstart.DEFAULT_CONFIG)
-  assert (config_lib.resolve(quickstart.DEFAULT_CONFIG, []).to_dict()
-          == config_lib.resolve(QUICKSTART, []).to_dict())
+  assert (
+      config_lib.resolve(quickstart.DEFAULT_CONFIG, []).to_dict()
+      == config_lib.resolve(QUICKSTART, []).to_dict()
+  )

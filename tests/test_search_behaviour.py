@@ -44,18 +44,26 @@ ITERATIONS = 150
 # must stay at chance; None: no claim) and "collapses" (the sampled edges
 # run to the complete DAG under uninformative rewards).
 STRATEGIES = [
-    ("gram", gram(alpha=0.9, beta0=0.8), {"learns": True,
-                                          "collapses": False}),
-    ("gram_clip", gram(alpha=0.9, beta0=0.8, normalization="clip"),
-     {"learns": None, "collapses": False}),
+    ("gram", gram(alpha=0.9, beta0=0.8), {"learns": True, "collapses": False}),
+    (
+        "gram_clip",
+        gram(alpha=0.9, beta0=0.8, normalization="clip"),
+        {"learns": None, "collapses": False},
+    ),
     # The old default: kept selectable for reproducibility, and pinned here
     # as the failure it is (ALGORITHMS.md 1.3 #1).
-    ("gram_max", gram(alpha=0.9, beta0=0.8, normalization="max"),
-     {"learns": None, "collapses": True}),
+    (
+        "gram_max",
+        gram(alpha=0.9, beta0=0.8, normalization="max"),
+        {"learns": None, "collapses": True},
+    ),
     ("random", random_search(), {"learns": False, "collapses": False}),
     # Four candidates a round from the same weights, updated in order.
-    ("gram_k4", ask_tell(gram(alpha=0.9, beta0=0.8), candidates=4),
-     {"learns": True, "collapses": False}),
+    (
+        "gram_k4",
+        ask_tell(gram(alpha=0.9, beta0=0.8), candidates=4),
+        {"learns": True, "collapses": False},
+    ),
 ]
 IDS = [s[0] for s in STRATEGIES]
 
@@ -64,26 +72,38 @@ def _planted_runs(strategy):
   def one(seed):
     key = jax.random.key(seed)
     planted = syn.planted_edges(SPACE, jax.random.fold_in(key, 7))
-    trace = syn.run(strategy, SPACE,
-                    syn.planted_reward(planted, effect=0.01, noise=0.02), key,
-                    iterations=ITERATIONS, planted=planted)
+    trace = syn.run(
+        strategy,
+        SPACE,
+        syn.planted_reward(planted, effect=0.01, noise=0.02),
+        key,
+        iterations=ITERATIONS,
+        planted=planted,
+    )
     return trace.state.graph.weights, planted
+
   return jax.jit(jax.vmap(one))(jnp.arange(SEEDS))
 
 
 CLAIMS_LEARNING = [s for s in STRATEGIES if s[2]["learns"] is not None]
 
 
-@pytest.mark.parametrize("name, strategy, claims", CLAIMS_LEARNING,
-                         ids=[s[0] for s in CLAIMS_LEARNING])
+@pytest.mark.parametrize(
+    "name, strategy, claims",
+    CLAIMS_LEARNING,
+    ids=[s[0] for s in CLAIMS_LEARNING],
+)
 def test_planted_structure(name, strategy, claims):
   del name
   weights, planted = _planted_runs(strategy)
   aucs = [syn.auc(weights[i], planted[i]) for i in range(SEEDS)]
   precision = []
   for i in range(SEEDS):
-    graph = mg.MetaGraph(weights=weights[i], ops=jnp.zeros(
-        (SPACE.num_dags, SPACE.nodes), jnp.int32), space=SPACE)
+    graph = mg.MetaGraph(
+        weights=weights[i],
+        ops=jnp.zeros((SPACE.num_dags, SPACE.nodes), jnp.int32),
+        space=SPACE,
+    )
     # keep about 4 of each DAG's 28 edges (twice the planted count)
     kept = np.asarray(mg.prune(graph, 1 - 4 / 28, mode="quantile"))
     precision.append((kept & np.asarray(planted[i])).sum() / kept.sum())
@@ -100,15 +120,24 @@ def test_planted_structure(name, strategy, claims):
 @pytest.mark.parametrize("name, strategy, claims", STRATEGIES, ids=IDS)
 def test_no_collapse_under_uninformative_rewards(name, strategy, claims):
   del name
-  run = jax.jit(jax.vmap(lambda s: syn.run(
-      strategy, SPACE, syn.constant_reward(base=0.8, noise=0.02),
-      jax.random.key(s), iterations=300).edges))
+  run = jax.jit(
+      jax.vmap(
+          lambda s: syn.run(
+              strategy,
+              SPACE,
+              syn.constant_reward(base=0.8, noise=0.02),
+              jax.random.key(s),
+              iterations=300,
+          ).edges
+      )
+  )
   edges = np.asarray(run(jnp.arange(SEEDS)), np.float64)
   # Expected edges of a sample from the initial weights (0.5 each), after
   # the edges out of dead nodes are dropped: estimated from fresh samples.
   graph = mg.init(SPACE, jax.random.key(0), init_weight=0.5)
   fresh = jax.vmap(lambda k: mg.num_edges(mg.sample(graph, k)))(
-      jax.random.split(jax.random.key(1), 2000))
+      jax.random.split(jax.random.key(1), 2000)
+  )
   start = float(np.mean(fresh))
   late = edges[:, -50:].mean()
   total = SPACE.num_dags * SPACE.nodes * (SPACE.nodes - 1) / 2
@@ -137,11 +166,13 @@ def test_autoshrink_keeps_exactly_the_planted_good_edges():
   for seed in range(SEEDS):
     key = jax.random.key(seed)
     # five edges out of node 0 (always live): two good, three harmful
-    planted = np.asarray(syn.planted_edges(space, jax.random.fold_in(key, 7),
-                                           per_dag=5))[0]
+    planted = np.asarray(
+        syn.planted_edges(space, jax.random.fold_in(key, 7), per_dag=5)
+    )[0]
     targets = np.flatnonzero(planted[0])
-    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 8),
-                                              targets))
+    order = np.asarray(
+        jax.random.permutation(jax.random.fold_in(key, 8), targets)
+    )
     good = np.zeros((n, n), bool)
     good[0, order[:2]] = True
     bad = planted & ~good
@@ -151,14 +182,16 @@ def test_autoshrink_keeps_exactly_the_planted_good_edges():
     score = jax.jit(lambda m, key: pay(m, key) + harm(m, key))
 
     def evaluate(masks, key):
-      return [{"score": float(score(m, jax.random.fold_in(key, i)))}
-              for i, m in enumerate(masks)]
+      return [
+          {"score": float(score(m, jax.random.fold_in(key, i)))}
+          for i, m in enumerate(masks)
+      ]
 
     state = shrink.run(strategy, n, evaluate, lambda m: m["score"], key)
     mask, _, _ = shrink.best_snapshot(state)
     np.testing.assert_array_equal(mask, good)
     # every harmful edge goes before any good one
-    removed = [tuple(e) for e in state.removed[:int(state.round)]]
+    removed = [tuple(e) for e in state.removed[: int(state.round)]]
     when = {e: r for r, e in enumerate(removed)}
     last_bad = max(when[e] for e in zip(*np.nonzero(bad)))
     first_good = min(when[e] for e in zip(*np.nonzero(good)))

@@ -18,24 +18,27 @@ def test_width_and_cap_scale_channels():
   assert hash(s) == hash(SearchSpace(width=0.25, max_filters=16))
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(nodes=1), "nodes"),
-    (dict(nodes=2.5), "nodes"),
-    (dict(hierarchies=0), "hierarchies"),
-    (dict(dags_per_hierarchy=0), "dags_per_hierarchy"),
-    (dict(ops=()), "ops"),
-    (dict(ops=("conv3x3_32", "maxpool")), "ops"),
-    (dict(ops=("conv3x5_32",)), "ops"),
-    (dict(ops=("conv3x3_32/2",)), "ops"),
-    (dict(ops=("conv3x3_32", "conv3x3_32")), "ops"),
-    (dict(width=0), "width"),
-    (dict(width=-1.0), "width"),
-    (dict(width=float("nan")), "width"),
-    (dict(aggregate="mean"), "aggregate"),
-    (dict(pool="min"), "pool"),
-    (dict(stem=("conv4x4_16",)), "stem"),
-    (dict(max_filters=0), "max_filters"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(nodes=1), "nodes"),
+        (dict(nodes=2.5), "nodes"),
+        (dict(hierarchies=0), "hierarchies"),
+        (dict(dags_per_hierarchy=0), "dags_per_hierarchy"),
+        (dict(ops=()), "ops"),
+        (dict(ops=("conv3x3_32", "maxpool")), "ops"),
+        (dict(ops=("conv3x5_32",)), "ops"),
+        (dict(ops=("conv3x3_32/2",)), "ops"),
+        (dict(ops=("conv3x3_32", "conv3x3_32")), "ops"),
+        (dict(width=0), "width"),
+        (dict(width=-1.0), "width"),
+        (dict(width=float("nan")), "width"),
+        (dict(aggregate="mean"), "aggregate"),
+        (dict(pool="min"), "pool"),
+        (dict(stem=("conv4x4_16",)), "stem"),
+        (dict(max_filters=0), "max_filters"),
+    ],
+)
 def test_bad_values_name_the_field(kwargs, field):
   with pytest.raises(SpaceError) as e:
     SearchSpace(**kwargs)

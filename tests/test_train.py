@@ -12,17 +12,29 @@ SPACE = SearchSpace(hierarchies=1, dags_per_hierarchy=2, nodes=4, width=0.25)
 def _data(n=64, seed=0):
   rng = np.random.default_rng(seed)
   y = rng.integers(0, 2, size=n).astype(np.int32)
-  x = rng.normal(size=(n, 6, 6, 1)).astype(np.float32) + 2.0 * y[:, None,
-                                                                 None, None]
+  x = (
+      rng.normal(size=(n, 6, 6, 1)).astype(np.float32)
+      + 2.0 * y[:, None, None, None]
+  )
   return x, y
 
 
 def test_proxy_training_learns_and_is_deterministic():
   x, y = _data()
   g = mg.init(SPACE, jax.random.key(0))
-  t = train.ProxyTrainer(SPACE, g.ops, 2, x_train=x[:48], y_train=y[:48],
-                         x_val=x[48:], y_val=y[48:], epochs=4, batch_size=16,
-                         learning_rate=1e-2, select="best")
+  t = train.ProxyTrainer(
+      SPACE,
+      g.ops,
+      2,
+      x_train=x[:48],
+      y_train=y[:48],
+      x_val=x[48:],
+      y_val=y[48:],
+      epochs=4,
+      batch_size=16,
+      learning_rate=1e-2,
+      select="best",
+  )
   masks = mg.sample(g, jax.random.key(1))
   r1 = t(masks, jax.random.key(2))
   r2 = t(masks, jax.random.key(2))
@@ -35,19 +47,41 @@ def test_diverged_candidate_reports_zero_accuracy():
   x, y = _data()
   x[3] = np.nan
   g = mg.init(SPACE, jax.random.key(0))
-  t = train.ProxyTrainer(SPACE, g.ops, 2, x_train=x[:48], y_train=y[:48],
-                         x_val=x[48:], y_val=y[48:], epochs=1, batch_size=16)
+  t = train.ProxyTrainer(
+      SPACE,
+      g.ops,
+      2,
+      x_train=x[:48],
+      y_train=y[:48],
+      x_val=x[48:],
+      y_val=y[48:],
+      epochs=1,
+      batch_size=16,
+  )
   r = t(mg.sample(g, jax.random.key(1)), jax.random.key(2))
   assert r.diverged and r.accuracy == 0.0
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(select="mean"), "select"), (dict(epochs=0), "epochs"),
-    (dict(batch_size=100), "batch_size"),
-    (dict(optimizer="lion", batch_size=16), "optimizer")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(select="mean"), "select"),
+        (dict(epochs=0), "epochs"),
+        (dict(batch_size=100), "batch_size"),
+        (dict(optimizer="lion", batch_size=16), "optimizer"),
+    ],
+)
 def test_bad_settings(kwargs, field):
   x, y = _data()
   g = mg.init(SPACE, jax.random.key(0))
   with pytest.raises(ValueError, match=field):
-    train.ProxyTrainer(SPACE, g.ops, 2, x_train=x[:48], y_train=y[:48],
-                       x_val=x[48:], y_val=y[48:], **kwargs)
+    train.ProxyTrainer(
+        SPACE,
+        g.ops,
+        2,
+        x_train=x[:48],
+        y_train=y[:48],
+        x_val=x[48:],
+        y_val=y[48:],
+        **kwargs
+    )

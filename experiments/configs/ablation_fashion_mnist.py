@@ -36,10 +36,11 @@ def get_config(arg=None):
   runlocal = arg == "runlocal"
   c = ml_collections.ConfigDict()
   c.name = "GRAM vs random search, Fashion-MNIST" + (
-      " (runlocal)" if runlocal else "")
+      " (runlocal)" if runlocal else ""
+  )
 
   s = c.search = ml_collections.ConfigDict()
-  s.seed = 0                      # replaced by each of c.seeds
+  s.seed = 0  # replaced by each of c.seeds
   s.dataset = "fashion_mnist"
   s.data_dir = ""
   s.space = ml_collections.ConfigDict()
@@ -54,8 +55,8 @@ def get_config(arg=None):
   s.space.pool = "max"
   s.space.max_filters = 0
   s.proxy = ml_collections.ConfigDict()
-  s.proxy.num_train = 500         # the paper's proxy size [SN §4.1]
-  s.proxy.num_val = 1000          # a larger held-out split: less reward noise
+  s.proxy.num_train = 500  # the paper's proxy size [SN §4.1]
+  s.proxy.num_val = 1000  # a larger held-out split: less reward noise
   s.proxy.per_class = False
   s.train = ml_collections.ConfigDict()
   s.train.epochs = 10
@@ -63,12 +64,12 @@ def get_config(arg=None):
   s.train.learning_rate = 4e-3
   s.train.optimizer = "adam"
   s.train.select = "last"
-  s.train.schedule = "constant"   # "cosine": half the proxy noise
+  s.train.schedule = "constant"  # "cosine": half the proxy noise
   g = s.search = ml_collections.ConfigDict()
   g.iterations = 100 if runlocal else 300
-  g.strategy = "gram"             # replaced by each of c.strategies
-  g.alpha = 0.9                   # the paper's
-  g.beta0 = 0.75                  # about the proxy accuracy of a random sample
+  g.strategy = "gram"  # replaced by each of c.strategies
+  g.alpha = 0.9  # the paper's
+  g.beta0 = 0.75  # about the proxy accuracy of a random sample
   g.beta_momentum = 0.9
   g.gamma = 0.1
   g.cost = "macs"
@@ -81,8 +82,8 @@ def get_config(arg=None):
 
   c.strategies = ("gram", "random")
   c.seeds = (0, 1, 2) if runlocal else (0, 1, 2, 3, 4)
-  c.max_macs = 0.0                # 0: the median MACs of random's samples
-  c.prune_mode = "quantile"       # fine MACs steps for the budget
+  c.max_macs = 0.0  # 0: the median MACs of random's samples
+  c.prune_mode = "quantile"  # fine MACs steps for the budget
   c.prune_step = 0.01
   c.recipe = ml_collections.ConfigDict()
   c.recipe.epochs = 4 if runlocal else 30
@@ -92,7 +93,7 @@ def get_config(arg=None):
   c.recipe.schedule = "cosine"
   c.recipe.weight_decay = 0.0
   c.recipe.augment = "none"
-  c.recipe.max_examples = 0       # 0: the whole training split
+  c.recipe.max_examples = 0  # 0: the whole training split
   c.recipe.seed = 0
   c.measure_latency = True
   c.latency_threads = 1

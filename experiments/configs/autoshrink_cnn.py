@@ -24,7 +24,9 @@ import os
 def get_config(arg=None):
   here = os.path.dirname(os.path.abspath(__file__))
   spec = importlib.util.spec_from_file_location(
-      "autoshrink_cnn_runlocal", os.path.join(here, "autoshrink_cnn_runlocal.py"))
+      "autoshrink_cnn_runlocal",
+      os.path.join(here, "autoshrink_cnn_runlocal.py"),
+  )
   base = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(base)
   c = base.get_config(arg)
@@ -34,7 +36,7 @@ def get_config(arg=None):
   c.cnn.nodes = 8
   c.cnn.base_filters = 16
   c.cnn.stem_channels = 32
-  c.cnn.vmap = False            # measure with benchmarks/autoshrink_throughput.py
+  c.cnn.vmap = False  # measure with benchmarks/autoshrink_throughput.py
   c.cnn.proxy.num_train = 500
   c.cnn.proxy.num_val = 100
   c.cnn.proxy.per_class = True

@@ -34,30 +34,30 @@ def get_config(arg=None):
   c.kind = "rnn"
   c.seed = 0
   c.search = ml_collections.ConfigDict()
-  c.search.k = 5                  # paper: 10
-  c.search.keep_fraction = 0.25   # official RNN value
+  c.search.k = 5  # paper: 10
+  c.search.keep_fraction = 0.25  # official RNN value
   c.keep_checkpoints = 3
 
   c.rnn = ml_collections.ConfigDict()
-  c.rnn.data_dir = ""             # "" = synthetic corpus; or a PTB directory
-  c.rnn.train_lines = 4000        # official proxy: first 4000/300/300 lines
+  c.rnn.data_dir = ""  # "" = synthetic corpus; or a PTB directory
+  c.rnn.train_lines = 4000  # official proxy: first 4000/300/300 lines
   c.rnn.valid_lines = 300
   c.rnn.test_lines = 300
   c.rnn.nodes = 6
-  c.rnn.ops = ()                  # () = drawn from the seed
-  c.rnn.nhid = 32                 # paper: 100
-  c.rnn.embedding_path = ""       # GloVe text file (paper: glove.6B.100d)
+  c.rnn.ops = ()  # () = drawn from the seed
+  c.rnn.nhid = 32  # paper: 100
+  c.rnn.embedding_path = ""  # GloVe text file (paper: glove.6B.100d)
   c.rnn.embedding_range = 0.5
   c.rnn.init_range = 0.04
-  c.rnn.epochs = 4                # paper: 10
-  c.rnn.batch_size = 16           # paper: 128
-  c.rnn.eval_batch_size = 8       # paper: 256
-  c.rnn.bptt = 20                 # paper: 35
+  c.rnn.epochs = 4  # paper: 10
+  c.rnn.batch_size = 16  # paper: 128
+  c.rnn.eval_batch_size = 8  # paper: 256
+  c.rnn.bptt = 20  # paper: 35
   c.rnn.learning_rate = 20.0
   c.rnn.clip = 0.25
   c.rnn.weight_decay = 0.0
   c.rnn.patience = 4
-  c.rnn.bucket = 0                # pad every window to bptt: one program
+  c.rnn.bucket = 0  # pad every window to bptt: one program
   c.rnn.candidates_per_program = 0  # 0: all k of a round vmapped together
   c.rnn.ppl_reference = 200.0
   c.rnn.ppl_weight = 0.25

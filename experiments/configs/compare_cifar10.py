@@ -55,8 +55,12 @@ def get_config(arg=None):
   c.swiftnet.searched.prune_mode = "threshold"
   c.swiftnet.searched.upscales = (1.0,)
   c.swiftnet.searched.stem = ()
-  c.baselines = ("mobilenet_v2@0.35", "mobilenet_v2@0.5", "mobilenet_v2@1.0",
-                 "fbnet_96_035_1")
+  c.baselines = (
+      "mobilenet_v2@0.35",
+      "mobilenet_v2@0.5",
+      "mobilenet_v2@1.0",
+      "fbnet_96_035_1",
+  )
   c.latency = ml_collections.ConfigDict()
   c.latency.threads = 1
   c.latency.runs = 100

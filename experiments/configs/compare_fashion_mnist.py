@@ -95,7 +95,7 @@ def get_config(arg=None):
   c.recipe.augment = "crop_flip"
   c.recipe.augment_pad = 2
   c.recipe.val_examples = 5000
-  c.recipe.train_examples = 8000 if runlocal else 0   # 0: all the rest
+  c.recipe.train_examples = 8000 if runlocal else 0  # 0: all the rest
   c.recipe.split_seed = 0
   c.seeds = (0, 1) if runlocal else (0, 1, 2)
 
@@ -103,23 +103,29 @@ def get_config(arg=None):
   c.swiftnet.searched = ml_collections.ConfigDict()
   c.swiftnet.searched.role = "searched"
   c.swiftnet.searched.search_workdir = "runs/search_fashion_mnist"
-  c.swiftnet.searched.prune_levels = (0.5, 0.8) if runlocal else (
-      0.3, 0.5, 0.65, 0.8)
+  c.swiftnet.searched.prune_levels = (
+      (0.5, 0.8) if runlocal else (0.3, 0.5, 0.65, 0.8)
+  )
   c.swiftnet.searched.prune_mode = "quantile"
-  c.swiftnet.searched.upscales = (0.5, 1.0, 1.5) if runlocal else (
-      0.5, 1.0, 1.5, 2.0)
-  c.swiftnet.searched.stem = ()            # the searched space has it
+  c.swiftnet.searched.upscales = (
+      (0.5, 1.0, 1.5) if runlocal else (0.5, 1.0, 1.5, 2.0)
+  )
+  c.swiftnet.searched.stem = ()  # the searched space has it
   c.swiftnet.transfer = ml_collections.ConfigDict()
   c.swiftnet.transfer.role = "transfer"
   c.swiftnet.transfer.search_workdir = "runs/quickstart"
-  c.swiftnet.transfer.prune_levels = (0.5,) if runlocal else (0.3, 0.5,
-                                                               0.8)
+  c.swiftnet.transfer.prune_levels = (0.5,) if runlocal else (0.3, 0.5, 0.8)
   c.swiftnet.transfer.prune_mode = "quantile"
   c.swiftnet.transfer.upscales = (0.5, 1.0, 1.5)
   c.swiftnet.transfer.stem = STEM
 
-  c.baselines = ("mobilenet_v2@0.35", "mobilenet_v2@0.5", "mobilenet_v2@0.75",
-                 "mobilenet_v2@1.0", "fbnet_96_035_1")
+  c.baselines = (
+      "mobilenet_v2@0.35",
+      "mobilenet_v2@0.5",
+      "mobilenet_v2@0.75",
+      "mobilenet_v2@1.0",
+      "fbnet_96_035_1",
+  )
   if not runlocal:
     c.baselines += ("fbnet_a",)
   c.latency = ml_collections.ConfigDict()
@@ -127,6 +133,6 @@ def get_config(arg=None):
   c.latency.runs = 100
   c.latency.warmup = 20
   c.int8 = ml_collections.ConfigDict()
-  c.int8.calibration = 500                 # training images
+  c.int8.calibration = 500  # training images
   c.similar_points = 0.5
   return c

@@ -31,6 +31,6 @@ def get_config(arg=None):
   del arg
   c = quickstart.get_config()
   c.dataset = "fashion_mnist"
-  c.space.stem = ("conv3x3_64/2", "conv3x3_64/2")   # x width 0.25: 16
+  c.space.stem = ("conv3x3_64/2", "conv3x3_64/2")  # x width 0.25: 16
   c.train.schedule = "cosine"
   return c

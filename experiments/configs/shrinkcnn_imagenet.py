@@ -28,25 +28,27 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.model = "B" if arg == "B" else "A"
   c.activation = "swish" if arg == "B" else "relu"
-  c.dataset = "imagenet2012"        # TFDS, manual download
-  c.num_classes = 1001              # TF-slim: class 0 = background
+  c.dataset = "imagenet2012"  # TFDS, manual download
+  c.num_classes = 1001  # TF-slim: class 0 = background
   c.image_size = 224
   c.epochs = 300
-  c.batch_size = 256                # 2 GPUs x 128
-  c.optimizer = "rmsprop"           # TF: decay 0.9, momentum 0.9, eps 1.0
-  c.base_learning_rate = 0.1        # solver 0.05 x 2 GPUs
-  c.warmup_epochs = 10              # linear, then cosine to epoch 300; per EPOCH
-  c.weight_decay = 4e-5             # Keras l2 (no 1/2); not depthwise, not BN
+  c.batch_size = 256  # 2 GPUs x 128
+  c.optimizer = "rmsprop"  # TF: decay 0.9, momentum 0.9, eps 1.0
+  c.base_learning_rate = 0.1  # solver 0.05 x 2 GPUs
+  c.warmup_epochs = 10  # linear, then cosine to epoch 300; per EPOCH
+  c.weight_decay = 4e-5  # Keras l2 (no 1/2); not depthwise, not BN
   c.label_smoothing = 0.1
-  c.ema_decay = 0.999               # evaluate with the EMA weights
+  c.ema_decay = 0.999  # evaluate with the EMA weights
   c.bn_momentum = 0.999
   c.bn_epsilon = 1e-3
   c.dropout = 0.0
   c.init = "variance_scaling(2.0, fan_out, truncated_normal); fc N(0, 0.01)"
-  c.train_augment = ("distorted bbox crop area [0.75, 1], aspect [0.75, 1.33], "
-                     "min_object_covered 0.1, 100 attempts; random resize "
-                     "method; flip; Inception colour distortion; random "
-                     "erasing p=0.5 area [0.02, 0.4] r1=0.3; scale to [-1, 1]")
+  c.train_augment = (
+      "distorted bbox crop area [0.75, 1], aspect [0.75, 1.33], "
+      "min_object_covered 0.1, 100 attempts; random resize "
+      "method; flip; Inception colour distortion; random "
+      "erasing p=0.5 area [0.02, 0.4] r1=0.3; scale to [-1, 1]"
+  )
   c.eval_preprocess = "central crop 0.875, bicubic resize 224, [-1, 1]"
   c.mixed_precision = True
   return c

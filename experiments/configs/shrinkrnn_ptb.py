@@ -35,9 +35,9 @@ import ml_collections
 def get_config(arg=None):
   """The PTB recipe; ``arg="runlocal"``: tiny model on the synthetic corpus."""
   c = ml_collections.ConfigDict()
-  c.data_dir = ""                 # set with --data-dir; "" = synthetic corpus
-  c.cell = "released"             # or a cell.json from the RNN search
-  c.nhid = 745                    # = emsize
+  c.data_dir = ""  # set with --data-dir; "" = synthetic corpus
+  c.cell = "released"  # or a cell.json from the RNN search
+  c.nhid = 745  # = emsize
   c.epochs = 3000
   c.batch_size = 64
   c.eval_batch_size = 10
@@ -45,7 +45,7 @@ def get_config(arg=None):
   c.bptt = 35
   c.jitter = True
   c.max_seq_len_delta = 20
-  c.bucket = 5                    # pad windows to multiples of 5 (11 programs)
+  c.bucket = 5  # pad windows to multiples of 5 (11 programs)
   c.learning_rate = 20.0
   c.clip = 0.25
   c.weight_decay = 8e-7
@@ -68,7 +68,7 @@ def get_config(arg=None):
     c.test_batch_size = 8
     c.bptt = 20
     c.max_seq_len_delta = 5
-    c.bucket = 0                  # one compiled program
+    c.bucket = 0  # one compiled program
     c.dropout = c.dropoutx = 0.3
     c.dropouth = c.dropouti = 0.1
     c.nonmono = 2

@@ -54,11 +54,11 @@ def get_config(arg=None):
   c.macro.last_channels = 32
   c.macro.head_channels = 64
   c.macro.dropout = 0.0
-  c.macro.bn_momentum = 0.9        # few steps: faster running statistics
+  c.macro.bn_momentum = 0.9  # few steps: faster running statistics
   c.macro.bn_epsilon = 1e-3
 
   c.runtime = ml_collections.ConfigDict()
-  c.runtime.table = "macs"         # pixel1 | macs | path of a table .json
+  c.runtime.table = "macs"  # pixel1 | macs | path of a table .json
   c.runtime.runtime_lambda = 10.0
   c.runtime.scale = 1.0
   c.runtime.warmup_epochs = 3.0

@@ -39,8 +39,9 @@ PAPER = [
 def get_config(arg=None):
   runlocal = arg == "runlocal"
   c = ml_collections.ConfigDict()
-  c.name = "SwiftNet Table 1: CIFAR-10" + (" (runlocal: digits)"
-                                            if runlocal else "")
+  c.name = "SwiftNet Table 1: CIFAR-10" + (
+      " (runlocal: digits)" if runlocal else ""
+  )
   c.search = paper_search(runlocal)
   c.from_workdir = ""
   c.levels = (0.3, 0.4, 0.5, 0.65)

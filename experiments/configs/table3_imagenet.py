@@ -33,23 +33,40 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _paper_search import paper_search  # noqa: E402  pylint: disable=wrong-import-position
 
 _ROWS = [  # input, level, up-scale, top-1, top-5, M MACs, M params
-    (96, 0.5, 1.0, 48.24, 73.56, 10, 0.87), (96, 0.4, 1.0, 54.44, 77.12, 14, 1.15),
-    (128, 0.5, 1.0, 54.69, 77.27, 18, 0.87), (128, 0.4, 1.0, 59.13, 81.32, 26, 1.15),
-    (96, 0.5, 1.25, 51.03, 74.33, 15, 1.20), (96, 0.4, 1.25, 56.21, 78.83, 21, 1.58),
-    (128, 0.5, 1.25, 57.91, 80.51, 26, 1.20), (128, 0.4, 1.25, 61.99, 84.26, 38, 1.58),
-    (96, 0.5, 1.5, 52.76, 76.01, 20, 1.56), (96, 0.4, 1.5, 57.46, 80.03, 30, 2.07),
-    (128, 0.5, 1.5, 59.45, 81.62, 36, 1.56), (128, 0.4, 1.5, 63.28, 85.22, 53, 2.07),
+    (96, 0.5, 1.0, 48.24, 73.56, 10, 0.87),
+    (96, 0.4, 1.0, 54.44, 77.12, 14, 1.15),
+    (128, 0.5, 1.0, 54.69, 77.27, 18, 0.87),
+    (128, 0.4, 1.0, 59.13, 81.32, 26, 1.15),
+    (96, 0.5, 1.25, 51.03, 74.33, 15, 1.20),
+    (96, 0.4, 1.25, 56.21, 78.83, 21, 1.58),
+    (128, 0.5, 1.25, 57.91, 80.51, 26, 1.20),
+    (128, 0.4, 1.25, 61.99, 84.26, 38, 1.58),
+    (96, 0.5, 1.5, 52.76, 76.01, 20, 1.56),
+    (96, 0.4, 1.5, 57.46, 80.03, 30, 2.07),
+    (128, 0.5, 1.5, 59.45, 81.62, 36, 1.56),
+    (128, 0.4, 1.5, 63.28, 85.22, 53, 2.07),
 ]
-PAPER = [{"dataset": "imagenet2012", "input_size": s, "level": l,
-          "upscale": u, "top1": t1, "top5": t5, "mmacs": mm, "mparams": mp}
-         for s, l, u, t1, t5, mm, mp in _ROWS]
+PAPER = [
+    {
+        "dataset": "imagenet2012",
+        "input_size": s,
+        "level": l,
+        "upscale": u,
+        "top1": t1,
+        "top5": t5,
+        "mmacs": mm,
+        "mparams": mp,
+    }
+    for s, l, u, t1, t5, mm, mp in _ROWS
+]
 
 
 def get_config(arg=None):
   runlocal = arg == "runlocal"
   c = ml_collections.ConfigDict()
   c.name = "SwiftNet Table 3: ImageNet adaptation" + (
-      " (runlocal: digits)" if runlocal else "")
+      " (runlocal: digits)" if runlocal else ""
+  )
   c.search = paper_search(runlocal)
   c.from_workdir = ""
   c.levels = (0.4, 0.5)
@@ -63,7 +80,7 @@ def get_config(arg=None):
   c.datasets = ("digits",) if runlocal else ("imagenet2012",)
   c.input_sizes = (16, 24) if runlocal else (96, 128)
   c.recipe = ml_collections.ConfigDict()
-  if runlocal:   # the ImageNet recipe's optimizer, schedule and stem
+  if runlocal:  # the ImageNet recipe's optimizer, schedule and stem
     c.recipe.epochs = 15
     c.recipe.optimizer = "rmsprop"
     c.recipe.learning_rate = 0.0045

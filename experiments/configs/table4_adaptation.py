@@ -39,10 +39,12 @@ def get_config(arg=None):
   runlocal = arg == "runlocal"
   c = ml_collections.ConfigDict()
   c.name = "SwiftNet Table 4: task adaptation" + (
-      " (runlocal: digits at 16x16)" if runlocal else "")
-  c.search = ml_collections.ConfigDict()   # unused: from_workdir is set
-  c.from_workdir = "runs/table1_local/search" if runlocal else \
-      "runs/table1/search"
+      " (runlocal: digits at 16x16)" if runlocal else ""
+  )
+  c.search = ml_collections.ConfigDict()  # unused: from_workdir is set
+  c.from_workdir = (
+      "runs/table1_local/search" if runlocal else "runs/table1/search"
+  )
   c.levels = (0.5, 0.65) if runlocal else (0.65,)
   # runlocal: a 40-iteration search leaves every edge weight (a sampling
   # probability, 0.5 at the start) within about 0.1 of 0.5, so absolute
@@ -51,8 +53,9 @@ def get_config(arg=None):
   c.prune_mode = "quantile" if runlocal else "threshold"
   c.upscales = (1.0,)
   c.upscale_divisor = 1
-  c.datasets = ("digits",) if runlocal else ("mnist", "svhn_cropped",
-                                             "fashion_mnist")
+  c.datasets = (
+      ("digits",) if runlocal else ("mnist", "svhn_cropped", "fashion_mnist")
+  )
   c.input_sizes = (16,) if runlocal else (0,)
   c.recipe = ml_collections.ConfigDict()
   if runlocal:

@@ -94,6 +94,7 @@ class NetConfig:
     dropout: dropout rate before the classifier.
     bn_momentum, bn_epsilon: search 0.9 / 1e-5, ImageNet 0.999 / 1e-3.
   """
+
   ops: Tuple[int, ...] = (0, 1, 0, 1, 0, 1, 0, 1)
   base_filters: int = 16
   scales: Tuple[float, ...] = (1.0, 2.0, 4.0)
@@ -112,14 +113,20 @@ class NetConfig:
 
   def __post_init__(self):
     if len(self.ops) < 2 or any(o not in (SEP3X3, CONV1X1) for o in self.ops):
-      raise GramJaxError(f"ops: {self.ops!r} is not allowed; allowed: at "
-                         "least 2 op indices, each 0 (sep3x3) or 1 (conv1x1)")
+      raise GramJaxError(
+          f"ops: {self.ops!r} is not allowed; allowed: at "
+          "least 2 op indices, each 0 (sep3x3) or 1 (conv1x1)"
+      )
     if not len(self.scales) == len(self.pools) == len(self.replicate) >= 1:
-      raise GramJaxError("scales, pools, replicate: must have the same "
-                         "length >= 1 (one entry per stage)")
+      raise GramJaxError(
+          "scales, pools, replicate: must have the same "
+          "length >= 1 (one entry per stage)"
+      )
     if self.activation not in ACTIVATIONS:
-      raise GramJaxError(f"activation: {self.activation!r} is not allowed; "
-                         f"allowed: {', '.join(ACTIVATIONS)}")
+      raise GramJaxError(
+          f"activation: {self.activation!r} is not allowed; "
+          f"allowed: {', '.join(ACTIVATIONS)}"
+      )
     if any(r < 1 for r in self.replicate) or any(p < 1 for p in self.pools):
       raise GramJaxError("replicate, pools: entries must be >= 1")
 
@@ -133,14 +140,17 @@ class NetConfig:
 
   def stage_filters(self) -> List[int]:
     """F per stage: ``make_divisible(int(base * scale * channel_scale))``."""
-    return [make_divisible(int(self.base_filters * s * self.channel_scale))
-            for s in self.scales]
+    return [
+        make_divisible(int(self.base_filters * s * self.channel_scale))
+        for s in self.scales
+    ]
 
   def cells(self) -> List[Tuple[str, int, int]]:
     """``(name, F, stride)`` of every cell in order."""
     out = []
-    for s, (f, p, r) in enumerate(zip(self.stage_filters(), self.pools,
-                                      self.replicate)):
+    for s, (f, p, r) in enumerate(
+        zip(self.stage_filters(), self.pools, self.replicate)
+    ):
       for c in range(r):
         out.append((f"stage{s}_cell{c}", f, p if c == 0 else 1))
     return out
@@ -151,14 +161,19 @@ def _act(name: str):
 
 
 def _bn(cfg: NetConfig, train: bool, name: str):
-  return nn.BatchNorm(use_running_average=not train, momentum=cfg.bn_momentum,
-                      epsilon=cfg.bn_epsilon, name=name)
+  return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=cfg.bn_momentum,
+      epsilon=cfg.bn_epsilon,
+      name=name,
+  )
 
 
 class Node(nn.Module):
   """One node's op without its final activation (the caller applies it:
   leaves are linear). `in_valid` zeroes the depthwise outputs of absent
   input channels in the masked net (BN would make them nonzero)."""
+
   cfg: NetConfig
   op: int
   features: int
@@ -168,46 +183,81 @@ class Node(nn.Module):
     cfg = self.cfg
     if self.op == SEP3X3:
       c = x.shape[-1]
-      y = nn.Conv(c, (3, 3), padding="SAME", feature_group_count=c,
-                  use_bias=False, kernel_init=kernel_init, name="dw")(x)
+      y = nn.Conv(
+          c,
+          (3, 3),
+          padding="SAME",
+          feature_group_count=c,
+          use_bias=False,
+          kernel_init=kernel_init,
+          name="dw",
+      )(x)
       # The depthwise activation is the network's even for a linear node
       # [AS: utilities.py `separable_conv2d_v1`].
       y = _act(cfg.activation)(_bn(cfg, train, "dw_bn")(y))
       if in_valid is not None:
         y = y * in_valid
-      y = nn.Conv(self.features, (1, 1), use_bias=False,
-                  kernel_init=kernel_init, name="pw")(y)
+      y = nn.Conv(
+          self.features,
+          (1, 1),
+          use_bias=False,
+          kernel_init=kernel_init,
+          name="pw",
+      )(y)
       return _bn(cfg, train, "pw_bn")(y)
-    y = nn.Conv(self.features, (1, 1), use_bias=False,
-                kernel_init=kernel_init, name="conv")(x)
+    y = nn.Conv(
+        self.features,
+        (1, 1),
+        use_bias=False,
+        kernel_init=kernel_init,
+        name="conv",
+    )(x)
     return _bn(cfg, train, "bn")(y)
 
 
 class Projection(nn.Module):
   """Strided 1x1 conv + BN, linear, no bias (the residual's shortcut)."""
+
   cfg: NetConfig
   features: int
   stride: int
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    y = nn.Conv(self.features, (1, 1), strides=(self.stride, self.stride),
-                padding="SAME", use_bias=False, kernel_init=kernel_init,
-                name="conv")(x)
+    y = nn.Conv(
+        self.features,
+        (1, 1),
+        strides=(self.stride, self.stride),
+        padding="SAME",
+        use_bias=False,
+        kernel_init=kernel_init,
+        name="conv",
+    )(x)
     return _bn(self.cfg, train, "bn")(y)
 
 
 def _stem(cfg: NetConfig, x, train):
-  x = nn.Conv(cfg.stem_width, (3, 3), strides=(cfg.stem_stride,) * 2,
-              padding="SAME", use_bias=False, kernel_init=kernel_init,
-              name="stem")(x)
+  x = nn.Conv(
+      cfg.stem_width,
+      (3, 3),
+      strides=(cfg.stem_stride,) * 2,
+      padding="SAME",
+      use_bias=False,
+      kernel_init=kernel_init,
+      name="stem",
+  )(x)
   return _act(cfg.activation)(_bn(cfg, train, "stem_bn")(x))
 
 
 def _head(cfg: NetConfig, x, train):
   if cfg.head_channels:
-    x = nn.Conv(cfg.head_channels, (1, 1), use_bias=False,
-                kernel_init=kernel_init, name="head_conv")(x)
+    x = nn.Conv(
+        cfg.head_channels,
+        (1, 1),
+        use_bias=False,
+        kernel_init=kernel_init,
+        name="head_conv",
+    )(x)
     x = _act(cfg.activation)(_bn(cfg, train, "head_bn")(x))
   x = jnp.mean(x, axis=(1, 2))
   if cfg.dropout:
@@ -218,8 +268,9 @@ def _head(cfg: NetConfig, x, train):
 def _pool(x, stride):
   if stride == 1:
     return x
-  return nn.max_pool(x, (stride, stride), strides=(stride, stride),
-                     padding="SAME")
+  return nn.max_pool(
+      x, (stride, stride), strides=(stride, stride), padding="SAME"
+  )
 
 
 # --- exact network ------------------------------------------------------------------
@@ -227,11 +278,12 @@ def _pool(x, stride):
 
 class CellPlan(NamedTuple):
   """Static structure of one cell for a fixed mask."""
-  nodes: Tuple[int, ...]        # live nodes > 0 in order
+
+  nodes: Tuple[int, ...]  # live nodes > 0 in order
   inputs: Dict[int, Tuple[int, ...]]
-  leaves: Tuple[int, ...]       # may include 0
+  leaves: Tuple[int, ...]  # may include 0
   width_in: int
-  width_out: int                # concat of leaves
+  width_out: int  # concat of leaves
   projection: bool
 
 
@@ -240,22 +292,29 @@ def plan(cfg: NetConfig, mask: np.ndarray) -> List[CellPlan]:
   mask = strat.optimize_mask(np.asarray(mask, bool))
   n = cfg.num_nodes
   if mask.shape != (n, n):
-    raise GramJaxError(f"mask: shape {mask.shape} does not match the "
-                       f"{n} nodes of the config")
+    raise GramJaxError(
+        f"mask: shape {mask.shape} does not match the {n} nodes of the config"
+    )
   live = strat.reachable(mask)
   leaf = strat.leaves(mask)
   nodes = tuple(v for v in range(1, n) if live[v])
-  inputs = {v: tuple(int(u) for u in np.nonzero(mask[:, v])[0])
-            for v in nodes}
+  inputs = {v: tuple(int(u) for u in np.nonzero(mask[:, v])[0]) for v in nodes}
   out, w = [], cfg.stem_width
   for _, f, stride in cfg.cells():
     width = {0: w}
     width.update({v: f for v in nodes})
     w_out = sum(width[v] for v in range(n) if leaf[v])
     proj = cfg.use_residual and (w_out != w or stride != 1)
-    out.append(CellPlan(nodes, inputs, tuple(int(v) for v in
-                                             np.nonzero(leaf)[0]),
-                        w, w_out, proj))
+    out.append(
+        CellPlan(
+            nodes,
+            inputs,
+            tuple(int(v) for v in np.nonzero(leaf)[0]),
+            w,
+            w_out,
+            proj,
+        )
+    )
     w = w_out
   return out
 
@@ -269,6 +328,7 @@ class ExactCellNet(nn.Module):
 
   Call with ``x: f32[B, H, W, C]`` and ``train``; returns logits.
   """
+
   cfg: NetConfig
   mask: Tuple[Tuple[bool, ...], ...]
 
@@ -277,21 +337,22 @@ class ExactCellNet(nn.Module):
     cfg = self.cfg
     act = _act(cfg.activation)
     x = _stem(cfg, x, train)
-    for (name, f, stride), p in zip(cfg.cells(),
-                                    plan(cfg, np.asarray(self.mask))):
+    for (name, f, stride), p in zip(
+        cfg.cells(), plan(cfg, np.asarray(self.mask))
+    ):
       feats = {0: _pool(x, stride)}
       for v in p.nodes:
         xs = [feats[u] for u in p.inputs[v]]
         inp = xs[0] if len(xs) == 1 else jnp.concatenate(xs, -1)
-        y = Node(cfg, cfg.ops[v], f, name=f"{name}_node{v}")(inp,
-                                                             train=train)
+        y = Node(cfg, cfg.ops[v], f, name=f"{name}_node{v}")(inp, train=train)
         feats[v] = y if v in p.leaves else act(y)
       outs = [feats[v] for v in p.leaves]
       y = outs[0] if len(outs) == 1 else jnp.concatenate(outs, -1)
       if cfg.use_residual:
         if p.projection:
-          x = Projection(cfg, p.width_out, stride,
-                         name=f"{name}_proj")(x, train=train)
+          x = Projection(cfg, p.width_out, stride, name=f"{name}_proj")(
+              x, train=train
+          )
         y = x + y
       x = y
     return _head(cfg, x, train)
@@ -299,8 +360,10 @@ class ExactCellNet(nn.Module):
 
 def static_mask(mask) -> Tuple[Tuple[bool, ...], ...]:
   """A host mask as nested tuples (a hashable module field)."""
-  return tuple(tuple(bool(b) for b in row)
-               for row in strat.optimize_mask(np.asarray(mask, bool)))
+  return tuple(
+      tuple(bool(b) for b in row)
+      for row in strat.optimize_mask(np.asarray(mask, bool))
+  )
 
 
 # --- masked supernet ----------------------------------------------------------------
@@ -309,6 +372,7 @@ def static_mask(mask) -> Tuple[Tuple[bool, ...], ...]:
 def _mask_parts(mask: jax.Array):
   """Effective edges, live nodes and leaves of a (traced) mask."""
   from gram_jax import metagraph as mg  # pylint: disable=import-outside-toplevel
+
   eff = mg.effective(mask)
   live = mg.live_nodes(eff)
   leaf = live & ~jnp.any(eff, axis=-1)
@@ -336,6 +400,7 @@ class MaskedNet(nn.Module):
   Equals ``ExactCellNet(cfg, mask)`` with the variables of
   `to_exact_variables`.
   """
+
   cfg: NetConfig
 
   @nn.compact
@@ -346,15 +411,17 @@ class MaskedNet(nn.Module):
     eff, live, leaf = _mask_parts(mask)
     e, lv, lf = (a.astype(x.dtype) for a in (eff, live, leaf))
     x = _stem(cfg, x, train)
-    valid = jnp.ones((x.shape[-1],), x.dtype)    # real channels of x
-    for (name, f, stride), (w_in, w_out) in zip(cfg.cells(),
-                                                supernet_widths(cfg)):
+    valid = jnp.ones((x.shape[-1],), x.dtype)  # real channels of x
+    for (name, f, stride), (w_in, w_out) in zip(
+        cfg.cells(), supernet_widths(cfg)
+    ):
       feats, valids = [_pool(x, stride)], [valid]
       for v in range(1, n):
         inp = jnp.concatenate([e[u, v] * feats[u] for u in range(v)], -1)
         inv = jnp.concatenate([e[u, v] * valids[u] for u in range(v)], -1)
         y = Node(cfg, cfg.ops[v], f, name=f"{name}_node{v}")(
-            inp, train=train, in_valid=inv)
+            inp, train=train, in_valid=inv
+        )
         y = jnp.where(leaf[v], y, act(y))
         feats.append(lv[v] * y)
         valids.append(lv[v] * jnp.ones((f,), x.dtype))
@@ -364,8 +431,10 @@ class MaskedNet(nn.Module):
       order = jnp.argsort(1.0 - fvalid, stable=True)[:w_out]
       y, out_valid = full[..., order], fvalid[order]
       if cfg.use_residual:
-        proj = Projection(cfg, w_out, stride, name=f"{name}_proj")(
-            x, train=train) * out_valid
+        proj = (
+            Projection(cfg, w_out, stride, name=f"{name}_proj")(x, train=train)
+            * out_valid
+        )
         if stride == 1:
           identity = jnp.sum(out_valid) == jnp.sum(valid)
           short = jnp.pad(x, ((0, 0),) * 3 + ((0, w_out - w_in),))
@@ -406,8 +475,9 @@ def _fans(cfg: NetConfig, mask: jax.Array) -> Dict[Tuple[str, str], Any]:
   return fans
 
 
-def init_candidate(net: MaskedNet, key: jax.Array, x: jax.Array,
-                   mask: jax.Array) -> Dict[str, Any]:
+def init_candidate(
+    net: MaskedNet, key: jax.Array, x: jax.Array, mask: jax.Array
+) -> Dict[str, Any]:
   """Fresh variables for one candidate (jittable, vmappable over keys and
   masks).
 
@@ -421,7 +491,7 @@ def init_candidate(net: MaskedNet, key: jax.Array, x: jax.Array,
   fans = _fans(net.cfg, mask)
 
   def std(path, s):
-    names = [p.key for p in path[1:-1]]              # drop "params"
+    names = [p.key for p in path[1:-1]]  # drop "params"
     layer, sub = names[0], (names[1] if len(names) > 1 else None)
     if (layer, sub) in fans:
       fi, fo = fans[(layer, sub)]
@@ -443,12 +513,14 @@ def to_exact_variables(cfg: NetConfig, mask, variables) -> Dict[str, Any]:
   sp, sb = variables["params"], variables["batch_stats"]
   params = {"stem": sp["stem"], "stem_bn": sp["stem_bn"]}
   stats = {"stem_bn": sb["stem_bn"]}
-  for (name, f, _), p, (w_in, _) in zip(cfg.cells(), plan(cfg, mask),
-                                        supernet_widths(cfg)):
+  for (name, f, _), p, (w_in, _) in zip(
+      cfg.cells(), plan(cfg, mask), supernet_widths(cfg)
+  ):
     for v in p.nodes:
-      idx = np.concatenate([np.arange(p.width_in) if u == 0 else
-                            w_in + (u - 1) * f + np.arange(f)
-                            for u in p.inputs[v]])
+      idx = np.concatenate([
+          np.arange(p.width_in) if u == 0 else w_in + (u - 1) * f + np.arange(f)
+          for u in p.inputs[v]
+      ])
       node = f"{name}_node{v}"
       sn, bn = sp[node], sb[node]
       if cfg.ops[v] == SEP3X3:
@@ -456,31 +528,38 @@ def to_exact_variables(cfg: NetConfig, mask, variables) -> Dict[str, Any]:
             "dw": {"kernel": jnp.take(sn["dw"]["kernel"], idx, axis=3)},
             "dw_bn": {k: jnp.take(a, idx) for k, a in sn["dw_bn"].items()},
             "pw": {"kernel": jnp.take(sn["pw"]["kernel"], idx, axis=2)},
-            "pw_bn": sn["pw_bn"]}
-        stats[node] = {"dw_bn": {k: jnp.take(a, idx)
-                                 for k, a in bn["dw_bn"].items()},
-                       "pw_bn": bn["pw_bn"]}
+            "pw_bn": sn["pw_bn"],
+        }
+        stats[node] = {
+            "dw_bn": {k: jnp.take(a, idx) for k, a in bn["dw_bn"].items()},
+            "pw_bn": bn["pw_bn"],
+        }
       else:
-        params[node] = {"conv": {"kernel": jnp.take(sn["conv"]["kernel"],
-                                                    idx, axis=2)},
-                        "bn": sn["bn"]}
+        params[node] = {
+            "conv": {"kernel": jnp.take(sn["conv"]["kernel"], idx, axis=2)},
+            "bn": sn["bn"],
+        }
         stats[node] = bn
     if p.projection:
       proj = f"{name}_proj"
-      k = sp[proj]["conv"]["kernel"][:, :, :p.width_in, :p.width_out]
-      params[proj] = {"conv": {"kernel": k},
-                      "bn": {a: b[:p.width_out]
-                             for a, b in sp[proj]["bn"].items()}}
-      stats[proj] = {"bn": {a: b[:p.width_out]
-                            for a, b in sb[proj]["bn"].items()}}
+      k = sp[proj]["conv"]["kernel"][:, :, : p.width_in, : p.width_out]
+      params[proj] = {
+          "conv": {"kernel": k},
+          "bn": {a: b[: p.width_out] for a, b in sp[proj]["bn"].items()},
+      }
+      stats[proj] = {
+          "bn": {a: b[: p.width_out] for a, b in sb[proj]["bn"].items()}
+      }
   w_last = plan(cfg, mask)[-1].width_out
   if cfg.head_channels:
     params["head_conv"] = {"kernel": sp["head_conv"]["kernel"][:, :, :w_last]}
     params["head_bn"], stats["head_bn"] = sp["head_bn"], sb["head_bn"]
     params["logits"] = sp["logits"]
   else:
-    params["logits"] = {"kernel": sp["logits"]["kernel"][:w_last],
-                        "bias": sp["logits"]["bias"]}
+    params["logits"] = {
+        "kernel": sp["logits"]["kernel"][:w_last],
+        "bias": sp["logits"]["bias"],
+    }
   return {"params": params, "batch_stats": stats}
 
 
@@ -531,7 +610,8 @@ def describe(cfg: NetConfig, mask) -> Dict[str, Any]:
   mask = strat.optimize_mask(np.asarray(mask, bool))
   p = plan(cfg, mask)[0]
   return {
-      "format": "gram_jax.AutoShrinkCell", "version": 1,
+      "format": "gram_jax.AutoShrinkCell",
+      "version": 1,
       "num_nodes": cfg.num_nodes,
       "ops": [None] + [OPS[o] for o in cfg.ops[1:]],
       "edges": [[int(i), int(j)] for i, j in zip(*np.nonzero(mask))],

@@ -40,8 +40,11 @@ from gram_jax.autoshrink import strategy as strat
 from gram_jax.errors import GramJaxError
 
 SCHEMA = {
-    "dataset": ("digits", str, F.one_of(*[d for d in data_lib.DATASETS
-                                          if d != "imagenet2012"])),
+    "dataset": (
+        "digits",
+        str,
+        F.one_of(*[d for d in data_lib.DATASETS if d != "imagenet2012"]),
+    ),
     "data_dir": ("", str, None),
     "nodes": (8, int, F.between(2, 16)),
     "base_filters": (16, int, F.between(1)),
@@ -53,16 +56,28 @@ SCHEMA = {
     "use_residual": (True, bool, None),
     "score_factor": (0.1, float, F.between(0)),
     "vmap": (False, bool, None),
-    "proxy": ({}, {"num_train": (500, int, F.between(1)),
-                   "num_val": (400, int, F.between(1)),
-                   "per_class": (False, bool, None)}, None),
-    "train": ({}, {"epochs": (20, int, F.between(1)),
-                   "batch_size": (128, int, F.between(1)),
-                   "learning_rate": (4e-3, float, F.between(0, lo_open=True)),
-                   "optimizer": ("adam", str, F.one_of(*train_lib.OPTIMIZERS)),
-                   "weight_decay": (1e-5, float, F.between(0)),
-                   "early_stop": (True, bool, None),
-                   "eval_batch_size": (100, int, F.between(1))}, None),
+    "proxy": (
+        {},
+        {
+            "num_train": (500, int, F.between(1)),
+            "num_val": (400, int, F.between(1)),
+            "per_class": (False, bool, None),
+        },
+        None,
+    ),
+    "train": (
+        {},
+        {
+            "epochs": (20, int, F.between(1)),
+            "batch_size": (128, int, F.between(1)),
+            "learning_rate": (4e-3, float, F.between(0, lo_open=True)),
+            "optimizer": ("adam", str, F.one_of(*train_lib.OPTIMIZERS)),
+            "weight_decay": (1e-5, float, F.between(0)),
+            "early_stop": (True, bool, None),
+            "eval_batch_size": (100, int, F.between(1)),
+        },
+        None,
+    ),
 }
 
 
@@ -88,17 +103,35 @@ class CNNEvaluator:
     vmap: train the candidates of a round side by side.
   """
 
-  def __init__(self, net_cfg: cnn.NetConfig, *, x_train, y_train, x_val,
-               y_val, k: int = 10, epochs: int = 20, batch_size: int = 128,
-               learning_rate: float = 4e-3, optimizer: str = "adam",
-               weight_decay: float = 1e-5, early_stop: bool = True,
-               eval_batch_size: int = 100, vmap: bool = False):
+  def __init__(
+      self,
+      net_cfg: cnn.NetConfig,
+      *,
+      x_train,
+      y_train,
+      x_val,
+      y_val,
+      k: int = 10,
+      epochs: int = 20,
+      batch_size: int = 128,
+      learning_rate: float = 4e-3,
+      optimizer: str = "adam",
+      weight_decay: float = 1e-5,
+      early_stop: bool = True,
+      eval_batch_size: int = 100,
+      vmap: bool = False,
+  ):
     if not 1 <= batch_size <= len(x_train):
-      raise ValueError(f"batch_size: {batch_size!r} is not allowed; allowed: "
-                       f"1 to the proxy training size {len(x_train)}")
+      raise ValueError(
+          f"batch_size: {batch_size!r} is not allowed; allowed: "
+          f"1 to the proxy training size {len(x_train)}"
+      )
     self.cfg, self.k, self.vmap = net_cfg, k, vmap
-    self.epochs, self.batch_size, self.early_stop = epochs, batch_size, \
-        early_stop
+    self.epochs, self.batch_size, self.early_stop = (
+        epochs,
+        batch_size,
+        early_stop,
+    )
     self.x_train = jnp.asarray(x_train)
     self.y_train = jnp.asarray(y_train, jnp.int32)
     self.x_val = jnp.asarray(x_val)
@@ -119,19 +152,26 @@ class CNNEvaluator:
 
       def loss_fn(params):
         logits, new_state = net.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]}, x,
-            mask, train=True, mutable=["batch_stats"])
-        loss = optax.softmax_cross_entropy_with_integer_labels(
-            logits, y).mean()
+            {"params": params, "batch_stats": variables["batch_stats"]},
+            x,
+            mask,
+            train=True,
+            mutable=["batch_stats"],
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
         reg = weight_decay * l2_penalty(params) if weight_decay else 0.0
         return loss + reg, (loss, new_state)
 
-      (_, (loss, new_state)), grads = jax.value_and_grad(
-          loss_fn, has_aux=True)(variables["params"])
+      (_, (loss, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          variables["params"]
+      )
       updates, opt_state = tx.update(grads, opt_state, variables["params"])
       params = optax.apply_updates(variables["params"], updates)
-      return ({"params": params, "batch_stats": new_state["batch_stats"]},
-              opt_state, loss)
+      return (
+          {"params": params, "batch_stats": new_state["batch_stats"]},
+          opt_state,
+          loss,
+      )
 
     eval_step = train_lib.make_eval_step(net.apply)
 
@@ -160,10 +200,12 @@ class CNNEvaluator:
 
   def _val(self, variables, masks):
     correct = loss = 0.0
-    for idx, weight in train_lib.padded_chunks(len(self.x_val),
-                                               self.eval_batch_size):
-      c, _, l = self._eval(variables, self.x_val, self.y_val, idx, weight,
-                           masks)
+    for idx, weight in train_lib.padded_chunks(
+        len(self.x_val), self.eval_batch_size
+    ):
+      c, _, l = self._eval(
+          variables, self.x_val, self.y_val, idx, weight, masks
+      )
       correct, loss = correct + np.asarray(c), loss + np.asarray(l)
     n = len(self.x_val)
     return np.asarray(correct) / n, np.asarray(loss) / n
@@ -185,10 +227,15 @@ class CNNEvaluator:
       perms = [rng.permutation(n) for _, rng in keys]
       losses = []
       for s in range(self.steps_per_epoch):
-        idx = np.stack([p[s * b:(s + 1) * b] for p in perms])
+        idx = np.stack([p[s * b : (s + 1) * b] for p in perms])
         variables, opt_state, loss = self._step(
-            variables, opt_state, self.x_train, self.y_train,
-            idx if self.vmap else idx[0], masks_in)
+            variables,
+            opt_state,
+            self.x_train,
+            self.y_train,
+            idx if self.vmap else idx[0],
+            masks_in,
+        )
         losses.append(loss)
       train_loss = np.asarray(jnp.mean(jnp.stack(losses), axis=0)).reshape(m)
       acc, val_loss = (a.reshape(m) for a in self._val(variables, masks_in))
@@ -201,16 +248,22 @@ class CNNEvaluator:
           best[c], best_loss[c], since[c] = acc[c], val_loss[c], 0
         else:
           since[c] += 1
-        if self.early_stop and (since[c] >= 5 or (epoch == 3 and acc[c] < 0.2)
-                                or val_loss[c] > 3.0 * train_loss[c]):
+        if self.early_stop and (
+            since[c] >= 5
+            or (epoch == 3 and acc[c] < 0.2)
+            or val_loss[c] > 3.0 * train_loss[c]
+        ):
           running[c] = False
       if not running.any():
         break
     out = []
     for c in range(m):
-      out.append({"acc": 0.0 if diverged[c] else float(best[c]),
-                  "val_loss": None if diverged[c] else float(best_loss[c]),
-                  "epochs": int(trained[c]), "diverged": bool(diverged[c])})
+      out.append({
+          "acc": 0.0 if diverged[c] else float(best[c]),
+          "val_loss": None if diverged[c] else float(best_loss[c]),
+          "epochs": int(trained[c]),
+          "diverged": bool(diverged[c]),
+      })
     return out
 
   def __call__(self, masks: np.ndarray, key: jax.Array) -> List[Dict]:
@@ -222,8 +275,9 @@ class CNNEvaluator:
       t0 = time.perf_counter()
       pad = self.k - m
       if pad < 0:
-        raise ValueError(f"{m} candidates for a vmapped evaluator of k="
-                         f"{self.k}")
+        raise ValueError(
+            f"{m} candidates for a vmapped evaluator of k={self.k}"
+        )
       padded = np.concatenate([masks, np.repeat(masks[-1:], pad, 0)])
       keys_p = keys + [keys[-1]] * pad
       results = self._train(padded, keys_p)[:m]
@@ -233,7 +287,7 @@ class CNNEvaluator:
     else:
       for c in range(m):
         t0 = time.perf_counter()
-        r = self._train(masks[c:c + 1], keys[c:c + 1])[0]
+        r = self._train(masks[c : c + 1], keys[c : c + 1])[0]
         r["seconds"] = time.perf_counter() - t0
         results.append(r)
     for r, mask in zip(results, masks):
@@ -244,26 +298,36 @@ class CNNEvaluator:
   def describe(self, mask) -> Dict[str, Any]:
     d = cnn.describe(self.cfg, mask)
     cost = cnn.count(self.cfg, mask, self.input_shape)
-    d.update({"macs": cost.macs, "params": cost.params,
-              "input_shape": list(self.input_shape),
-              "network": {"base_filters": self.cfg.base_filters,
-                          "scales": list(self.cfg.scales),
-                          "pools": list(self.cfg.pools),
-                          "replicate": list(self.cfg.replicate),
-                          "stem_channels": self.cfg.stem_channels,
-                          "activation": self.cfg.activation,
-                          "num_classes": self.cfg.num_classes}})
+    d.update({
+        "macs": cost.macs,
+        "params": cost.params,
+        "input_shape": list(self.input_shape),
+        "network": {
+            "base_filters": self.cfg.base_filters,
+            "scales": list(self.cfg.scales),
+            "pools": list(self.cfg.pools),
+            "replicate": list(self.cfg.replicate),
+            "stem_channels": self.cfg.stem_channels,
+            "activation": self.cfg.activation,
+            "num_classes": self.cfg.num_classes,
+        },
+    })
     return d
 
 
 def net_config(c: Dict[str, Any], ops, num_classes: int) -> cnn.NetConfig:
-  return cnn.NetConfig(ops=tuple(ops), base_filters=c["base_filters"],
-                       scales=tuple(c["scales"]), pools=tuple(c["pools"]),
-                       replicate=tuple(c["replicate"]),
-                       stem_channels=c["stem_channels"], stem_stride=1,
-                       activation=c["activation"],
-                       use_residual=c["use_residual"],
-                       num_classes=num_classes)
+  return cnn.NetConfig(
+      ops=tuple(ops),
+      base_filters=c["base_filters"],
+      scales=tuple(c["scales"]),
+      pools=tuple(c["pools"]),
+      replicate=tuple(c["replicate"]),
+      stem_channels=c["stem_channels"],
+      stem_stride=1,
+      activation=c["activation"],
+      use_residual=c["use_residual"],
+      num_classes=num_classes,
+  )
 
 
 def validate(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -273,11 +337,13 @@ def validate(config: Dict[str, Any]) -> Dict[str, Any]:
     raise GramJaxError(
         "config.cnn.scales: scales, pools and replicate must have the same "
         f"length (one per stage), got {len(c['scales'])}, "
-        f"{len(c['pools'])}, {len(c['replicate'])}")
+        f"{len(c['pools'])}, {len(c['replicate'])}"
+    )
   if c["train"]["batch_size"] > c["proxy"]["num_train"]:
     raise GramJaxError(
         f"config.cnn.train.batch_size: {c['train']['batch_size']} is not "
-        f"allowed; allowed: <= proxy.num_train ({c['proxy']['num_train']})")
+        f"allowed; allowed: <= proxy.num_train ({c['proxy']['num_train']})"
+    )
   return c
 
 
@@ -289,21 +355,34 @@ def make_evaluator(config: Dict[str, Any]):
   ``fold_in(key(seed), 0)`` (balanced, `cnn.seed_group_ops`).
   """
   c = validate(config)
-  ds = data_lib.load(c["dataset"], data_dir=c["data_dir"] or None,
-                     seed=config["seed"])
-  split = data_lib.proxy_split(ds, seed=config["seed"],
-                               num_train=c["proxy"]["num_train"],
-                               num_val=c["proxy"]["num_val"],
-                               per_class=c["proxy"]["per_class"])
-  ops = cnn.seed_group_ops(c["nodes"], jax.random.fold_in(
-      jax.random.key(config["seed"]), 0))
+  ds = data_lib.load(
+      c["dataset"], data_dir=c["data_dir"] or None, seed=config["seed"]
+  )
+  split = data_lib.proxy_split(
+      ds,
+      seed=config["seed"],
+      num_train=c["proxy"]["num_train"],
+      num_val=c["proxy"]["num_val"],
+      per_class=c["proxy"]["per_class"],
+  )
+  ops = cnn.seed_group_ops(
+      c["nodes"], jax.random.fold_in(jax.random.key(config["seed"]), 0)
+  )
   t = c["train"]
   evaluator = CNNEvaluator(
-      net_config(c, ops, ds.num_classes), x_train=split.x_train,
-      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-      k=config["search"]["k"], epochs=t["epochs"],
-      batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-      optimizer=t["optimizer"], weight_decay=t["weight_decay"],
-      early_stop=t["early_stop"], eval_batch_size=t["eval_batch_size"],
-      vmap=c["vmap"])
+      net_config(c, ops, ds.num_classes),
+      x_train=split.x_train,
+      y_train=split.y_train,
+      x_val=split.x_val,
+      y_val=split.y_val,
+      k=config["search"]["k"],
+      epochs=t["epochs"],
+      batch_size=t["batch_size"],
+      learning_rate=t["learning_rate"],
+      optimizer=t["optimizer"],
+      weight_decay=t["weight_decay"],
+      early_stop=t["early_stop"],
+      eval_batch_size=t["eval_batch_size"],
+      vmap=c["vmap"],
+  )
   return evaluator, strat.cnn_score(c["score_factor"]), c["nodes"]

@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, \
-    Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +47,7 @@ class DataError(GramJaxError):
 
 class Corpus(NamedTuple):
   """Word ids of the three splits and the vocabulary (id -> word)."""
+
   vocab: Tuple[str, ...]
   train: np.ndarray
   valid: np.ndarray
@@ -77,14 +77,17 @@ def _find(data_dir: str, split: str) -> str:
     path = os.path.join(data_dir, name)
     if os.path.isfile(path):
       return path
-  raise DataError(f"{os.path.join(data_dir, f'ptb.{split}.txt')}: no such "
-                  f"file; a PTB-format corpus directory holds ptb.train.txt, "
-                  "ptb.valid.txt and ptb.test.txt (one tokenised sentence "
-                  "per line)")
+  raise DataError(
+      f"{os.path.join(data_dir, f'ptb.{split}.txt')}: no such "
+      "file; a PTB-format corpus directory holds ptb.train.txt, "
+      "ptb.valid.txt and ptb.test.txt (one tokenised sentence "
+      "per line)"
+  )
 
 
-def load_corpus(data_dir: str, *, max_lines: Sequence[int] = (0, 0, 0)
-                ) -> Corpus:
+def load_corpus(
+    data_dir: str, *, max_lines: Sequence[int] = (0, 0, 0)
+) -> Corpus:
   """Reads ``ptb.{train,valid,test}.txt`` (or ``{train,valid,test}.txt``)
   from `data_dir`.
 
@@ -134,15 +137,55 @@ class _SplitMix64:
 
 _DET = ("the", "a", "this", "each")
 _ADJ = ("new", "big", "small", "federal", "chief", "japanese", "early")
-_NOUN_S = ("company", "market", "investor", "bank", "price", "analyst",
-           "government", "trader", "index", "unit", "share", "president")
-_NOUN_P = ("companies", "markets", "investors", "banks", "prices",
-           "analysts", "traders", "shares", "bonds", "stocks")
+_NOUN_S = (
+    "company",
+    "market",
+    "investor",
+    "bank",
+    "price",
+    "analyst",
+    "government",
+    "trader",
+    "index",
+    "unit",
+    "share",
+    "president",
+)
+_NOUN_P = (
+    "companies",
+    "markets",
+    "investors",
+    "banks",
+    "prices",
+    "analysts",
+    "traders",
+    "shares",
+    "bonds",
+    "stocks",
+)
 _NAME = ("mr. <unk>", "ms. <unk>", "ibm", "the fed", "wall street")
-_VERB_S = ("rose", "fell", "said", "expects", "reported", "sold", "bought",
-           "has", "plans")
-_VERB_P = ("rose", "fell", "said", "expect", "reported", "sold", "bought",
-           "have", "plan")
+_VERB_S = (
+    "rose",
+    "fell",
+    "said",
+    "expects",
+    "reported",
+    "sold",
+    "bought",
+    "has",
+    "plans",
+)
+_VERB_P = (
+    "rose",
+    "fell",
+    "said",
+    "expect",
+    "reported",
+    "sold",
+    "bought",
+    "have",
+    "plan",
+)
 _PREP = ("in", "of", "for", "to", "from", "at")
 _TIME = ("yesterday", "last week", "in october", "this year", "N years ago")
 
@@ -150,8 +193,11 @@ _TIME = ("yesterday", "last week", "in october", "this year", "N years ago")
 def _np(r: _SplitMix64, plural: bool) -> str:
   if not plural and r.chance(0.2):
     return r.choice(_NAME)
-  words = [] if plural and r.chance(0.5) else [r.choice(_DET) if not plural
-                                               else "the"]
+  words = (
+      []
+      if plural and r.chance(0.5)
+      else [r.choice(_DET) if not plural else "the"]
+  )
   if plural and r.chance(0.3):
     words = ["N"]
   if r.chance(0.35):
@@ -169,8 +215,11 @@ def _sentence(r: _SplitMix64, depth: int = 0) -> str:
   subject = _np(r, plural)
   verb = r.choice(_VERB_P if plural else _VERB_S)
   if verb in ("rose", "fell"):
-    rest = f"N % to $ N {r.choice(('million', 'billion'))}" if r.chance(
-        0.6) else f"{r.choice(_PREP)} {_np(r, r.chance(0.5))}"
+    rest = (
+        f"N % to $ N {r.choice(('million', 'billion'))}"
+        if r.chance(0.6)
+        else f"{r.choice(_PREP)} {_np(r, r.chance(0.5))}"
+    )
   elif verb == "said" and depth < 1 and r.chance(0.7):
     rest = "that " + _sentence(r, depth + 1)
   else:
@@ -199,14 +248,16 @@ def write_synthetic_corpus(directory: str, seed: int = 0) -> str:
   """Writes the synthetic corpus as ``ptb.{train,valid,test}.txt``."""
   os.makedirs(directory, exist_ok=True)
   for split in SPLITS:
-    with open(os.path.join(directory, f"ptb.{split}.txt"), "w",
-              encoding="utf-8") as f:
+    with open(
+        os.path.join(directory, f"ptb.{split}.txt"), "w", encoding="utf-8"
+    ) as f:
       f.writelines(synthetic_lines(split, seed=seed))
   return directory
 
 
-def corpus_from(data_dir: str, *, max_lines: Sequence[int] = (0, 0, 0)
-                ) -> Corpus:
+def corpus_from(
+    data_dir: str, *, max_lines: Sequence[int] = (0, 0, 0)
+) -> Corpus:
   """`load_corpus(data_dir)`, or the synthetic corpus when `data_dir` is
   ``""`` or ``"synthetic"``."""
   if data_dir in ("", "synthetic"):
@@ -221,16 +272,24 @@ def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
   """``[T, batch_size]``: the stream cut into columns (the tail dropped)."""
   rows = len(ids) // batch_size
   if rows < 2:
-    raise DataError(f"batch_size: {batch_size} leaves fewer than 2 tokens "
-                    f"per column of a {len(ids)}-token split; use a smaller "
-                    "batch size")
+    raise DataError(
+        f"batch_size: {batch_size} leaves fewer than 2 tokens "
+        f"per column of a {len(ids)}-token split; use a smaller "
+        "batch size"
+    )
   return np.ascontiguousarray(
-      np.asarray(ids[:rows * batch_size], np.int32).reshape(batch_size, rows).T)
+      np.asarray(ids[: rows * batch_size], np.int32).reshape(batch_size, rows).T
+  )
 
 
-def train_windows(rows: int, bptt: int, rng: np.random.Generator, *,
-                  jitter: bool = False, max_delta: int = 20
-                  ) -> List[Tuple[int, int]]:
+def train_windows(
+    rows: int,
+    bptt: int,
+    rng: np.random.Generator,
+    *,
+    jitter: bool = False,
+    max_delta: int = 20,
+) -> List[Tuple[int, int]]:
   """``(start, seq_len)`` of an epoch's BPTT windows.
 
   ``bptt`` with p = 0.95, else ``bptt / 2``; with `jitter` (the full recipe)
@@ -267,8 +326,8 @@ def window(data: np.ndarray, start: int, seq_len: int, length: int):
   padded to `length`."""
   x = np.zeros((length, data.shape[1]), np.int32)
   y = np.zeros_like(x)
-  x[:seq_len] = data[start:start + seq_len]
-  y[:seq_len] = data[start + 1:start + 1 + seq_len]
+  x[:seq_len] = data[start : start + seq_len]
+  y[:seq_len] = data[start + 1 : start + 1 + seq_len]
   return x, y, np.arange(length) < seq_len
 
 
@@ -282,6 +341,7 @@ class LMState(NamedTuple):
   fires it is True and ``avg`` is the uniform average of the parameters
   after each of the ``avg_count`` steps since the switch.
   """
+
   params: dict
   avg: dict
   avg_count: jax.Array
@@ -290,42 +350,65 @@ class LMState(NamedTuple):
 
 
 def init_state(params) -> LMState:
-  return LMState(params, jax.tree.map(jnp.copy, params),
-                 jnp.zeros((), jnp.int32), jnp.zeros((), bool),
-                 jnp.zeros((), jnp.int32))
+  return LMState(
+      params,
+      jax.tree.map(jnp.copy, params),
+      jnp.zeros((), jnp.int32),
+      jnp.zeros((), bool),
+      jnp.zeros((), jnp.int32),
+  )
 
 
 def start_averaging(state: LMState) -> LMState:
   """The NT-ASGD switch: averaging starts from the next step."""
-  return state._replace(averaging=jnp.ones_like(state.averaging),
-                        avg_count=jnp.zeros_like(state.avg_count),
-                        avg=jax.tree.map(jnp.copy, state.params))
+  return state._replace(
+      averaging=jnp.ones_like(state.averaging),
+      avg_count=jnp.zeros_like(state.avg_count),
+      avg=jax.tree.map(jnp.copy, state.params),
+  )
 
 
 def eval_params(state: LMState):
   """The parameters to evaluate and save: the average once it runs."""
-  return jax.tree.map(lambda a, p: jnp.where(state.averaging, a, p),
-                      state.avg, state.params)
+  return jax.tree.map(
+      lambda a, p: jnp.where(state.averaging, a, p), state.avg, state.params
+  )
 
 
-def sgd_update(state: LMState, grads, lr, *, clip: float,
-               weight_decay: float) -> LMState:
+def sgd_update(
+    state: LMState, grads, lr, *, clip: float, weight_decay: float
+) -> LMState:
   """One (A)SGD step: clip the gradient norm, add coupled weight decay, step,
   and update the running average when averaging."""
   norm = optax.global_norm(grads)
   scale = jnp.minimum(1.0, clip / (norm + 1e-6)) if clip > 0 else 1.0
   params = jax.tree.map(
-      lambda p, g: p - lr * (g * scale + weight_decay * p), state.params, grads)
+      lambda p, g: p - lr * (g * scale + weight_decay * p), state.params, grads
+  )
   count = state.avg_count + state.averaging.astype(jnp.int32)
   frac = 1.0 / jnp.maximum(count, 1).astype(jnp.float32)
   avg = jax.tree.map(
       lambda a, p: jnp.where(state.averaging, a + (p - a) * frac, a),
-      state.avg, params)
+      state.avg,
+      params,
+  )
   return LMState(params, avg, count, state.averaging, state.step + 1)
 
 
-def lm_loss(model, params, hidden, x, y, valid, mask, key, *, train: bool,
-            alpha: float = 0.0, beta: float = 0.0):
+def lm_loss(
+    model,
+    params,
+    hidden,
+    x,
+    y,
+    valid,
+    mask,
+    key,
+    *,
+    train: bool,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+):
   """Mean NLL over the valid positions, plus AR (alpha) and TAR (beta).
 
   Returns (total loss, (raw NLL, new hidden)).
@@ -333,7 +416,8 @@ def lm_loss(model, params, hidden, x, y, valid, mask, key, *, train: bool,
   args = (x, hidden) if mask is None else (x, hidden, mask)
   rngs = {"dropout": key} if train else None
   logits, new_h, raw, dropped = model.apply(
-      {"params": params}, *args, train=train, valid=valid, rngs=rngs)
+      {"params": params}, *args, train=train, valid=valid, rngs=rngs
+  )
   nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
   w = valid.astype(jnp.float32)[:, None]
   count = jnp.maximum(w.sum() * x.shape[1], 1.0)
@@ -342,24 +426,45 @@ def lm_loss(model, params, hidden, x, y, valid, mask, key, *, train: bool,
   hdim = raw.shape[-1]
   if alpha:
     loss = loss + alpha * (jnp.square(dropped) * w[..., None]).sum() / (
-        count * hdim)
+        count * hdim
+    )
   if beta:
     pair = (w[1:] * w[:-1])[..., None]
     loss = loss + beta * (jnp.square(raw[1:] - raw[:-1]) * pair).sum() / (
-        jnp.maximum(pair.sum() * x.shape[1], 1.0) * hdim)
+        jnp.maximum(pair.sum() * x.shape[1], 1.0) * hdim
+    )
   return loss, (raw_loss, new_h)
 
 
-def make_train_step(model, *, clip: float = 0.25, weight_decay: float = 0.0,
-                    alpha: float = 0.0, beta: float = 0.0) -> Callable:
+def make_train_step(
+    model,
+    *,
+    clip: float = 0.25,
+    weight_decay: float = 0.0,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+) -> Callable:
   """``step(state, hidden, x, y, valid, lr, key, mask) -> (state, hidden,
   raw_loss)`` for one model (``mask=None`` for an exact cell); vmap it over
   candidates."""
 
   def step(state, hidden, x, y, valid, lr, key, mask):
     grad_fn = jax.value_and_grad(
-        lambda p: lm_loss(model, p, hidden, x, y, valid, mask, key,
-                          train=True, alpha=alpha, beta=beta), has_aux=True)
+        lambda p: lm_loss(
+            model,
+            p,
+            hidden,
+            x,
+            y,
+            valid,
+            mask,
+            key,
+            train=True,
+            alpha=alpha,
+            beta=beta,
+        ),
+        has_aux=True,
+    )
     (_, (raw, new_h)), grads = grad_fn(state.params)
     state = sgd_update(state, grads, lr, clip=clip, weight_decay=weight_decay)
     return state, jax.lax.stop_gradient(new_h), raw
@@ -371,16 +476,24 @@ def make_eval_step(model) -> Callable:
   """``step(params, hidden, x, y, valid, mask) -> (hidden, summed NLL)``."""
 
   def step(params, hidden, x, y, valid, mask):
-    _, (raw, new_h) = lm_loss(model, params, hidden, x, y, valid, mask, None,
-                              train=False)
+    _, (raw, new_h) = lm_loss(
+        model, params, hidden, x, y, valid, mask, None, train=False
+    )
     count = valid.sum().astype(jnp.float32) * x.shape[1]
     return new_h, raw * count
 
   return step
 
 
-def evaluate(eval_step: Callable, params, data: np.ndarray, *, bptt: int,
-             hidden: jax.Array, mask=None) -> float:
+def evaluate(
+    eval_step: Callable,
+    params,
+    data: np.ndarray,
+    *,
+    bptt: int,
+    hidden: jax.Array,
+    mask=None,
+) -> float:
   """Mean per-token NLL of `data` ([T, B]); the hidden state runs through.
 
   `eval_step` may be vmapped over candidates: then ``params``, ``hidden``
@@ -404,10 +517,21 @@ def ppl(loss: float) -> float:
   return math.exp(loss) if loss < 700 else float("inf")
 
 
-def run_epoch(train_step: Callable, state, hidden, data: np.ndarray,
-              windows: Sequence[Tuple[int, int]], *, lr: float, bptt: int,
-              key: jax.Array, bucket: int = 0, max_len: int = 0, mask=None,
-              progress: Optional[Callable[[int], None]] = None):
+def run_epoch(
+    train_step: Callable,
+    state,
+    hidden,
+    data: np.ndarray,
+    windows: Sequence[Tuple[int, int]],
+    *,
+    lr: float,
+    bptt: int,
+    key: jax.Array,
+    bucket: int = 0,
+    max_len: int = 0,
+    mask=None,
+    progress: Optional[Callable[[int], None]] = None,
+):
   """One pass over `windows`; returns (state, hidden, raw losses per step).
 
   The learning rate of a step is ``lr * seq_len / bptt`` and its dropout key
@@ -419,9 +543,15 @@ def run_epoch(train_step: Callable, state, hidden, data: np.ndarray,
     length = bucket_length(seq_len, bucket, max_len or bptt)
     x, y, valid = window(data, start, seq_len, length)
     state, hidden, loss = train_step(
-        state, hidden, x, y, valid,
+        state,
+        hidden,
+        x,
+        y,
+        valid,
         jnp.asarray(lr * seq_len / bptt, jnp.float32),
-        jax.random.fold_in(key, n), mask)
+        jax.random.fold_in(key, n),
+        mask,
+    )
     losses.append(loss)
     if progress is not None:
       progress(n)
@@ -445,9 +575,9 @@ def moving_loss(losses: Sequence, momentum: float) -> np.ndarray:
   return m
 
 
-def nonmono_trigger(history: Sequence[float], val_loss: float,
-                    nonmono: int) -> bool:
+def nonmono_trigger(
+    history: Sequence[float], val_loss: float, nonmono: int
+) -> bool:
   """NT-ASGD: switch when `val_loss` is worse than the best of all checks
   but the last `nonmono` (``len(history) > nonmono`` checks needed)."""
   return len(history) > nonmono and val_loss > min(history[:-nonmono])
-

@@ -48,8 +48,12 @@ Edge = Tuple[int, int]
 
 def activation(name: str):
   """The node activation `f_j` by name."""
-  return {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
-          "identity": lambda x: x}[name]
+  return {
+      "relu": jax.nn.relu,
+      "sigmoid": jax.nn.sigmoid,
+      "tanh": jnp.tanh,
+      "identity": lambda x: x,
+  }[name]
 
 
 # --- host-side graph helpers (mirror [AS: searching/rnn/utils.py]) ---------
@@ -63,7 +67,7 @@ def reachable(mask: np.ndarray) -> np.ndarray:
   reach[0] = True
   for i in range(n):
     if reach[i]:
-      reach[i + 1:] |= mask[i, i + 1:]
+      reach[i + 1 :] |= mask[i, i + 1 :]
   return reach
 
 
@@ -77,8 +81,7 @@ def leaves(mask: np.ndarray) -> Tuple[int, ...]:
   """Reachable nodes with no outgoing edge (node 0 if it has none)."""
   m = optimize_mask(mask)
   reach = reachable(m)
-  return tuple(int(i) for i in range(m.shape[0])
-               if reach[i] and not m[i].any())
+  return tuple(int(i) for i in range(m.shape[0]) if reach[i] and not m[i].any())
 
 
 def num_edges(mask: np.ndarray) -> int:
@@ -91,8 +94,9 @@ def cell_params(nhid: int, ninp: int, edges: int) -> int:
   return (ninp + nhid) * 2 * nhid + edges * nhid * 2 * nhid
 
 
-def lm_params(vocab_size: int, nhid: int, edges: int,
-              emsize: Optional[int] = None) -> int:
+def lm_params(
+    vocab_size: int, nhid: int, edges: int, emsize: Optional[int] = None
+) -> int:
   """Parameters of `RNNLM`: tied embedding, decoder bias, cell."""
   emsize = nhid if emsize is None else emsize
   return vocab_size * emsize + vocab_size + cell_params(nhid, emsize, edges)
@@ -105,28 +109,37 @@ def lm_params(vocab_size: int, nhid: int, edges: int,
 class CellSpec:
   """A ShrinkRNN cell: node count, edges ``(i, j)`` with ``i < j``, and one
   activation per node (node 0's is unused). JSON round trip, validated."""
+
   nodes: int
   edges: Tuple[Edge, ...]
   ops: Tuple[str, ...]
 
   def __post_init__(self):
-    object.__setattr__(self, "edges", tuple(sorted(
-        (int(i), int(j)) for i, j in self.edges)))
+    object.__setattr__(
+        self, "edges", tuple(sorted((int(i), int(j)) for i, j in self.edges))
+    )
     object.__setattr__(self, "ops", tuple(self.ops))
     if not isinstance(self.nodes, int) or self.nodes < 2:
-      raise GramJaxError(f"cell.nodes: {self.nodes!r} is not allowed; "
-                         "allowed: an integer >= 2")
+      raise GramJaxError(
+          f"cell.nodes: {self.nodes!r} is not allowed; allowed: an integer >= 2"
+      )
     if len(self.ops) != self.nodes:
-      raise GramJaxError(f"cell.ops: {len(self.ops)} names for "
-                         f"{self.nodes} nodes; allowed: one per node")
+      raise GramJaxError(
+          f"cell.ops: {len(self.ops)} names for "
+          f"{self.nodes} nodes; allowed: one per node"
+      )
     for op in self.ops:
       if op not in ACTIVATIONS:
-        raise GramJaxError(f"cell.ops: {op!r} is not allowed; allowed: "
-                           f"{', '.join(ACTIVATIONS)}")
+        raise GramJaxError(
+            f"cell.ops: {op!r} is not allowed; allowed: "
+            f"{', '.join(ACTIVATIONS)}"
+        )
     for i, j in self.edges:
       if not 0 <= i < j < self.nodes:
-        raise GramJaxError(f"cell.edges: ({i}, {j}) is not allowed; allowed:"
-                           f" pairs i < j of nodes 0..{self.nodes - 1}")
+        raise GramJaxError(
+            f"cell.edges: ({i}, {j}) is not allowed; allowed:"
+            f" pairs i < j of nodes 0..{self.nodes - 1}"
+        )
     if len(set(self.edges)) != len(self.edges):
       raise GramJaxError("cell.edges: an edge is listed twice")
 
@@ -151,8 +164,12 @@ class CellSpec:
     return num_edges(self.mask())
 
   def to_dict(self) -> Dict[str, Any]:
-    return {"format": "gram_jax.ShrinkRNNCell", "nodes": self.nodes,
-            "edges": [list(e) for e in self.edges], "ops": list(self.ops)}
+    return {
+        "format": "gram_jax.ShrinkRNNCell",
+        "nodes": self.nodes,
+        "edges": [list(e) for e in self.edges],
+        "ops": list(self.ops),
+    }
 
   @classmethod
   def from_dict(cls, d: Any, where: str = "cell") -> "CellSpec":
@@ -164,22 +181,28 @@ class CellSpec:
       raise GramJaxError(f"{where}.format: expected 'gram_jax.ShrinkRNNCell'")
     edges = d.get("edges")
     if not isinstance(edges, list) or not all(
-        isinstance(e, list) and len(e) == 2 and
-        all(isinstance(v, int) for v in e) for e in edges):
+        isinstance(e, list)
+        and len(e) == 2
+        and all(isinstance(v, int) for v in e)
+        for e in edges
+    ):
       raise GramJaxError(f"{where}.edges: expected a list of [i, j] pairs")
     ops = d.get("ops")
     if not isinstance(ops, list):
-      raise GramJaxError(f"{where}.ops: expected a list of names from "
-                         f"{', '.join(ACTIVATIONS)}")
+      raise GramJaxError(
+          f"{where}.ops: expected a list of names from {', '.join(ACTIVATIONS)}"
+      )
     return cls(d.get("nodes"), tuple(tuple(e) for e in edges), tuple(ops))
 
   def save(self, path: str) -> None:
     from gram_jax import io  # pylint: disable=import-outside-toplevel
+
     io.write_json_atomic(path, self.to_dict())
 
   @classmethod
   def load(cls, path: str) -> "CellSpec":
     from gram_jax import io  # pylint: disable=import-outside-toplevel
+
     d = io.read_json(path, GramJaxError)
     return cls.from_dict(d, where=path)
 
@@ -187,11 +210,20 @@ class CellSpec:
 def released_cell() -> CellSpec:
   """The released ShrinkRNN cell [AS: evaluation/rnn/test_final.py]:
   6 nodes, 12 edges, leaves {4, 5}."""
-  edges = [(0, j) for j in range(1, 6)] + [(1, 3), (1, 4), (1, 5), (2, 4),
-                                           (2, 5), (3, 4), (3, 5)]
-  return CellSpec(6, tuple(edges),
-                  ("tanh", "identity", "sigmoid", "sigmoid", "tanh",
-                   "identity"))
+  edges = [(0, j) for j in range(1, 6)] + [
+      (1, 3),
+      (1, 4),
+      (1, 5),
+      (2, 4),
+      (2, 5),
+      (3, 4),
+      (3, 5),
+  ]
+  return CellSpec(
+      6,
+      tuple(edges),
+      ("tanh", "identity", "sigmoid", "sigmoid", "tanh", "identity"),
+  )
 
 
 def random_ops(nodes: int, key: jax.Array) -> Tuple[str, ...]:
@@ -235,17 +267,23 @@ class ShrinkRNN(nn.Module):
       with an edge mask given at call time.
     init_range: weights are U(-init_range, init_range).
   """
+
   nhid: int
   ops: Tuple[str, ...]
   edges: Optional[Tuple[Edge, ...]] = None
   init_range: float = INIT_RANGE
 
   @nn.compact
-  def __call__(self, x: jax.Array, h: jax.Array,
-               mask: Optional[jax.Array] = None, *,
-               x_mask: Optional[jax.Array] = None,
-               h_mask: Optional[jax.Array] = None,
-               valid: Optional[jax.Array] = None):
+  def __call__(
+      self,
+      x: jax.Array,
+      h: jax.Array,
+      mask: Optional[jax.Array] = None,
+      *,
+      x_mask: Optional[jax.Array] = None,
+      h_mask: Optional[jax.Array] = None,
+      valid: Optional[jax.Array] = None,
+  ):
     """Runs the cell over ``x`` [T, B, ninp] from state ``h`` [B, nhid].
 
     Args:
@@ -261,8 +299,9 @@ class ShrinkRNN(nn.Module):
     n, nhid = len(self.ops), self.nhid
 
     def init(k, s):
-      return jax.random.uniform(k, s, jnp.float32, -self.init_range,
-                                self.init_range)
+      return jax.random.uniform(
+          k, s, jnp.float32, -self.init_range, self.init_range
+      )
 
     w0 = self.param("W0", init, (x.shape[-1] + nhid, 2 * nhid))
     if self.edges is None:
@@ -276,12 +315,16 @@ class ShrinkRNN(nn.Module):
       m = optimize_mask(CellSpec(n, self.edges, self.ops).mask())
       edges = [e for e in self.edges if m[e]]  # live edges only
       lv = leaves(m)
-    ws = {e: self.param(f"W_{e[0]}_{e[1]}", init, (nhid, 2 * nhid))
-          for e in edges}
+    ws = {
+        e: self.param(f"W_{e[0]}_{e[1]}", init, (nhid, 2 * nhid)) for e in edges
+    }
     # One matmul per source node: its out-edge weights side by side.
     outs = {i: [j for (a, j) in edges if a == i] for i in range(n)}
-    wcat = {i: jnp.concatenate([ws[(i, j)] for j in js], axis=1)
-            for i, js in outs.items() if js}
+    wcat = {
+        i: jnp.concatenate([ws[(i, j)] for j in js], axis=1)
+        for i, js in outs.items()
+        if js
+    }
     acts = [activation(op) for op in self.ops]
     xm = 1.0 if x_mask is None else x_mask
     hm = 1.0 if h_mask is None else h_mask
@@ -290,16 +333,18 @@ class ShrinkRNN(nn.Module):
 
     def step(h_prev, inputs):
       x_t, ok = inputs
-      c0, h0 = jnp.split(jnp.concatenate([x_t * xm, h_prev * hm], -1) @ w0,
-                         2, axis=-1)
+      c0, h0 = jnp.split(
+          jnp.concatenate([x_t * xm, h_prev * hm], -1) @ w0, 2, axis=-1
+      )
       s0 = h_prev + jax.nn.sigmoid(c0) * (jnp.tanh(h0) - h_prev)
       sums = [None] * n
       states = [s0] + [None] * (n - 1)
       for i in range(n):
         if i > 0:
           if self.edges is None:
-            states[i] = (jnp.zeros_like(s0) if sums[i] is None
-                         else sums[i] * inv_deg[i])
+            states[i] = (
+                jnp.zeros_like(s0) if sums[i] is None else sums[i] * inv_deg[i]
+            )
           elif sums[i] is not None:
             states[i] = sums[i][0] / sums[i][1]
         if i not in wcat or states[i] is None:
@@ -307,15 +352,18 @@ class ShrinkRNN(nn.Module):
         s = states[i]
         ch = (s * hm) @ wcat[i]
         for q, j in enumerate(outs[i]):
-          c = jax.nn.sigmoid(ch[:, 2 * nhid * q:2 * nhid * q + nhid])
-          hh = acts[j](ch[:, 2 * nhid * q + nhid:2 * nhid * (q + 1)])
+          c = jax.nn.sigmoid(ch[:, 2 * nhid * q : 2 * nhid * q + nhid])
+          hh = acts[j](ch[:, 2 * nhid * q + nhid : 2 * nhid * (q + 1)])
           contrib = s + c * (hh - s)
           if self.edges is None:
             contrib = jnp.where(live[i, j] > 0, contrib, 0.0)
             sums[j] = contrib if sums[j] is None else sums[j] + contrib
           else:
-            sums[j] = ((contrib, 1) if sums[j] is None
-                       else (sums[j][0] + contrib, sums[j][1] + 1))
+            sums[j] = (
+                (contrib, 1)
+                if sums[j] is None
+                else (sums[j][0] + contrib, sums[j][1] + 1)
+            )
       if self.edges is None:
         out = sum(states[j] * leaf_w[j] for j in range(n))
       else:
@@ -344,6 +392,7 @@ class RNNLM(nn.Module):
       and word (embedding-row) dropout rates.
     init_range: U(-r, r) for the embedding and cell weights.
   """
+
   vocab_size: int
   nhid: int
   ops: Tuple[str, ...]
@@ -356,9 +405,15 @@ class RNNLM(nn.Module):
   init_range: float = INIT_RANGE
 
   @nn.compact
-  def __call__(self, tokens: jax.Array, hidden: jax.Array,
-               mask: Optional[jax.Array] = None, *, train: bool = False,
-               valid: Optional[jax.Array] = None):
+  def __call__(
+      self,
+      tokens: jax.Array,
+      hidden: jax.Array,
+      mask: Optional[jax.Array] = None,
+      *,
+      train: bool = False,
+      valid: Optional[jax.Array] = None,
+  ):
     """``tokens`` [T, B] int, ``hidden`` [B, nhid].
 
     Returns:
@@ -367,19 +422,23 @@ class RNNLM(nn.Module):
       the dropped ones AR.
     """
     r = self.init_range
-    emb = self.param("embedding", lambda k, s: jax.random.uniform(
-        k, s, jnp.float32, -r, r), (self.vocab_size, self.nhid))
-    bias = self.param("decoder_bias", nn.initializers.zeros,
-                      (self.vocab_size,))
+    emb = self.param(
+        "embedding",
+        lambda k, s: jax.random.uniform(k, s, jnp.float32, -r, r),
+        (self.vocab_size, self.nhid),
+    )
+    bias = self.param("decoder_bias", nn.initializers.zeros, (self.vocab_size,))
     b = tokens.shape[1]
     table = emb
     # All dropout masks come from one uniform draw (independent slices): one
     # PRNG kernel compiles much faster on the CPU than five.
-    rates = {"e": (self.dropoute, (self.vocab_size, 1)),
-             "i": (self.dropouti, (1, b, self.nhid)),
-             "x": (self.dropoutx, (b, self.nhid)),
-             "h": (self.dropouth, (b, self.nhid)),
-             "o": (self.dropout, (1, b, self.nhid))}
+    rates = {
+        "e": (self.dropoute, (self.vocab_size, 1)),
+        "i": (self.dropouti, (1, b, self.nhid)),
+        "x": (self.dropoutx, (b, self.nhid)),
+        "h": (self.dropouth, (b, self.nhid)),
+        "o": (self.dropout, (1, b, self.nhid)),
+    }
     masks = {}
     if train and any(p > 0 for p, _ in rates.values()):
       live = {k: v for k, v in rates.items() if v[0] > 0}
@@ -387,7 +446,7 @@ class RNNLM(nn.Module):
       u = jax.random.uniform(self.make_rng("dropout"), (sum(sizes),))
       at = 0
       for (name, (p, shape)), size in zip(live.items(), sizes):
-        keep = u[at:at + size].reshape(shape) >= p
+        keep = u[at : at + size].reshape(shape) >= p
         masks[name] = keep.astype(jnp.float32) / (1.0 - p)
         at += size
     if "e" in masks:
@@ -397,7 +456,8 @@ class RNNLM(nn.Module):
       x = x * masks["i"]
     x_mask, h_mask = masks.get("x"), masks.get("h")
     raw, new_h = ShrinkRNN(self.nhid, self.ops, self.edges, r, name="cell")(
-        x, hidden, mask, x_mask=x_mask, h_mask=h_mask, valid=valid)
+        x, hidden, mask, x_mask=x_mask, h_mask=h_mask, valid=valid
+    )
     out = raw * masks["o"] if "o" in masks else raw
     logits = out @ emb.T + bias
     return logits, new_h, raw, out
@@ -406,17 +466,20 @@ class RNNLM(nn.Module):
 def exact_lm(cell: CellSpec, vocab_size: int, nhid: int, **kw) -> RNNLM:
   """The language model of a fixed cell (only its live edges have
   weights)."""
-  return RNNLM(vocab_size=vocab_size, nhid=nhid, ops=cell.ops,
-               edges=cell.edges, **kw)
+  return RNNLM(
+      vocab_size=vocab_size, nhid=nhid, ops=cell.ops, edges=cell.edges, **kw
+  )
 
 
-def masked_lm(nodes: int, ops: Sequence[str], vocab_size: int, nhid: int,
-              **kw) -> RNNLM:
+def masked_lm(
+    nodes: int, ops: Sequence[str], vocab_size: int, nhid: int, **kw
+) -> RNNLM:
   """The language model over the complete DAG with a runtime edge mask."""
   if len(ops) != nodes:
     raise GramJaxError(f"rnn.ops: {len(ops)} names for {nodes} nodes")
-  return RNNLM(vocab_size=vocab_size, nhid=nhid, ops=tuple(ops), edges=None,
-               **kw)
+  return RNNLM(
+      vocab_size=vocab_size, nhid=nhid, ops=tuple(ops), edges=None, **kw
+  )
 
 
 def param_shapes(model: RNNLM) -> Dict[str, Any]:
@@ -447,7 +510,7 @@ def init_params(model: RNNLM, key: jax.Array) -> Dict[str, Any]:
     if getattr(path[-1], "key", None) == "decoder_bias":
       leaves.append(jnp.zeros(s.shape, s.dtype))
     else:
-      leaves.append(u[at:at + size].reshape(s.shape).astype(s.dtype))
+      leaves.append(u[at : at + size].reshape(s.shape).astype(s.dtype))
     at += size
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
@@ -456,8 +519,9 @@ def count_params(model: RNNLM, mask: Optional[np.ndarray] = None) -> int:
   """Parameters of `model` from shapes only (``jax.eval_shape``)."""
   tokens = jnp.zeros((2, 1), jnp.int32)
   hidden = jnp.zeros((1, model.nhid), jnp.float32)
-  args = (tokens, hidden) if mask is None else (tokens, hidden,
-                                                jnp.asarray(mask))
+  args = (
+      (tokens, hidden) if mask is None else (tokens, hidden, jnp.asarray(mask))
+  )
   shapes = jax.eval_shape(model.init, jax.random.key(0), *args)
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(shapes)))
 

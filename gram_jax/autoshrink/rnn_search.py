@@ -46,15 +46,16 @@ from gram_jax.errors import GramJaxError
 @dataclasses.dataclass(frozen=True)
 class RNNSearchSettings:
   """The ``rnn`` group of an autoshrink config (``kind = "rnn"``)."""
-  data_dir: str = ""              # PTB-format directory; "" = synthetic
-  train_lines: int = 4000         # official proxy: first 4000/300/300 lines
+
+  data_dir: str = ""  # PTB-format directory; "" = synthetic
+  train_lines: int = 4000  # official proxy: first 4000/300/300 lines
   valid_lines: int = 300
   test_lines: int = 300
   nodes: int = 6
-  ops: tuple = ()                 # one per node; () = drawn with the seed
-  nhid: int = 100                 # = emsize (tied weights)
-  embedding_path: str = ""        # GloVe-format text file (word v1 .. vn)
-  embedding_range: float = 0.5    # U(-r, r) for words without a vector
+  ops: tuple = ()  # one per node; () = drawn with the seed
+  nhid: int = 100  # = emsize (tied weights)
+  embedding_path: str = ""  # GloVe-format text file (word v1 .. vn)
+  embedding_range: float = 0.5  # U(-r, r) for words without a vector
   init_range: float = 0.04
   epochs: int = 10
   batch_size: int = 128
@@ -64,31 +65,45 @@ class RNNSearchSettings:
   clip: float = 0.25
   weight_decay: float = 0.0
   patience: int = 4
-  bucket: int = 0                 # pad windows to a multiple; 0: to bptt
+  bucket: int = 0  # pad windows to a multiple; 0: to bptt
   candidates_per_program: int = 0  # 0: all k of a round vmapped together
   ppl_reference: float = 200.0
   ppl_weight: float = 0.25
   cost_weight: float = 1.0
   _checks = {
-      "train_lines": in_range(0), "valid_lines": in_range(0),
-      "test_lines": in_range(0), "nodes": in_range(2, 16),
-      "nhid": in_range(1), "embedding_range": in_range(0),
-      "init_range": in_range(0, lo_open=True), "epochs": in_range(1),
-      "batch_size": in_range(1), "eval_batch_size": in_range(1),
-      "bptt": in_range(2), "learning_rate": in_range(0, lo_open=True),
-      "clip": in_range(0), "weight_decay": in_range(0),
-      "patience": in_range(1), "bucket": in_range(0),
-      "candidates_per_program": in_range(0), "ppl_weight": in_range(0),
-      "cost_weight": in_range(0)}
+      "train_lines": in_range(0),
+      "valid_lines": in_range(0),
+      "test_lines": in_range(0),
+      "nodes": in_range(2, 16),
+      "nhid": in_range(1),
+      "embedding_range": in_range(0),
+      "init_range": in_range(0, lo_open=True),
+      "epochs": in_range(1),
+      "batch_size": in_range(1),
+      "eval_batch_size": in_range(1),
+      "bptt": in_range(2),
+      "learning_rate": in_range(0, lo_open=True),
+      "clip": in_range(0),
+      "weight_decay": in_range(0),
+      "patience": in_range(1),
+      "bucket": in_range(0),
+      "candidates_per_program": in_range(0),
+      "ppl_weight": in_range(0),
+      "cost_weight": in_range(0),
+  }
 
   def __post_init__(self):
     if self.ops and len(self.ops) != self.nodes:
-      raise GramJaxError(f"config.rnn.ops: {len(self.ops)} names for "
-                         f"{self.nodes} nodes; allowed: () or one per node")
+      raise GramJaxError(
+          f"config.rnn.ops: {len(self.ops)} names for "
+          f"{self.nodes} nodes; allowed: () or one per node"
+      )
     for op in self.ops:
       if op not in rnn.ACTIVATIONS:
-        raise GramJaxError(f"config.rnn.ops: {op!r} is not allowed; allowed:"
-                           f" {', '.join(rnn.ACTIVATIONS)}")
+        raise GramJaxError(
+            f"config.rnn.ops: {op!r} is not allowed; allowed:"
+            f" {', '.join(rnn.ACTIVATIONS)}"
+        )
 
   @classmethod
   def from_config(cls, config: Any) -> "RNNSearchSettings":
@@ -113,8 +128,11 @@ def _get(config, name, default=None):
   if isinstance(config, dict):
     return config.get(name, default)
   try:
-    return config[name] if hasattr(config, "__getitem__") and not hasattr(
-        config, name) else getattr(config, name)
+    return (
+        config[name]
+        if hasattr(config, "__getitem__") and not hasattr(config, name)
+        else getattr(config, name)
+    )
   except (AttributeError, KeyError):
     return default
 
@@ -137,12 +155,15 @@ def load_glove(path: str, vocab, dim: int, base: np.ndarray) -> np.ndarray:
         parts = line.rstrip().split(" ")
         if parts[0] in index:
           if len(parts) != dim + 1:
-            raise GramJaxError(f"{path}: line {n + 1} has {len(parts) - 1} "
-                               f"numbers; config.rnn.nhid is {dim}")
+            raise GramJaxError(
+                f"{path}: line {n + 1} has {len(parts) - 1} "
+                f"numbers; config.rnn.nhid is {dim}"
+            )
           out[index[parts[0]]] = np.asarray(parts[1:], np.float32)
   except OSError as e:
-    raise GramJaxError(f"config.rnn.embedding_path: {path}: cannot read "
-                       f"({e.strerror})") from None
+    raise GramJaxError(
+        f"config.rnn.embedding_path: {path}: cannot read ({e.strerror})"
+    ) from None
   return out
 
 
@@ -160,9 +181,10 @@ def make_score_fn(settings: RNNSearchSettings) -> Callable[[Dict], float]:
       return float("-inf")
     # A cell with no edge left (only the highway node) costs as one edge:
     # the official code would take log10(0) and crash.
-    cost = max(int(result.get("edges", 1)), 1) * settings.nhid ** 2
-    return ((settings.ppl_reference - p) * settings.ppl_weight
-            - settings.cost_weight * (math.log10(cost) - 6))
+    cost = max(int(result.get("edges", 1)), 1) * settings.nhid**2
+    return (
+        settings.ppl_reference - p
+    ) * settings.ppl_weight - settings.cost_weight * (math.log10(cost) - 6)
 
   return score_fn
 
@@ -174,28 +196,41 @@ class RNNEvaluator:
     self.settings = s = settings
     self.seed = seed
     self.corpus = lm.corpus_from(
-        s.data_dir, max_lines=(s.train_lines, s.valid_lines, s.test_lines))
+        s.data_dir, max_lines=(s.train_lines, s.valid_lines, s.test_lines)
+    )
     key = jax.random.key(seed)
-    self.ops = tuple(s.ops) or rnn.random_ops(s.nodes,
-                                              jax.random.fold_in(key, 1))
+    self.ops = tuple(s.ops) or rnn.random_ops(
+        s.nodes, jax.random.fold_in(key, 1)
+    )
     self.train_data = lm.batchify(self.corpus.train, s.batch_size)
     self.val_data = lm.batchify(self.corpus.valid, s.eval_batch_size)
     vocab = len(self.corpus.vocab)
-    base = np.asarray(jax.random.uniform(
-        jax.random.fold_in(key, 2), (vocab, s.nhid), jnp.float32,
-        -s.embedding_range, s.embedding_range))
-    self.embedding = (load_glove(s.embedding_path, self.corpus.vocab, s.nhid,
-                                 base) if s.embedding_path else base)
-    self.model = rnn.masked_lm(s.nodes, self.ops, vocab, s.nhid,
-                               init_range=s.init_range)
-    step = lm.make_train_step(self.model, clip=s.clip,
-                              weight_decay=s.weight_decay)
+    base = np.asarray(
+        jax.random.uniform(
+            jax.random.fold_in(key, 2),
+            (vocab, s.nhid),
+            jnp.float32,
+            -s.embedding_range,
+            s.embedding_range,
+        )
+    )
+    self.embedding = (
+        load_glove(s.embedding_path, self.corpus.vocab, s.nhid, base)
+        if s.embedding_path
+        else base
+    )
+    self.model = rnn.masked_lm(
+        s.nodes, self.ops, vocab, s.nhid, init_range=s.init_range
+    )
+    step = lm.make_train_step(
+        self.model, clip=s.clip, weight_decay=s.weight_decay
+    )
     vstep = jax.vmap(step, in_axes=(0, 0, None, None, None, None, None, 0))
 
     def train_step(state, hidden, x, y, valid, lr, key, mask_active):
       masks, active = mask_active
-      new_state, new_h, loss = vstep(state, hidden, x, y, valid, lr, key,
-                                     masks)
+      new_state, new_h, loss = vstep(state, hidden, x, y, valid, lr, key, masks)
+
       # Candidates that stopped early keep their weights.
       def keep(n, o):
         return jnp.where(active.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
@@ -203,8 +238,11 @@ class RNNEvaluator:
       return jax.tree.map(keep, new_state, state), new_h, loss
 
     self._train_step = jax.jit(train_step, donate_argnums=(0,))
-    self._eval_step = jax.jit(jax.vmap(lm.make_eval_step(self.model),
-                                       in_axes=(0, 0, None, None, None, 0)))
+    self._eval_step = jax.jit(
+        jax.vmap(
+            lm.make_eval_step(self.model), in_axes=(0, 0, None, None, None, 0)
+        )
+    )
 
     def init(key):
       params = rnn.init_params(self.model, key)
@@ -222,26 +260,33 @@ class RNNEvaluator:
     it, also inside best.json) with its leaves and proxy-size parameters."""
     cell = self.cell(mask)
     d = cell.to_dict()
-    d.update(leaves=list(cell.leaves), nhid=self.settings.nhid,
-             params=rnn.lm_params(len(self.corpus.vocab), self.settings.nhid,
-                                  cell.num_edges))
+    d.update(
+        leaves=list(cell.leaves),
+        nhid=self.settings.nhid,
+        params=rnn.lm_params(
+            len(self.corpus.vocab), self.settings.nhid, cell.num_edges
+        ),
+    )
     return d
 
   def __call__(self, masks: np.ndarray, key: jax.Array) -> List[Dict]:
     masks = np.asarray(masks, bool)
     if masks.ndim != 3 or masks.shape[1:] != (self.settings.nodes,) * 2:
-      raise ValueError(f"masks: shape {masks.shape}; expected [k, "
-                       f"{self.settings.nodes}, {self.settings.nodes}]")
+      raise ValueError(
+          f"masks: shape {masks.shape}; expected [k, "
+          f"{self.settings.nodes}, {self.settings.nodes}]"
+      )
     k = len(masks)
     chunk = self.settings.candidates_per_program or k
     out = []
     for start in range(0, k, chunk):
-      sub = masks[start:start + chunk]
+      sub = masks[start : start + chunk]
       real = len(sub)
       if real < chunk:  # pad to the compiled shape with copies
         sub = np.concatenate([sub, np.repeat(sub[-1:], chunk - real, 0)])
-      keys = jnp.stack([jax.random.fold_in(key, start + i)
-                        for i in range(chunk)])
+      keys = jnp.stack(
+          [jax.random.fold_in(key, start + i) for i in range(chunk)]
+      )
       t0 = time.perf_counter()
       res = self._train(sub, keys, key)
       seconds = (time.perf_counter() - t0) / real
@@ -256,12 +301,16 @@ class RNNEvaluator:
     loss = float(r["best_loss"])
     return {
         "ppl": math.exp(loss) if loss < 30 else float("nan"),
-        "val_loss": loss, "train_loss": float(r["train_loss"]),
-        "epochs": int(r["epochs"]), "edges": edges,
+        "val_loss": loss,
+        "train_loss": float(r["train_loss"]),
+        "epochs": int(r["epochs"]),
+        "edges": edges,
         "flops": edges * s.nhid * s.nhid,
         "params": rnn.lm_params(len(self.corpus.vocab), s.nhid, edges),
-        "seconds": seconds, "ops": list(self.ops),
-        "leaves": list(rnn.leaves(mask))}
+        "seconds": seconds,
+        "ops": list(self.ops),
+        "leaves": list(rnn.leaves(mask)),
+    }
 
   def _train(self, masks: np.ndarray, keys: jax.Array, key: jax.Array):
     s = self.settings
@@ -269,8 +318,11 @@ class RNNEvaluator:
     state = self._init(keys)
     jmasks = jnp.asarray(masks)
     # Same window lengths for every candidate of the round.
-    wseed = np.asarray(jax.random.key_data(
-        jax.random.fold_in(key, 1 << 20))).ravel().tolist()
+    wseed = (
+        np.asarray(jax.random.key_data(jax.random.fold_in(key, 1 << 20)))
+        .ravel()
+        .tolist()
+    )
     active = np.ones(c, bool)
     best = np.full(c, np.inf)
     fails = np.zeros(c, int)
@@ -280,15 +332,30 @@ class RNNEvaluator:
     h_train = jnp.zeros((c, s.batch_size, s.nhid))
     h_val = jnp.zeros((c, s.eval_batch_size, s.nhid))
     for epoch in range(s.epochs):
-      windows = lm.train_windows(len(self.train_data), s.bptt,
-                                 lm.epoch_rng(wseed, epoch))
+      windows = lm.train_windows(
+          len(self.train_data), s.bptt, lm.epoch_rng(wseed, epoch)
+      )
       state, _, losses = lm.run_epoch(
-          self._train_step, state, h_train, self.train_data, windows, lr=lr,
-          bptt=s.bptt, key=jax.random.fold_in(key, epoch), bucket=s.bucket,
-          mask=(jmasks, jnp.asarray(active)))
+          self._train_step,
+          state,
+          h_train,
+          self.train_data,
+          windows,
+          lr=lr,
+          bptt=s.bptt,
+          key=jax.random.fold_in(key, epoch),
+          bucket=s.bucket,
+          mask=(jmasks, jnp.asarray(active)),
+      )
       tl = lm.moving_loss(losses, 0.9)
-      val = lm.evaluate(self._eval_step, state.params, self.val_data,
-                        bptt=s.bptt, hidden=h_val, mask=jmasks)
+      val = lm.evaluate(
+          self._eval_step,
+          state.params,
+          self.val_data,
+          bptt=s.bptt,
+          hidden=h_val,
+          mask=jmasks,
+      )
       if epoch in (s.epochs - 4, s.epochs - 2):
         lr /= 10
       for i in np.nonzero(active)[0]:

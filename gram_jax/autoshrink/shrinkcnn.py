@@ -34,8 +34,10 @@ RELEASED_EDGES = ((0, 1), (0, 2), (0, 3), (1, 3), (0, 4), (2, 4))
 RELEASED_OPS = (cnn.SEP3X3, cnn.SEP3X3, cnn.SEP3X3, cnn.SEP3X3, cnn.CONV1X1)
 
 # Published figures (README / ALGORITHMS.md 2.6).
-PAPER = {"A": {"top1": 73.9, "macs_m": 384, "params_m": 3.6, "act": "relu"},
-         "B": {"top1": 75.1, "macs_m": 384, "params_m": 3.6, "act": "swish"}}
+PAPER = {
+    "A": {"top1": 73.9, "macs_m": 384, "params_m": 3.6, "act": "relu"},
+    "B": {"top1": 75.1, "macs_m": 384, "params_m": 3.6, "act": "swish"},
+}
 
 
 def released_mask() -> np.ndarray:
@@ -45,36 +47,53 @@ def released_mask() -> np.ndarray:
   return mask
 
 
-def imagenet_config(ops: Optional[Sequence[int]] = None, *,
-                    activation: str = "relu", num_classes: int = 1001,
-                    channel_scale: float = 1.4,
-                    scales: Sequence[float] = (0.5, 1, 2, 4, 8),
-                    replicate: Sequence[int] = (1, 3, 4, 6, 4),
-                    pools: Sequence[int] = (1, 2, 2, 2, 2),
-                    head_channels: int = 1280,
-                    dropout: float = 0.0) -> cnn.NetConfig:
+def imagenet_config(
+    ops: Optional[Sequence[int]] = None,
+    *,
+    activation: str = "relu",
+    num_classes: int = 1001,
+    channel_scale: float = 1.4,
+    scales: Sequence[float] = (0.5, 1, 2, 4, 8),
+    replicate: Sequence[int] = (1, 3, 4, 6, 4),
+    pools: Sequence[int] = (1, 2, 2, 2, 2),
+    head_channels: int = 1280,
+    dropout: float = 0.0,
+) -> cnn.NetConfig:
   """The ShrinkCNN ImageNet network for a cell's node ops (default: the
   released cell's). BN momentum 0.999, epsilon 1e-3 (ALGORITHMS.md 2.4)."""
   return cnn.NetConfig(
-      ops=tuple(RELEASED_OPS if ops is None else ops), base_filters=16,
-      scales=tuple(float(s) for s in scales), pools=tuple(pools),
-      replicate=tuple(replicate), channel_scale=channel_scale,
-      stem_channels=32, stem_stride=2, head_channels=head_channels,
-      activation=activation, use_residual=True, num_classes=num_classes,
-      dropout=dropout, bn_momentum=0.999, bn_epsilon=1e-3)
+      ops=tuple(RELEASED_OPS if ops is None else ops),
+      base_filters=16,
+      scales=tuple(float(s) for s in scales),
+      pools=tuple(pools),
+      replicate=tuple(replicate),
+      channel_scale=channel_scale,
+      stem_channels=32,
+      stem_stride=2,
+      head_channels=head_channels,
+      activation=activation,
+      use_residual=True,
+      num_classes=num_classes,
+      dropout=dropout,
+      bn_momentum=0.999,
+      bn_epsilon=1e-3,
+  )
 
 
-def shrinkcnn(cfg: Optional[cnn.NetConfig] = None,
-              mask: Optional[np.ndarray] = None) -> cnn.ExactCellNet:
+def shrinkcnn(
+    cfg: Optional[cnn.NetConfig] = None, mask: Optional[np.ndarray] = None
+) -> cnn.ExactCellNet:
   """The exact Flax module of ShrinkCNN (default: the released cell, A)."""
   cfg = imagenet_config() if cfg is None else cfg
   mask = released_mask() if mask is None else mask
   return cnn.ExactCellNet(cfg, cnn.static_mask(mask))
 
 
-def cost(cfg: Optional[cnn.NetConfig] = None,
-         mask: Optional[np.ndarray] = None,
-         image_size: int = 224) -> cnn.Cost:
+def cost(
+    cfg: Optional[cnn.NetConfig] = None,
+    mask: Optional[np.ndarray] = None,
+    image_size: int = 224,
+) -> cnn.Cost:
   """Analytic MACs and parameters (official counters, BN excluded)."""
   cfg = imagenet_config() if cfg is None else cfg
   mask = released_mask() if mask is None else mask
@@ -84,8 +103,9 @@ def cost(cfg: Optional[cnn.NetConfig] = None,
 # --- the ImageNet training recipe (ALGORITHMS.md 2.4) -------------------------------
 
 
-def learning_rate(epoch: int, *, base: float = 0.1, warmup_epochs: int = 10,
-                  epochs: int = 300) -> float:
+def learning_rate(
+    epoch: int, *, base: float = 0.1, warmup_epochs: int = 10, epochs: int = 300
+) -> float:
   """The official per-EPOCH schedule (1-based epoch index, constant within
   an epoch): linear warm-up ``base e / warmup`` for e < warmup, then cosine
   ``0.5 base (1 + cos(pi (e - warmup) / (epochs - warmup))`` up to `epochs`,
@@ -95,30 +115,44 @@ def learning_rate(epoch: int, *, base: float = 0.1, warmup_epochs: int = 10,
     return base * e / warmup_epochs
   if e > epochs:
     return 0.0
-  return 0.5 * base * (1.0 + np.cos(np.pi * (e - warmup_epochs)
-                                    / (epochs - warmup_epochs)))
+  return (
+      0.5
+      * base
+      * (1.0 + np.cos(np.pi * (e - warmup_epochs) / (epochs - warmup_epochs)))
+  )
 
 
 def schedule(steps_per_epoch: int, **kwargs):
   """`learning_rate` as an optax schedule of the step (jittable)."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
   epochs = kwargs.get("epochs", 300)
-  table = jnp.asarray([learning_rate(e, **kwargs)
-                       for e in range(1, epochs + 2)], jnp.float32)
+  table = jnp.asarray(
+      [learning_rate(e, **kwargs) for e in range(1, epochs + 2)], jnp.float32
+  )
 
   def fn(step):
-    e = jnp.minimum(step // steps_per_epoch, epochs)   # 0-based epoch
+    e = jnp.minimum(step // steps_per_epoch, epochs)  # 0-based epoch
     return table[e]
 
   return fn
 
 
-def optimizer(steps_per_epoch: int, *, base: float = 0.1,
-              warmup_epochs: int = 10, epochs: int = 300):
+def optimizer(
+    steps_per_epoch: int,
+    *,
+    base: float = 0.1,
+    warmup_epochs: int = 10,
+    epochs: int = 300,
+):
   """TF RMSProp (decay 0.9, momentum 0.9, eps 1.0) on `schedule`. The
   Keras-style L2 (4e-5, no depthwise, no BN) is a loss term
   (`cnn_search.l2_penalty`); evaluate with an EMA (0.999) of the weights."""
   from gram_jax import train as train_lib  # pylint: disable=import-outside-toplevel
+
   return train_lib.make_optimizer(
-      "rmsprop", schedule(steps_per_epoch, base=base,
-                          warmup_epochs=warmup_epochs, epochs=epochs))
+      "rmsprop",
+      schedule(
+          steps_per_epoch, base=base, warmup_epochs=warmup_epochs, epochs=epochs
+      ),
+  )

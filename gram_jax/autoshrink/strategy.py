@@ -46,8 +46,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import (Any, Callable, Dict, List, NamedTuple, Optional,
-                    Sequence, Tuple)
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import jax
 import numpy as np
@@ -73,6 +81,7 @@ class ShrinkState(NamedTuple):
       -inf for a round whose candidates all diverged).
     removed: ``int32[R, 2]``; the edge removed in round r (-1 if not done).
   """
+
   mask: np.ndarray
   round: np.ndarray
   max_edges: np.ndarray
@@ -88,12 +97,14 @@ class Proposal(NamedTuple):
     masks: ``bool[m, n, n]`` candidate masks (optimized), ``m <= k``.
     edges: ``int32[m, 2]`` the edge each candidate removes.
   """
+
   masks: np.ndarray
   edges: np.ndarray
 
 
 class ShrinkStrategy(NamedTuple):
   """Pure functions of an edge-shrinking strategy (see module docstring)."""
+
   init: Callable[[int], ShrinkState]
   propose: Callable[[ShrinkState, jax.Array], Proposal]
   update: Callable[[ShrinkState, Proposal, Sequence[float]], ShrinkState]
@@ -183,31 +194,37 @@ def autoshrink(k: int = 10, keep_fraction: float = 0.01) -> ShrinkStrategy:
   if not (isinstance(k, int) and k >= 1):
     raise ValueError(f"k: {k!r} is not allowed; allowed: an integer >= 1")
   if not 0.0 <= keep_fraction < 1.0:
-    raise ValueError(f"keep_fraction: {keep_fraction!r} is not allowed; "
-                     "allowed: >= 0 and < 1")
+    raise ValueError(
+        f"keep_fraction: {keep_fraction!r} is not allowed; "
+        "allowed: >= 0 and < 1"
+    )
 
   def init_fn(num_nodes: int) -> ShrinkState:
     if num_nodes < 2:
-      raise ValueError(f"num_nodes: {num_nodes!r} is not allowed; allowed: "
-                       ">= 2")
+      raise ValueError(
+          f"num_nodes: {num_nodes!r} is not allowed; allowed: >= 2"
+      )
     n = num_nodes
     mask = complete_dag(n)
     rounds = n * (n - 1) // 2
     return ShrinkState(
-        mask=mask, round=np.asarray(0, np.int32),
+        mask=mask,
+        round=np.asarray(0, np.int32),
         max_edges=np.asarray(int(mask.sum()), np.int32),
         snapshots=np.zeros((rounds, n, n), bool),
         scores=np.full((rounds,), np.nan, np.float32),
-        removed=np.full((rounds, 2), -1, np.int32))
+        removed=np.full((rounds, 2), -1, np.int32),
+    )
 
   def done_fn(state: ShrinkState) -> bool:
     left = int(np.sum(state.mask))
-    return left <= edge_threshold(int(state.max_edges), keep_fraction) or \
-        left == 0
+    return (
+        left <= edge_threshold(int(state.max_edges), keep_fraction) or left == 0
+    )
 
   def propose_fn(state: ShrinkState, key: jax.Array) -> Proposal:
     mask = np.asarray(state.mask, bool)
-    rows, cols = np.nonzero(mask)          # row-major: a fixed edge order
+    rows, cols = np.nonzero(mask)  # row-major: a fixed edge order
     m = min(k, len(rows))
     key = jax.random.fold_in(key, int(state.round))
     order = np.asarray(jax.random.permutation(key, len(rows)))[:m]
@@ -217,14 +234,17 @@ def autoshrink(k: int = 10, keep_fraction: float = 0.01) -> ShrinkStrategy:
     masks = np.stack([optimize_mask(c) for c in masks]) if m else masks
     return Proposal(masks=masks, edges=edges.reshape(m, 2))
 
-  def update_fn(state: ShrinkState, proposal: Proposal,
-                scores: Sequence[float]) -> ShrinkState:
+  def update_fn(
+      state: ShrinkState, proposal: Proposal, scores: Sequence[float]
+  ) -> ShrinkState:
     scores = np.asarray(scores, np.float64)
     if scores.shape != (len(proposal.edges),) or not len(scores):
-      raise ValueError(f"scores: expected {len(proposal.edges)} values, got "
-                       f"shape {scores.shape}")
+      raise ValueError(
+          f"scores: expected {len(proposal.edges)} values, got "
+          f"shape {scores.shape}"
+      )
     safe = np.where(np.isnan(scores), -np.inf, scores)
-    c = int(np.argmax(safe))               # first of the highest
+    c = int(np.argmax(safe))  # first of the highest
     i, j = (int(e) for e in proposal.edges[c])
     r = int(state.round)
     new_mask = np.asarray(state.mask, bool).copy()
@@ -236,9 +256,13 @@ def autoshrink(k: int = 10, keep_fraction: float = 0.01) -> ShrinkStrategy:
     new_scores[r] = safe[c]
     removed = np.array(state.removed)
     removed[r] = (i, j)
-    return state._replace(mask=new_mask, round=np.asarray(r + 1, np.int32),
-                          snapshots=snapshots, scores=new_scores,
-                          removed=removed)
+    return state._replace(
+        mask=new_mask,
+        round=np.asarray(r + 1, np.int32),
+        snapshots=snapshots,
+        scores=new_scores,
+        removed=removed,
+    )
 
   return ShrinkStrategy(init_fn, propose_fn, update_fn, done_fn)
 
@@ -266,8 +290,9 @@ def ask_tell(strategy: ShrinkStrategy) -> base.Strategy:
     del key
     return strategy.init(num_nodes)
 
-  def tell_fn(state: ShrinkState, proposal: Proposal,
-              scores: Sequence[float]) -> Tuple[ShrinkState, int]:
+  def tell_fn(
+      state: ShrinkState, proposal: Proposal, scores: Sequence[float]
+  ) -> Tuple[ShrinkState, int]:
     new = strategy.update(state, proposal, scores)
     removed = new.removed[int(state.round)]
     chosen = np.flatnonzero(np.all(proposal.edges == removed, axis=-1))
@@ -276,8 +301,14 @@ def ask_tell(strategy: ShrinkStrategy) -> base.Strategy:
   def rounds_fn(state: ShrinkState) -> int:
     return int(state.round)
 
-  return base.Strategy(init_fn, strategy.propose, tell_fn, strategy.done,
-                       best_snapshot, rounds_fn)
+  return base.Strategy(
+      init_fn,
+      strategy.propose,
+      tell_fn,
+      strategy.done,
+      best_snapshot,
+      rounds_fn,
+  )
 
 
 class RoundResult(NamedTuple):
@@ -285,19 +316,23 @@ class RoundResult(NamedTuple):
   records: List[Metrics]
 
 
-def scorer(evaluate: Evaluator, score_fn: ScoreFn,
-           key: jax.Array) -> base.Evaluate:
+def scorer(
+    evaluate: Evaluator, score_fn: ScoreFn, key: jax.Array
+) -> base.Evaluate:
   """`evaluate` and `score_fn` as the generic loop's ``evaluate(proposal,
   round) -> (scores, (metrics, seconds))``; round r trains with
   ``fold_in(fold_in(key, 1), r)``."""
 
   def fn(proposal: Proposal, r: int):
     t0 = time.perf_counter()
-    metrics = evaluate(proposal.masks,
-                       jax.random.fold_in(jax.random.fold_in(key, 1), r))
+    metrics = evaluate(
+        proposal.masks, jax.random.fold_in(jax.random.fold_in(key, 1), r)
+    )
     if len(metrics) != len(proposal.edges):
-      raise ValueError(f"evaluate returned {len(metrics)} results for "
-                       f"{len(proposal.edges)} candidates")
+      raise ValueError(
+          f"evaluate returned {len(metrics)} results for "
+          f"{len(proposal.edges)} candidates"
+      )
     elapsed = time.perf_counter() - t0
     return [float(score_fn(m)) for m in metrics], (metrics, elapsed)
 
@@ -311,21 +346,28 @@ def round_records(rnd: base.Round) -> List[Metrics]:
   proposal, (metrics, elapsed) = rnd.proposal, rnd.aux
   records = []
   for c, (m, s) in enumerate(zip(metrics, rnd.rewards)):
-    rec = {"round": rnd.round, "candidate": c,
-           "removed": [int(e) for e in proposal.edges[c]],
-           "edges": int(proposal.masks[c].sum()),
-           "cell": encode_mask(proposal.masks[c]),
-           "score": None if math.isnan(s) else s,
-           "chosen": c == rnd.info}
+    rec = {
+        "round": rnd.round,
+        "candidate": c,
+        "removed": [int(e) for e in proposal.edges[c]],
+        "edges": int(proposal.masks[c].sum()),
+        "cell": encode_mask(proposal.masks[c]),
+        "score": None if math.isnan(s) else s,
+        "chosen": c == rnd.info,
+    }
     rec.update(m)
     rec.setdefault("seconds", elapsed / len(metrics))
     records.append(rec)
   return records
 
 
-def shrink_round(strategy: ShrinkStrategy, state: ShrinkState,
-                 evaluate: Evaluator, score_fn: ScoreFn,
-                 key: jax.Array) -> RoundResult:
+def shrink_round(
+    strategy: ShrinkStrategy,
+    state: ShrinkState,
+    evaluate: Evaluator,
+    score_fn: ScoreFn,
+    key: jax.Array,
+) -> RoundResult:
   """One round: propose, evaluate through `evaluate`, score, remove.
 
   The proposal draws from ``fold_in(fold_in(key, 0), round)``;
@@ -336,16 +378,25 @@ def shrink_round(strategy: ShrinkStrategy, state: ShrinkState,
   (the candidate's edge), ``edges`` (its edges left), ``score`` and
   ``chosen`` (`round_records`).
   """
-  rnd = base.play_round(ask_tell(strategy), state, jax.random.fold_in(key, 0),
-                        scorer(evaluate, score_fn, key))
+  rnd = base.play_round(
+      ask_tell(strategy),
+      state,
+      jax.random.fold_in(key, 0),
+      scorer(evaluate, score_fn, key),
+  )
   return RoundResult(rnd.new, round_records(rnd))
 
 
-def run(strategy: ShrinkStrategy, num_nodes: int, evaluate: Evaluator,
-        score_fn: ScoreFn, key: jax.Array, *,
-        state: Optional[ShrinkState] = None,
-        on_round: Optional[Callable[[RoundResult], None]] = None
-        ) -> ShrinkState:
+def run(
+    strategy: ShrinkStrategy,
+    num_nodes: int,
+    evaluate: Evaluator,
+    score_fn: ScoreFn,
+    key: jax.Array,
+    *,
+    state: Optional[ShrinkState] = None,
+    on_round: Optional[Callable[[RoundResult], None]] = None,
+) -> ShrinkState:
   """Shrinks from the complete DAG (or `state`) until `strategy.done`
   (`base.run_rounds` over `ask_tell`)."""
   contract = ask_tell(strategy)
@@ -356,5 +407,10 @@ def run(strategy: ShrinkStrategy, num_nodes: int, evaluate: Evaluator,
     if on_round is not None:
       on_round(RoundResult(rnd.new, round_records(rnd)))
 
-  return base.run_rounds(contract, state, jax.random.fold_in(key, 0),
-                         scorer(evaluate, score_fn, key), on_round=report)
+  return base.run_rounds(
+      contract,
+      state,
+      jax.random.fold_in(key, 0),
+      scorer(evaluate, score_fn, key),
+      on_round=report,
+  )

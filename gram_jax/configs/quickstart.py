@@ -25,7 +25,7 @@ def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.dataset = "digits"
-  c.data_dir = ""                 # TFDS data directory ("" = TFDS default)
+  c.data_dir = ""  # TFDS data directory ("" = TFDS default)
 
   c.space = ml_collections.ConfigDict()
   c.space.hierarchies = 2
@@ -35,38 +35,40 @@ def get_config(arg=None):
   c.space.width = 0.25
   c.space.stem = ()
   c.space.aggregate = "sum"
-  c.space.dag_output = "all"     # every live node feeds the DAG output
+  c.space.dag_output = "all"  # every live node feeds the DAG output
   c.space.pool = "max"
-  c.space.max_filters = 0         # 0 = no cap
+  c.space.max_filters = 0  # 0 = no cap
 
   c.proxy = ml_collections.ConfigDict()
-  c.proxy.num_train = 500         # the paper's proxy size [SN §4.1]
-  c.proxy.num_val = 400           # held out from the training split
+  c.proxy.num_train = 500  # the paper's proxy size [SN §4.1]
+  c.proxy.num_val = 400  # held out from the training split
   c.proxy.per_class = False
 
-  c.train = ml_collections.ConfigDict()   # per-candidate proxy training
+  c.train = ml_collections.ConfigDict()  # per-candidate proxy training
   c.train.epochs = 10
   c.train.batch_size = 50
-  c.train.learning_rate = 4e-3    # AutoShrink's proxy recipe
+  c.train.learning_rate = 4e-3  # AutoShrink's proxy recipe
   c.train.optimizer = "adam"
   c.train.select = "last"
 
   c.search = ml_collections.ConfigDict()
   c.search.iterations = 60
-  c.search.strategy = "gram"      # gram | random
+  c.search.strategy = "gram"  # gram | random
   c.search.alpha = 0.9
-  c.search.beta0 = 0.9            # paper: 0.4 on CIFAR proxies; digits proxies reach ~0.95
+  c.search.beta0 = (
+      0.9  # paper: 0.4 on CIFAR proxies; digits proxies reach ~0.95
+  )
   c.search.beta_momentum = 0.9
-  c.search.gamma = 0.1            # per unit of cost (paper: 1 per ms for latency)
-  c.search.cost = "macs"          # macs: tau = log10(MACs) - 6 | lut | measured (ms)
+  c.search.gamma = 0.1  # per unit of cost (paper: 1 per ms for latency)
+  c.search.cost = "macs"  # macs: tau = log10(MACs) - 6 | lut | measured (ms)
   c.search.normalization = "bernoulli"  # see metagraph.update
-  c.search.init_weight = 0.5     # about half the edges in early samples
+  c.search.init_weight = 0.5  # about half the edges in early samples
   # A weight is the probability of sampling its edge (0.5 at the start), so
   # threshold 0.5 keeps the edges the search made more likely than not.
   c.search.prune_level = 0.5
   c.search.prune_mode = "threshold"
-  c.search.lut_path = ""          # latency table (gram-jax lut build) for cost=lut
-  c.search.latency_threads = 1    # LiteRT threads for cost=measured
+  c.search.lut_path = ""  # latency table (gram-jax lut build) for cost=lut
+  c.search.latency_threads = 1  # LiteRT threads for cost=measured
   c.search.latency_runs = 30
 
   c.checkpoint_every = 10

@@ -16,17 +16,25 @@ import math
 from typing import List, NamedTuple, Sequence, Tuple
 
 from gram_jax.arch import ArchSpec
+
 # `Cost`, `same_out` and `valid_taps` live in the leaf `gram_jax.shapes`;
 # they stay importable from here.
 from gram_jax.shapes import Cost, same_out, valid_taps
 
-__all__ = ["Cost", "Layer", "accuracy_density", "count", "layers",
-           "same_out", "valid_taps"]
+__all__ = [
+    "Cost",
+    "Layer",
+    "accuracy_density",
+    "count",
+    "layers",
+    "same_out",
+    "valid_taps",
+]
 
 
 class Layer(NamedTuple):
   name: str
-  kind: str          # "conv" | "dense"
+  kind: str  # "conv" | "dense"
   kernel: int
   stride: int
   in_hw: Tuple[int, int]
@@ -42,13 +50,22 @@ def _conv(name, hw, cin, cout, kernel, stride, padding_aware) -> Layer:
     taps = valid_taps(h, kernel, stride) * valid_taps(w, kernel, stride)
   else:
     taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
-  return Layer(name, "conv", kernel, stride, (h, w), cin, cout,
-               macs=taps * cin * cout,
-               params=kernel * kernel * cin * cout + 2 * cout)
+  return Layer(
+      name,
+      "conv",
+      kernel,
+      stride,
+      (h, w),
+      cin,
+      cout,
+      macs=taps * cin * cout,
+      params=kernel * kernel * cin * cout + 2 * cout,
+  )
 
 
-def layers(spec: ArchSpec, input_shape: Sequence[int], *,
-           padding_aware: bool = False) -> List[Layer]:
+def layers(
+    spec: ArchSpec, input_shape: Sequence[int], *, padding_aware: bool = False
+) -> List[Layer]:
   """Every conv and dense layer of `spec` with its MACs and parameters.
 
   Args:
@@ -57,16 +74,27 @@ def layers(spec: ArchSpec, input_shape: Sequence[int], *,
     padding_aware: count only taps inside the input (XLA's convention).
   """
   if len(input_shape) != 3 or not all(
-      isinstance(s, int) and s > 0 for s in input_shape):
-    raise ValueError(f"input_shape: {tuple(input_shape)!r} is not allowed; "
-                     "allowed: (H, W, C) positive integers")
+      isinstance(s, int) and s > 0 for s in input_shape
+  ):
+    raise ValueError(
+        f"input_shape: {tuple(input_shape)!r} is not allowed; "
+        "allowed: (H, W, C) positive integers"
+    )
   h, w, c = input_shape
   out: List[Layer] = []
   for i, conv in enumerate(spec.stem):
-    out.append(_conv(f"stem{i}", (h, w), c, conv.channels, conv.kernel,
-                     conv.stride, padding_aware))
-    h, w, c = same_out(h, conv.stride), same_out(w, conv.stride), \
-        conv.channels
+    out.append(
+        _conv(
+            f"stem{i}",
+            (h, w),
+            c,
+            conv.channels,
+            conv.kernel,
+            conv.stride,
+            padding_aware,
+        )
+    )
+    h, w, c = same_out(h, conv.stride), same_out(w, conv.stride), conv.channels
   m = spec.dags_per_hierarchy
   for hi in range(spec.hierarchies):
     if hi > 0:
@@ -82,19 +110,39 @@ def layers(spec: ArchSpec, input_shape: Sequence[int], *,
           ins = [widths[u] for u in node.inputs]
           cin = max(ins) if spec.aggregate == "sum" else sum(ins)
         widths[node.id] = node.channels
-        out.append(_conv(f"dag{k}_node{node.id}", (h, w), cin, node.channels,
-                         node.kernel, 1, padding_aware))
+        out.append(
+            _conv(
+                f"dag{k}_node{node.id}",
+                (h, w),
+                cin,
+                node.channels,
+                node.kernel,
+                1,
+                padding_aware,
+            )
+        )
       outs = [widths[s] for s in spec.outputs(dag)]
       cout_total += max(outs) if spec.aggregate == "sum" else sum(outs)
     c = cout_total
-  out.append(Layer("head", "dense", 1, 1, (1, 1), c, spec.num_classes,
-                   macs=c * spec.num_classes,
-                   params=c * spec.num_classes + spec.num_classes))
+  out.append(
+      Layer(
+          "head",
+          "dense",
+          1,
+          1,
+          (1, 1),
+          c,
+          spec.num_classes,
+          macs=c * spec.num_classes,
+          params=c * spec.num_classes + spec.num_classes,
+      )
+  )
   return out
 
 
-def count(spec: ArchSpec, input_shape: Sequence[int], *,
-          padding_aware: bool = False) -> Cost:
+def count(
+    spec: ArchSpec, input_shape: Sequence[int], *, padding_aware: bool = False
+) -> Cost:
   """Total MACs and trainable parameters of `spec` at `input_shape`."""
   ls = layers(spec, input_shape, padding_aware=padding_aware)
   return Cost(macs=sum(l.macs for l in ls), params=sum(l.params for l in ls))

@@ -25,8 +25,13 @@ import numpy as np
 from gram_jax.cost.table import TARGETS, Curve, LatencyTable
 from gram_jax.cost.timing import Timer, resolve_settings, timer_for
 from gram_jax.cost.validation import export_archs, sample_specs, summarize
-from gram_jax.cost.walk import (DEFAULT_MAX_POINTS, KINDS, Key, LutError,
-                                requirements)
+from gram_jax.cost.walk import (
+    DEFAULT_MAX_POINTS,
+    KINDS,
+    Key,
+    LutError,
+    requirements,
+)
 from gram_jax.export import latency
 from gram_jax.export import tflite
 from gram_jax.models import layers
@@ -62,8 +67,7 @@ def layer_function(kind: str, key: Key, x: int, *, seed: int = 0):
   if kind == "concat":
     j = p["inputs"]
     part = max(1, int(round(x / j)))
-    return (lambda a: jnp.concatenate([a] * j, axis=-1)), hw + (part,), \
-        part * j
+    return (lambda a: jnp.concatenate([a] * j, axis=-1)), hw + (part,), part * j
   if kind == "pool":
     return (lambda a: layers.pool(a, p["mode"])), hw + (x,), x
   if kind == "head":
@@ -77,8 +81,7 @@ def layer_function(kind: str, key: Key, x: int, *, seed: int = 0):
     mod = Head()
     v = mod.init(rng, jnp.zeros(hw + (x,)))
     return (lambda a: mod.apply(v, a)), hw + (x,), x
-  raise LutError(f"kind: {kind!r} is not allowed; allowed: "
-                 f"{', '.join(KINDS)}")
+  raise LutError(f"kind: {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
 
 
 def constant_function():
@@ -86,8 +89,9 @@ def constant_function():
   return (lambda a: a * 2.0), (1, 1, 1, 1)
 
 
-def fit_calibration(sums: Sequence[float], measured: Sequence[float],
-                    constant: float) -> Tuple[float, float]:
+def fit_calibration(
+    sums: Sequence[float], measured: Sequence[float], constant: float
+) -> Tuple[float, float]:
   """``(constant, scale)`` minimising the relative error of ``c + s * sum``.
 
   Least squares on ``(c + s * S_i) / y_i - 1`` over calibration
@@ -103,22 +107,31 @@ def fit_calibration(sums: Sequence[float], measured: Sequence[float],
     (c, s), *_ = np.linalg.lstsq(design, np.ones_like(y), rcond=None)
   else:
     den = float(np.sum(q * q))
-    c, s = constant, (float(np.sum(q * (1.0 - constant / y))) / den
-                      if den > 0 else 1.0)
+    c, s = constant, (
+        float(np.sum(q * (1.0 - constant / y))) / den if den > 0 else 1.0
+    )
   if not (math.isfinite(c) and math.isfinite(s) and s > 0):
     return float(constant), 1.0
   return float(c), float(s)
 
 
-def build(space: SearchSpace, input_shape: Sequence[int], num_classes: int,
-          *, target: str = "host", threads: int = 1,
-          runs: Optional[int] = None, rounds: Optional[int] = None,
-          warmup: Optional[int] = None,
-          max_points: int = DEFAULT_MAX_POINTS,
-          calibrate: int = DEFAULT_CALIBRATE, seed: int = 0,
-          timer: Optional[Timer] = None,
-          log: Optional[Callable[[str], None]] = None,
-          **device: Any) -> LatencyTable:
+def build(
+    space: SearchSpace,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    target: str = "host",
+    threads: int = 1,
+    runs: Optional[int] = None,
+    rounds: Optional[int] = None,
+    warmup: Optional[int] = None,
+    max_points: int = DEFAULT_MAX_POINTS,
+    calibrate: int = DEFAULT_CALIBRATE,
+    seed: int = 0,
+    timer: Optional[Timer] = None,
+    log: Optional[Callable[[str], None]] = None,
+    **device: Any,
+) -> LatencyTable:
   """Measures the latency table of `space` on `target`.
 
   Every entry of `requirements` becomes one-layer TFLite models (float32,
@@ -153,14 +166,19 @@ def build(space: SearchSpace, input_shape: Sequence[int], num_classes: int,
     The `LatencyTable`.
   """
   if target not in TARGETS:
-    raise LutError(f"target: {target!r} is not allowed; allowed: "
-                   f"{', '.join(TARGETS)}")
-  for name, value, low in (("threads", threads, 1),
-                           ("num_classes", num_classes, 1),
-                           ("calibrate", calibrate, 0), ("seed", seed, 0)):
+    raise LutError(
+        f"target: {target!r} is not allowed; allowed: {', '.join(TARGETS)}"
+    )
+  for name, value, low in (
+      ("threads", threads, 1),
+      ("num_classes", num_classes, 1),
+      ("calibrate", calibrate, 0),
+      ("seed", seed, 0),
+  ):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-      raise LutError(f"{name}: {value!r} is not allowed; allowed: an "
-                     f"integer >= {low}")
+      raise LutError(
+          f"{name}: {value!r} is not allowed; allowed: an integer >= {low}"
+      )
   runs, rounds, warmup = resolve_settings(target, runs, rounds, warmup)
   log = log or (lambda _: None)
   if timer is None:
@@ -168,9 +186,11 @@ def build(space: SearchSpace, input_shape: Sequence[int], num_classes: int,
   elif device:
     raise LutError(f"{sorted(device)[0]}: not used with a given timer")
   need = requirements(space, input_shape, num_classes, max_points=max_points)
-  log(f"converting {sum(len(x) for x in need.values()) + 1} one-layer "
+  log(
+      f"converting {sum(len(x) for x in need.values()) + 1} one-layer "
       f"models ({len(need)} entries)"
-      + (f" and {calibrate} calibration architectures" if calibrate else ""))
+      + (f" and {calibrate} calibration architectures" if calibrate else "")
+  )
   start = time.time()
   fn, shape = constant_function()
   models = [tflite.function_to_tflite(fn, shape)]
@@ -180,53 +200,78 @@ def build(space: SearchSpace, input_shape: Sequence[int], num_classes: int,
       fn, shape, real = layer_function(kind, key, x, seed=seed + i)
       models.append(tflite.function_to_tflite(fn, shape))
       where.append(((kind, key), real))
-  specs = sample_specs(space, num_classes, calibrate,
-                       seed=CALIBRATION_SEED + seed) if calibrate else []
+  specs = (
+      sample_specs(space, num_classes, calibrate, seed=CALIBRATION_SEED + seed)
+      if calibrate
+      else []
+  )
   archs = export_archs(specs, input_shape, seed=CALIBRATION_SEED + seed)
-  log(f"converted in {time.time() - start:.0f} s; timing on {target} "
-      f"({threads} thread{'s' if threads > 1 else ''})")
+  log(
+      f"converted in {time.time() - start:.0f} s; timing on {target} "
+      f"({threads} thread{'s' if threads > 1 else ''})"
+  )
   start = time.time()
   times = timer(models + archs)
   log(f"timed in {time.time() - start:.0f} s")
   constant = float(times[0])
   points: Dict[Tuple[str, Key], Dict[int, float]] = {}
-  for (kk, real), t in zip(where, times[1:len(models)]):
+  for (kk, real), t in zip(where, times[1 : len(models)]):
     points.setdefault(kk, {})[real] = max(0.0, float(t) - constant)
-  curves = {kk: Curve(tuple(sorted(p)), tuple(p[x] for x in sorted(p)))
-            for kk, p in points.items()}
-  table = LatencyTable(target=target, threads=threads, constant_ms=constant,
-                       curves=curves)
+  curves = {
+      kk: Curve(tuple(sorted(p)), tuple(p[x] for x in sorted(p)))
+      for kk, p in points.items()
+  }
+  table = LatencyTable(
+      target=target, threads=threads, constant_ms=constant, curves=curves
+  )
   calibration = None
   scale = 1.0
   if specs:
-    measured = [float(t) for t in times[len(models):]]
+    measured = [float(t) for t in times[len(models) :]]
     sums = [table.predict(s, input_shape) - constant for s in specs]
     fitted, scale = fit_calibration(sums, measured, constant)
     before = summarize([constant + v for v in sums], measured)
     after = summarize([fitted + scale * v for v in sums], measured)
-    calibration = {"archs": len(specs), "seed": CALIBRATION_SEED + seed,
-                   "invoke_ms": constant, "constant_ms": fitted,
-                   "scale": scale, "rmspe_before": before["rmspe"],
-                   "rmspe_after": after["rmspe"], "measured_ms": measured}
-    log(f"calibration on {len(specs)} architectures: constant "
+    calibration = {
+        "archs": len(specs),
+        "seed": CALIBRATION_SEED + seed,
+        "invoke_ms": constant,
+        "constant_ms": fitted,
+        "scale": scale,
+        "rmspe_before": before["rmspe"],
+        "rmspe_after": after["rmspe"],
+        "measured_ms": measured,
+    }
+    log(
+        f"calibration on {len(specs)} architectures: constant "
         f"{1000 * constant:.2f} -> {1000 * fitted:.2f} us, scale "
         f"{scale:.4f}; RMS relative error {100 * before['rmspe']:.1f}% -> "
-        f"{100 * after['rmspe']:.1f}%")
+        f"{100 * after['rmspe']:.1f}%"
+    )
     constant = fitted
   env = latency.environment() if target == "host" else {}
   meta = {
       "space": space.to_dict(),
       "input_shape": [int(s) for s in input_shape],
       "num_classes": int(num_classes),
-      "settings": {"runs": runs, "rounds": rounds, "warmup": warmup,
-                   "max_points": max_points, "seed": seed,
-                   "models": len(models)},
+      "settings": {
+          "runs": runs,
+          "rounds": rounds,
+          "warmup": warmup,
+          "max_points": max_points,
+          "seed": seed,
+          "models": len(models),
+      },
       "calibration": calibration,
       "machine": env.get("machine"),
       "versions": env.get("versions") or {"jax": jax.__version__},
       "device": getattr(timer, "device", None),
-      "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-          timespec="seconds"),
+      "created": (
+          datetime.datetime.now(datetime.timezone.utc).isoformat(
+              timespec="seconds"
+          )
+      ),
   }
-  return dataclasses.replace(table, constant_ms=constant, scale=scale,
-                             meta=meta)
+  return dataclasses.replace(
+      table, constant_ms=constant, scale=scale, meta=meta
+  )

@@ -40,6 +40,7 @@ TARGETS = ("host", "android")
 @dataclasses.dataclass(frozen=True)
 class Curve:
   """Latencies ``ms`` measured at increasing widths ``x``."""
+
   x: Tuple[int, ...]
   ms: Tuple[float, ...]
 
@@ -89,6 +90,7 @@ class LatencyTable:
     meta: everything else that is recorded: space, input shape, classes,
       measurement settings, machine and library versions, creation time.
   """
+
   target: str
   threads: int
   constant_ms: float
@@ -110,14 +112,17 @@ class LatencyTable:
       found = self._concat_between(*key)
     if found is None:
       fields = ", ".join(f"{f}={v}" for f, v in zip(KINDS[kind], key))
-      raise LutError(f"the latency table has no {kind} entry with {fields}; "
-                     "build a table for this search space and input shape "
-                     "(gram-jax lut build)")
+      raise LutError(
+          f"the latency table has no {kind} entry with {fields}; "
+          "build a table for this search space and input shape "
+          "(gram-jax lut build)"
+      )
     return found
 
   def _concat_between(self, j: int, h: int, w: int) -> Optional[Curve]:
-    measured = sorted(k[1][0] for k in self.curves
-                      if k[0] == "concat" and k[1][1:] == (h, w))
+    measured = sorted(
+        k[1][0] for k in self.curves if k[0] == "concat" and k[1][1:] == (h, w)
+    )
     below = [i for i in measured if i < j]
     above = [i for i in measured if i > j]
     if not below or not above:
@@ -131,8 +136,9 @@ class LatencyTable:
       px, py, pts = curve.padded(max(2, len(curve.x)))
       return float(interpolate(np.float64(x), px, py, np.int32(pts)))
 
-    return Curve(tuple(xs), tuple((1 - t) * at(lo, x) + t * at(hi, x)
-                                  for x in xs))
+    return Curve(
+        tuple(xs), tuple((1 - t) * at(lo, x) + t * at(hi, x) for x in xs)
+    )
 
   def lookup(self, kind: str, key: Key, x: int) -> float:
     """The marginal latency (ms) of one layer."""
@@ -140,55 +146,66 @@ class LatencyTable:
     xs, ys, points = curve.padded(len(curve.x) if len(curve.x) > 1 else 2)
     return float(interpolate(np.float64(x), xs, ys, np.int32(points)))
 
-  def breakdown(self, spec: arch_lib.ArchSpec,
-                input_shape: Sequence[int]) -> List[Tuple[Item, float]]:
+  def breakdown(
+      self, spec: arch_lib.ArchSpec, input_shape: Sequence[int]
+  ) -> List[Tuple[Item, float]]:
     """Every layer of `spec` with its predicted marginal latency (ms)."""
-    return [(it, self.lookup(it.kind, it.key, it.x))
-            for it in items(spec, input_shape)]
+    return [
+        (it, self.lookup(it.kind, it.key, it.x))
+        for it in items(spec, input_shape)
+    ]
 
-  def predict(self, spec: arch_lib.ArchSpec,
-              input_shape: Sequence[int]) -> float:
+  def predict(
+      self, spec: arch_lib.ArchSpec, input_shape: Sequence[int]
+  ) -> float:
     """Predicted latency (ms) of `ExactNet(spec)` at `input_shape`."""
     return self.constant_ms + self.scale * sum(
-        ms for _, ms in self.breakdown(spec, input_shape))
+        ms for _, ms in self.breakdown(spec, input_shape)
+    )
 
   # --- JSON ---
 
   def to_dict(self) -> Dict[str, Any]:
     entries = []
-    for (kind, key), curve in sorted(self.curves.items(),
-                                     key=lambda kv: sort_key(kv[0])):
+    for (kind, key), curve in sorted(
+        self.curves.items(), key=lambda kv: sort_key(kv[0])
+    ):
       e = {"kind": kind}
       e.update(zip(KINDS[kind], key))
       e["x"] = list(curve.x)
       e["ms"] = [_short(v) for v in curve.ms]
       entries.append(e)
-    return {"format": FORMAT, "version": VERSION, "target": self.target,
-            "threads": self.threads,
-            "constant_ms": _short(self.constant_ms),
-            "scale": _short(self.scale),
-            **{k: v for k, v in self.meta.items() if k not in _TOP_FIELDS},
-            "entries": entries}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "target": self.target,
+        "threads": self.threads,
+        "constant_ms": _short(self.constant_ms),
+        "scale": _short(self.scale),
+        **{k: v for k, v in self.meta.items() if k not in _TOP_FIELDS},
+        "entries": entries,
+    }
 
   def to_json(self) -> str:
     d = self.to_dict()
     entries = d.pop("entries")
     head = json.dumps(d, indent=1)[:-2]
     lines = ",\n  ".join(json.dumps(e) for e in entries)
-    return f"{head},\n \"entries\": [\n  {lines}\n ]\n}}\n"
+    return f'{head},\n "entries": [\n  {lines}\n ]\n}}\n'
 
   @classmethod
   def from_dict(cls, d: Any, *, where: str = "lut") -> "LatencyTable":
     return _from_dict(d, where)
 
   @classmethod
-  def from_json(cls, text: str, *, where: str = "lut.json"
-                ) -> "LatencyTable":
+  def from_json(cls, text: str, *, where: str = "lut.json") -> "LatencyTable":
     try:
       d = json.loads(text)
     except json.JSONDecodeError as e:
-      raise LutError(f"{where}: not valid JSON ({e.msg} at line {e.lineno} "
-                     f"column {e.colno})") from None
+      raise LutError(
+          f"{where}: not valid JSON ({e.msg} at line {e.lineno} "
+          f"column {e.colno})"
+      ) from None
     return _from_dict(d, where)
 
   def save(self, path: str) -> None:
@@ -208,11 +225,24 @@ def _short(value: float) -> float:
   return float(f"{float(value):.6g}")
 
 
-_TOP_FIELDS = ("format", "version", "target", "threads", "constant_ms",
-               "scale", "entries")
+_TOP_FIELDS = (
+    "format",
+    "version",
+    "target",
+    "threads",
+    "constant_ms",
+    "scale",
+    "entries",
+)
 # Recorded fields that must be JSON objects (or null) when present.
-_META_OBJECTS = ("space", "machine", "versions", "settings", "device",
-                 "calibration")
+_META_OBJECTS = (
+    "space",
+    "machine",
+    "versions",
+    "settings",
+    "device",
+    "calibration",
+)
 
 
 def _from_dict(d: Any, where: str) -> LatencyTable:
@@ -223,8 +253,11 @@ def _from_dict(d: Any, where: str) -> LatencyTable:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
   def is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) \
+    return (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
         and math.isfinite(v)
+    )
 
   if not isinstance(d, dict):
     fail("", f"expected a JSON object, got {type(d).__name__}")
@@ -236,25 +269,40 @@ def _from_dict(d: Any, where: str) -> LatencyTable:
     if field not in d:
       fail("", f"missing field {field!r}")
   if d["target"] not in TARGETS:
-    fail("target", f"{d['target']!r} is not allowed; allowed: "
-         f"{', '.join(TARGETS)}")
+    fail(
+        "target",
+        f"{d['target']!r} is not allowed; allowed: {', '.join(TARGETS)}",
+    )
   if not is_int(d["threads"]) or d["threads"] < 1:
-    fail("threads", f"{d['threads']!r} is not allowed; allowed: an integer "
-         ">= 1")
+    fail(
+        "threads", f"{d['threads']!r} is not allowed; allowed: an integer >= 1"
+    )
   if not is_num(d["constant_ms"]):
-    fail("constant_ms", f"{d['constant_ms']!r} is not allowed; allowed: a "
-         "finite number (ms)")
+    fail(
+        "constant_ms",
+        f"{d['constant_ms']!r} is not allowed; allowed: a finite number (ms)",
+    )
   if not is_num(d["scale"]) or d["scale"] <= 0:
-    fail("scale", f"{d['scale']!r} is not allowed; allowed: a finite number "
-         "> 0")
+    fail(
+        "scale", f"{d['scale']!r} is not allowed; allowed: a finite number > 0"
+    )
   for field in _META_OBJECTS:
     if d.get(field) is not None and not isinstance(d[field], dict):
       fail(field, f"expected an object, got {type(d[field]).__name__}")
-  if "input_shape" in d and d["input_shape"] is not None and not (
-      isinstance(d["input_shape"], list) and len(d["input_shape"]) == 3
-      and all(is_int(v) and v >= 1 for v in d["input_shape"])):
-    fail("input_shape", f"{d['input_shape']!r} is not allowed; allowed: "
-         "[H, W, C] positive integers")
+  if (
+      "input_shape" in d
+      and d["input_shape"] is not None
+      and not (
+          isinstance(d["input_shape"], list)
+          and len(d["input_shape"]) == 3
+          and all(is_int(v) and v >= 1 for v in d["input_shape"])
+      )
+  ):
+    fail(
+        "input_shape",
+        f"{d['input_shape']!r} is not allowed; allowed: "
+        "[H, W, C] positive integers",
+    )
   if not isinstance(d["entries"], list):
     fail("entries", f"expected a list, got {type(d['entries']).__name__}")
   curves: Dict[Tuple[str, Key], Curve] = {}
@@ -264,54 +312,75 @@ def _from_dict(d: Any, where: str) -> LatencyTable:
       fail(w, f"expected an object, got {type(e).__name__}")
     kind = e.get("kind")
     if kind not in KINDS:
-      fail(f"{w}.kind", f"{kind!r} is not allowed; allowed: "
-           f"{', '.join(KINDS)}")
+      fail(f"{w}.kind", f"{kind!r} is not allowed; allowed: {', '.join(KINDS)}")
     fields = KINDS[kind]
     allowed = ("kind",) + fields + ("x", "ms")
     for f in allowed:
       if f not in e:
-        fail(w, f"missing field {f!r} (a {kind} entry has "
-             f"{', '.join(allowed)})")
+        fail(
+            w, f"missing field {f!r} (a {kind} entry has {', '.join(allowed)})"
+        )
     extra = sorted(set(e) - set(allowed))
     if extra:
-      fail(f"{w}.{extra[0]}", f"unknown field; a {kind} entry has "
-           f"{', '.join(allowed)}")
+      fail(
+          f"{w}.{extra[0]}",
+          f"unknown field; a {kind} entry has {', '.join(allowed)}",
+      )
     key = []
     for f in fields:
       v = e[f]
       if f == "mode":
         if v not in POOLS:
-          fail(f"{w}.{f}", f"{v!r} is not allowed; allowed: "
-               f"{', '.join(POOLS)}")
+          fail(f"{w}.{f}", f"{v!r} is not allowed; allowed: {', '.join(POOLS)}")
       elif not is_int(v) or v < 1:
         fail(f"{w}.{f}", f"{v!r} is not allowed; allowed: an integer >= 1")
       key.append(v if f == "mode" else int(v))
     xs, ms = e["x"], e["ms"]
-    if not isinstance(xs, list) or not xs or not all(
-        is_int(v) and v >= 1 for v in xs):
-      fail(f"{w}.x", f"expected a non-empty list of integers >= 1, got "
-           f"{xs!r}")
+    if (
+        not isinstance(xs, list)
+        or not xs
+        or not all(is_int(v) and v >= 1 for v in xs)
+    ):
+      fail(f"{w}.x", f"expected a non-empty list of integers >= 1, got {xs!r}")
     if any(b <= a for a, b in zip(xs, xs[1:])):
       fail(f"{w}.x", f"must be strictly increasing, got {xs!r}")
-    if not isinstance(ms, list) or len(ms) != len(xs) or not all(
-        is_num(v) and v >= 0 for v in ms):
-      fail(f"{w}.ms", f"expected {len(xs)} finite numbers >= 0 (one per "
-           f"x), got {ms!r}")
+    if (
+        not isinstance(ms, list)
+        or len(ms) != len(xs)
+        or not all(is_num(v) and v >= 0 for v in ms)
+    ):
+      fail(
+          f"{w}.ms",
+          f"expected {len(xs)} finite numbers >= 0 (one per x), got {ms!r}",
+      )
     k = (kind, tuple(key))
     if k in curves:
-      fail(w, f"duplicate {kind} entry with "
-           f"{', '.join(f'{f}={v}' for f, v in zip(fields, key))}")
+      fail(
+          w,
+          f"duplicate {kind} entry with "
+          f"{', '.join(f'{f}={v}' for f, v in zip(fields, key))}",
+      )
     curves[k] = Curve(tuple(int(v) for v in xs), tuple(float(v) for v in ms))
   meta = {k: v for k, v in d.items() if k not in _TOP_FIELDS}
-  return LatencyTable(target=d["target"], threads=int(d["threads"]),
-                      constant_ms=float(d["constant_ms"]), curves=curves,
-                      scale=float(d["scale"]), meta=meta)
+  return LatencyTable(
+      target=d["target"],
+      threads=int(d["threads"]),
+      constant_ms=float(d["constant_ms"]),
+      curves=curves,
+      scale=float(d["scale"]),
+      meta=meta,
+  )
 
 
-def check_table(table: LatencyTable, space: SearchSpace,
-                input_shape: Sequence[int], *, where: str,
-                space_flag: str = "space",
-                shape_flag: str = "input_shape") -> None:
+def check_table(
+    table: LatencyTable,
+    space: SearchSpace,
+    input_shape: Sequence[int],
+    *,
+    where: str,
+    space_flag: str = "space",
+    shape_flag: str = "input_shape",
+) -> None:
   """Raises a one-line `LutError` unless `table` was built for `space` and
   `input_shape` (as recorded in its metadata by `build`).
 
@@ -330,8 +399,11 @@ def check_table(table: LatencyTable, space: SearchSpace,
         raise LutError(
             f"{space_flag}: the config's space.{field} is "
             f"{mine.get(field)!r} but {where} was built for "
-            f"{recorded.get(field)!r}; build a table for this space")
+            f"{recorded.get(field)!r}; build a table for this space"
+        )
   built = table.meta.get("input_shape")
   if built is not None and tuple(built) != tuple(input_shape):
-    raise LutError(f"{shape_flag}: {','.join(map(str, input_shape))} but "
-                   f"{where} was built for {','.join(map(str, built))}")
+    raise LutError(
+        f"{shape_flag}: {','.join(map(str, input_shape))} but "
+        f"{where} was built for {','.join(map(str, built))}"
+    )

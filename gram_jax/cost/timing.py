@@ -32,10 +32,15 @@ DEFAULT_WARMUP = 20
 Timer = Callable[[Sequence[bytes]], List[float]]
 
 
-def host_timer(*, threads: int = 1, runs: int = DEFAULT_RUNS,
-               rounds: int = DEFAULT_ROUNDS, warmup: int = DEFAULT_WARMUP,
-               isolate: bool = True,
-               log: Optional[Callable[[str], None]] = None) -> Timer:
+def host_timer(
+    *,
+    threads: int = 1,
+    runs: int = DEFAULT_RUNS,
+    rounds: int = DEFAULT_ROUNDS,
+    warmup: int = DEFAULT_WARMUP,
+    isolate: bool = True,
+    log: Optional[Callable[[str], None]] = None,
+) -> Timer:
   """Times models with LiteRT here: `rounds` interleaved passes.
 
   Each pass times every model once (`latency.measure_tflite`: a fresh
@@ -63,21 +68,37 @@ def host_timer(*, threads: int = 1, runs: int = DEFAULT_RUNS,
       job = os.path.join(tmp, "job.json")
       result = os.path.join(tmp, "result.json")
       with open(job, "w") as f:
-        json.dump({"paths": paths, "threads": threads, "runs": runs,
-                   "rounds": rounds, "warmup": warmup, "out": result}, f)
-      code = ("import sys; from gram_jax.cost.timing import timing_child; "
-              "timing_child(sys.argv[1])")
-      proc = subprocess.Popen([sys.executable, "-c", code, job],
-                              stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+        json.dump(
+            {
+                "paths": paths,
+                "threads": threads,
+                "runs": runs,
+                "rounds": rounds,
+                "warmup": warmup,
+                "out": result,
+            },
+            f,
+        )
+      code = (
+          "import sys; from gram_jax.cost.timing import timing_child; "
+          "timing_child(sys.argv[1])"
+      )
+      proc = subprocess.Popen(
+          [sys.executable, "-c", code, job],
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
       for line in proc.stdout:
         if log and line.strip():
           log(line.rstrip())
       err = proc.stderr.read()
       if proc.wait() != 0 or not os.path.exists(result):
         lines = [x for x in err.splitlines() if x.strip()]
-        raise LutError("timing process failed: "
-                       f"{lines[-1][:300] if lines else 'no message'}")
+        raise LutError(
+            "timing process failed: "
+            f"{lines[-1][:300] if lines else 'no message'}"
+        )
       with open(result) as f:
         return [float(v) for v in json.load(f)]
 
@@ -91,8 +112,9 @@ def _time_models(models, threads, runs, rounds, warmup, log) -> List[float]:
   for r in range(rounds):
     rng.shuffle(order)
     for i in order:
-      s = latency.measure_tflite(models[i], threads=threads, runs=runs,
-                                 warmup=warmup)
+      s = latency.measure_tflite(
+          models[i], threads=threads, runs=runs, warmup=warmup
+      )
       per[i].append(s["median_ms"])
     if log:
       log(f"  pass {r + 1}/{rounds} done")
@@ -103,16 +125,27 @@ def timing_child(job_path: str) -> None:
   """Entry point of `host_timer`'s timing process."""
   with open(job_path) as f:
     job = json.load(f)
-  times = _time_models(job["paths"], job["threads"], job["runs"],
-                       job["rounds"], job["warmup"],
-                       lambda m: print(m, flush=True))
+  times = _time_models(
+      job["paths"],
+      job["threads"],
+      job["runs"],
+      job["rounds"],
+      job["warmup"],
+      lambda m: print(m, flush=True),
+  )
   with open(job["out"], "w") as f:
     json.dump(times, f)
 
 
-def android_timer(*, threads: int = 1, runs: int = 50, rounds: int = 1,
-                  warmup: int = 10, log: Optional[Callable[[str], None]] = None,
-                  **device: Any) -> Timer:
+def android_timer(
+    *,
+    threads: int = 1,
+    runs: int = 50,
+    rounds: int = 1,
+    warmup: int = 10,
+    log: Optional[Callable[[str], None]] = None,
+    **device: Any,
+) -> Timer:
   """Times models on an Android phone with `android.benchmark_on_device`.
 
   `device` passes on serial, benchmark_binary, cpu_mask, use_xnnpack, adb
@@ -132,13 +165,14 @@ def android_timer(*, threads: int = 1, runs: int = 50, rounds: int = 1,
         paths.append(path)
       for r in range(rounds):
         for i, path in enumerate(paths):
-          s = android.benchmark_on_device(path, threads=threads, runs=runs,
-                                          warmup=warmup, **device)
-          value = s["median_ms"] if s["median_ms"] is not None \
-              else s["avg_ms"]
+          s = android.benchmark_on_device(
+              path, threads=threads, runs=runs, warmup=warmup, **device
+          )
+          value = s["median_ms"] if s["median_ms"] is not None else s["avg_ms"]
           if value is None:
-            raise LutError(f"benchmark_model printed no latency for layer "
-                           f"model {i}")
+            raise LutError(
+                f"benchmark_model printed no latency for layer model {i}"
+            )
           per[i].append(float(value))
           if r == 0 and i == 0:
             timer.device = s.get("device")
@@ -153,18 +187,24 @@ def android_timer(*, threads: int = 1, runs: int = 50, rounds: int = 1,
 def resolve_settings(target, runs, rounds, warmup):
   """Timing settings with the target's defaults filled in, checked."""
   for name, value in (("runs", runs), ("rounds", rounds)):
-    if value is not None and (not isinstance(value, int) or isinstance(
-        value, bool) or value < 1):
-      raise LutError(f"{name}: {value!r} is not allowed; allowed: an "
-                     "integer >= 1")
-  if warmup is not None and (not isinstance(warmup, int) or isinstance(
-      warmup, bool) or warmup < 0):
-    raise LutError(f"warmup: {warmup!r} is not allowed; allowed: an integer "
-                   ">= 0")
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or value < 1
+    ):
+      raise LutError(
+          f"{name}: {value!r} is not allowed; allowed: an integer >= 1"
+      )
+  if warmup is not None and (
+      not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0
+  ):
+    raise LutError(
+        f"warmup: {warmup!r} is not allowed; allowed: an integer >= 0"
+    )
   host = target == "host"
-  return (runs or (DEFAULT_RUNS if host else 50),
-          rounds or (DEFAULT_ROUNDS if host else 1),
-          (DEFAULT_WARMUP if host else 10) if warmup is None else warmup)
+  return (
+      runs or (DEFAULT_RUNS if host else 50),
+      rounds or (DEFAULT_ROUNDS if host else 1),
+      (DEFAULT_WARMUP if host else 10) if warmup is None else warmup,
+  )
 
 
 def timer_for(target, threads, runs, rounds, warmup, log, device) -> Timer:
@@ -172,7 +212,14 @@ def timer_for(target, threads, runs, rounds, warmup, log, device) -> Timer:
   if target == "host":
     if device:
       raise LutError(f"{sorted(device)[0]}: only used with target android")
-    return host_timer(threads=threads, runs=runs, rounds=rounds,
-                      warmup=warmup, log=log)
-  return android_timer(threads=threads, runs=runs, rounds=rounds,
-                       warmup=warmup, log=log, **device)
+    return host_timer(
+        threads=threads, runs=runs, rounds=rounds, warmup=warmup, log=log
+    )
+  return android_timer(
+      threads=threads,
+      runs=runs,
+      rounds=rounds,
+      warmup=warmup,
+      log=log,
+      **device,
+  )

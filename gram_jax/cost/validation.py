@@ -33,9 +33,16 @@ from gram_jax.export import tflite
 from gram_jax.models import ExactNet
 from gram_jax.space import SearchSpace
 
-def sample_specs(space: SearchSpace, num_classes: int, num_archs: int, *,
-                 seed: int = 0, low: float = 0.2, high: float = 0.9
-                 ) -> List[arch_lib.ArchSpec]:
+
+def sample_specs(
+    space: SearchSpace,
+    num_classes: int,
+    num_archs: int,
+    *,
+    seed: int = 0,
+    low: float = 0.2,
+    high: float = 0.9,
+) -> List[arch_lib.ArchSpec]:
   """`num_archs` random architectures of `space`, of varied sizes.
 
   Each is drawn from its own meta-graph (its own node ops) whose uniform
@@ -49,14 +56,18 @@ def sample_specs(space: SearchSpace, num_classes: int, num_archs: int, *,
     weight = float(jax.random.uniform(k_w, (), minval=low, maxval=high))
     graph = mg.init(space, k_ops, init_weight=weight)
     masks = mg.sample(graph, k_mask)
-    specs.append(arch_lib.from_masks(space, graph.ops, masks,
-                                     num_classes=num_classes))
+    specs.append(
+        arch_lib.from_masks(space, graph.ops, masks, num_classes=num_classes)
+    )
   return specs
 
 
-def export_archs(specs: Sequence[arch_lib.ArchSpec],
-                 input_shape: Sequence[int], *, seed: int = 0
-                 ) -> List[bytes]:
+def export_archs(
+    specs: Sequence[arch_lib.ArchSpec],
+    input_shape: Sequence[int],
+    *,
+    seed: int = 0,
+) -> List[bytes]:
   """Float32 TFLite models of `ExactNet(spec)`s with random weights."""
   x = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
   models = []
@@ -85,8 +96,9 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
   return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def summarize(predicted: Sequence[float], measured: Sequence[float]
-              ) -> Dict[str, float]:
+def summarize(
+    predicted: Sequence[float], measured: Sequence[float]
+) -> Dict[str, float]:
   """Accuracy figures of predicted vs measured latencies (ms)."""
   p = np.asarray(predicted, np.float64)
   y = np.asarray(measured, np.float64)
@@ -96,7 +108,7 @@ def summarize(predicted: Sequence[float], measured: Sequence[float]
       "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
       "within_5pct": float(np.mean(np.abs(rel) <= 0.05)),
       "rmse_ms": float(np.sqrt(np.mean((p - y) ** 2))),
-      "rmspe": float(np.sqrt(np.mean(rel ** 2))),
+      "rmspe": float(np.sqrt(np.mean(rel**2))),
       "mean_error_pct": float(100 * rel.mean()),
       "max_abs_error_pct": float(100 * np.abs(rel).max()),
       "spearman": spearman(p, y),
@@ -104,13 +116,21 @@ def summarize(predicted: Sequence[float], measured: Sequence[float]
   }
 
 
-def validate(table: LatencyTable, space: SearchSpace,
-             input_shape: Sequence[int], num_classes: int, num_archs: int,
-             *, seed: int = 0, runs: Optional[int] = None,
-             rounds: Optional[int] = None, warmup: Optional[int] = None,
-             timer: Optional[Timer] = None,
-             log: Optional[Callable[[str], None]] = None,
-             **device: Any) -> Dict[str, Any]:
+def validate(
+    table: LatencyTable,
+    space: SearchSpace,
+    input_shape: Sequence[int],
+    num_classes: int,
+    num_archs: int,
+    *,
+    seed: int = 0,
+    runs: Optional[int] = None,
+    rounds: Optional[int] = None,
+    warmup: Optional[int] = None,
+    timer: Optional[Timer] = None,
+    log: Optional[Callable[[str], None]] = None,
+    **device: Any,
+) -> Dict[str, Any]:
   """Predicted vs measured latency of `num_archs` random architectures.
 
   Each architecture (`sample_specs` with `seed`) is built as an `ExactNet`
@@ -123,18 +143,22 @@ def validate(table: LatencyTable, space: SearchSpace,
     threads, and ``archs``: per architecture its predicted and measured ms,
     nodes, edges and MACs.
   """
-  if not isinstance(num_archs, int) or isinstance(num_archs, bool) \
-      or num_archs < 2:
-    raise LutError(f"num_archs: {num_archs!r} is not allowed; allowed: an "
-                   "integer >= 2")
+  if (
+      not isinstance(num_archs, int)
+      or isinstance(num_archs, bool)
+      or num_archs < 2
+  ):
+    raise LutError(
+        f"num_archs: {num_archs!r} is not allowed; allowed: an integer >= 2"
+    )
   if not isinstance(seed, int) or seed < 0:
-    raise LutError(f"seed: {seed!r} is not allowed; allowed: an integer "
-                   ">= 0")
+    raise LutError(f"seed: {seed!r} is not allowed; allowed: an integer >= 0")
   runs, rounds, warmup = resolve_settings(table.target, runs, rounds, warmup)
   log = log or (lambda _: None)
   if timer is None:
-    timer = timer_for(table.target, table.threads, runs, rounds, warmup, log,
-                   device)
+    timer = timer_for(
+        table.target, table.threads, runs, rounds, warmup, log, device
+    )
   elif device:
     raise LutError(f"{sorted(device)[0]}: not used with a given timer")
   specs = sample_specs(space, num_classes, num_archs, seed=seed)
@@ -144,51 +168,72 @@ def validate(table: LatencyTable, space: SearchSpace,
   models = export_archs(specs, input_shape, seed=seed)
   log(f"exported in {time.time() - start:.0f} s; timing on {table.target}")
   measured = [float(t) for t in timer(models)]
-  report = {"target": table.target, "threads": table.threads,
-            "input_shape": [int(s) for s in input_shape], "seed": seed,
-            "settings": {"runs": runs, "rounds": rounds, "warmup": warmup},
-            **summarize(predicted, measured)}
+  report = {
+      "target": table.target,
+      "threads": table.threads,
+      "input_shape": [int(s) for s in input_shape],
+      "seed": seed,
+      "settings": {"runs": runs, "rounds": rounds, "warmup": warmup},
+      **summarize(predicted, measured),
+  }
   calibration = table.meta.get("calibration")
   if isinstance(calibration, dict) and isinstance(
-      calibration.get("invoke_ms"), (int, float)):
+      calibration.get("invoke_ms"), (int, float)
+  ):
     # The same table without its calibration: invoke constant + entries.
-    raw = [calibration["invoke_ms"] + (p - table.constant_ms) / table.scale
-           for p in predicted]
+    raw = [
+        calibration["invoke_ms"] + (p - table.constant_ms) / table.scale
+        for p in predicted
+    ]
     report["uncalibrated"] = {
-        k: v for k, v in summarize(raw, measured).items()
-        if k not in ("num_archs", "measured_ms_range")}
+        k: v
+        for k, v in summarize(raw, measured).items()
+        if k not in ("num_archs", "measured_ms_range")
+    }
   report["archs"] = [
-      {"predicted_ms": p, "measured_ms": y,
-       "error_pct": 100 * (p - y) / y, "nodes": s.num_nodes,
-       "edges": s.num_edges,
-       "macs": macs_lib.count(s, input_shape).macs}
-      for s, p, y in zip(specs, predicted, measured)]
+      {
+          "predicted_ms": p,
+          "measured_ms": y,
+          "error_pct": 100 * (p - y) / y,
+          "nodes": s.num_nodes,
+          "edges": s.num_edges,
+          "macs": macs_lib.count(s, input_shape).macs,
+      }
+      for s, p, y in zip(specs, predicted, measured)
+  ]
   return report
 
 
 def plot_validation(report: Dict[str, Any], path: str) -> None:
   """Scatter of predicted vs measured latency with the ±10% band (PNG)."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   y = np.asarray([a["measured_ms"] for a in report["archs"]])
   p = np.asarray([a["predicted_ms"] for a in report["archs"]])
   fig, ax = plt.subplots(figsize=(5.5, 5.0), constrained_layout=True)
   lo, hi = min(y.min(), p.min()) * 0.9, max(y.max(), p.max()) * 1.1
   line = np.linspace(lo, hi, 2)
-  ax.fill_between(line, line * 0.9, line * 1.1, color="tab:green",
-                  alpha=0.15, label="±10%")
+  ax.fill_between(
+      line, line * 0.9, line * 1.1, color="tab:green", alpha=0.15, label="±10%"
+  )
   ax.plot(line, line, color="tab:green", lw=1)
   inside = np.abs(p - y) <= 0.1 * y
-  ax.scatter(y[inside], p[inside], s=16, color="tab:blue",
-             label="within ±10%")
-  ax.scatter(y[~inside], p[~inside], s=16, color="tab:red",
-             label="outside")
-  ax.set(xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)",
-         ylabel="predicted latency (ms)",
-         title=(f"{report['target']}, {report['threads']} thread(s): "
-                f"{100 * report['within_10pct']:.0f}% within ±10%, "
-                f"ρ={report['spearman']:.3f}"))
+  ax.scatter(y[inside], p[inside], s=16, color="tab:blue", label="within ±10%")
+  ax.scatter(y[~inside], p[~inside], s=16, color="tab:red", label="outside")
+  ax.set(
+      xlim=(lo, hi),
+      ylim=(lo, hi),
+      xlabel="measured latency (ms)",
+      ylabel="predicted latency (ms)",
+      title=(
+          f"{report['target']}, {report['threads']} thread(s): "
+          f"{100 * report['within_10pct']:.0f}% within ±10%, "
+          f"ρ={report['spearman']:.3f}"
+      ),
+  )
   ax.legend(loc="upper left")
   fig.savefig(path, dpi=110)
   plt.close(fig)

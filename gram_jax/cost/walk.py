@@ -67,6 +67,7 @@ class LutError(GramJaxError):
 
 class Item(NamedTuple):
   """One layer of a network as the table sees it."""
+
   name: str
   kind: str
   key: Key
@@ -84,16 +85,24 @@ def items(spec: arch_lib.ArchSpec, input_shape: Sequence[int]) -> List[Item]:
   shape = tuple(input_shape)
   if len(shape) != 3 or not all(
       isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-      for s in shape):
-    raise LutError(f"input_shape: {shape!r} is not allowed; allowed: "
-                   "(H, W, C) positive integers")
+      for s in shape
+  ):
+    raise LutError(
+        f"input_shape: {shape!r} is not allowed; allowed: "
+        "(H, W, C) positive integers"
+    )
   h, w, c = (int(s) for s in shape)
   out: List[Item] = []
   for i, conv in enumerate(spec.stem):
-    out.append(Item(f"stem{i}", "conv",
-                    (conv.kernel, conv.stride, conv.channels, h, w), c))
-    h, w, c = same_out(h, conv.stride), same_out(w, conv.stride), \
-        conv.channels
+    out.append(
+        Item(
+            f"stem{i}",
+            "conv",
+            (conv.kernel, conv.stride, conv.channels, h, w),
+            c,
+        )
+    )
+    h, w, c = same_out(h, conv.stride), same_out(w, conv.stride), conv.channels
   m = spec.dags_per_hierarchy
 
   def aggregate(name, ids, widths, seen):
@@ -114,7 +123,7 @@ def items(spec: arch_lib.ArchSpec, input_shape: Sequence[int]) -> List[Item]:
         if widths[u] < top and ("pad", u, top) not in seen:
           seen.add(("pad", u, top))
           out.append(Item(f"{name}_pad{i}", "pad", (top, h, w), widths[u]))
-        prefix = ("add", top) + tuple(ids[:i + 1])
+        prefix = ("add", top) + tuple(ids[: i + 1])
         if i > 0 and prefix not in seen:
           seen.add(prefix)
           out.append(Item(f"{name}_add{i}", "add", (h, w), top))
@@ -140,10 +149,10 @@ def items(spec: arch_lib.ArchSpec, input_shape: Sequence[int]) -> List[Item]:
       seen: set = set()
       for node in dag.nodes:
         name = f"dag{k}_node{node.id}"
-        cin = c if node.id == 0 else aggregate(name, node.inputs, widths,
-                                               seen)
-        out.append(Item(name, "conv", (node.kernel, 1, node.channels, h, w),
-                        cin))
+        cin = c if node.id == 0 else aggregate(name, node.inputs, widths, seen)
+        out.append(
+            Item(name, "conv", (node.kernel, 1, node.channels, h, w), cin)
+        )
         widths[node.id] = node.channels
       if fold:
         outs.append(sum(widths[s] for s in spec.outputs(dag)))
@@ -152,8 +161,9 @@ def items(spec: arch_lib.ArchSpec, input_shape: Sequence[int]) -> List[Item]:
         outs.append(aggregate(f"dag{k}_out", spec.outputs(dag), widths, seen))
         inputs += 1
     if m > 1:
-      out.append(Item(f"hierarchy{hi}_concat", "concat", (inputs, h, w),
-                      sum(outs)))
+      out.append(
+          Item(f"hierarchy{hi}_concat", "concat", (inputs, h, w), sum(outs))
+      )
     c = sum(outs)
   out.append(Item("head", "head", (spec.num_classes, h, w), c))
   return out
@@ -176,15 +186,17 @@ def _grid(values: Iterable[int], max_points: int) -> Tuple[int, ...]:
   v = sorted(set(int(x) for x in values))
   if len(v) <= max_points:
     return tuple(v)
-  idx = np.unique(np.round(np.linspace(0, len(v) - 1, max_points)).astype(
-      int))
+  idx = np.unique(np.round(np.linspace(0, len(v) - 1, max_points)).astype(int))
   return tuple(v[i] for i in idx)
 
 
-def requirements(space: SearchSpace, input_shape: Sequence[int],
-                 num_classes: int, *,
-                 max_points: int = DEFAULT_MAX_POINTS
-                 ) -> Dict[Tuple[str, Key], Tuple[int, ...]]:
+def requirements(
+    space: SearchSpace,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    max_points: int = DEFAULT_MAX_POINTS,
+) -> Dict[Tuple[str, Key], Tuple[int, ...]]:
   """The entries (and widths to measure) any architecture of `space` needs.
 
   Args:
@@ -198,8 +210,9 @@ def requirements(space: SearchSpace, input_shape: Sequence[int],
     ``{(kind, key): widths}``, sorted by kind then key.
   """
   if not isinstance(max_points, int) or max_points < 2:
-    raise LutError(f"max_points: {max_points!r} is not allowed; allowed: an "
-                   "integer >= 2")
+    raise LutError(
+        f"max_points: {max_points!r} is not allowed; allowed: an integer >= 2"
+    )
   h, w, c = (int(s) for s in input_shape)
   need: Dict[Tuple[str, Key], set] = {}
 
@@ -215,12 +228,12 @@ def requirements(space: SearchSpace, input_shape: Sequence[int],
   # Most nodes a DAG output reads: all n, or the n - 1 sinks of a DAG.
   most = n if space.dag_output == "all" else n - 1
   if space.aggregate == "sum":
-    node_in = set(widths)          # the widest live predecessor
-    dag_out = set(widths)          # the widest output node
+    node_in = set(widths)  # the widest live predecessor
+    dag_out = set(widths)  # the widest output node
   else:
     node_in = _sums(widths, range(1, n))
     dag_out = _sums(widths, range(1, most + 1))
-  hier_out = _sums(dag_out, [m])   # m DAG outputs, concatenated
+  hier_out = _sums(dag_out, [m])  # m DAG outputs, concatenated
   hier_in = {c}
   for hi in range(space.hierarchies):
     if hi > 0:
@@ -254,5 +267,7 @@ def requirements(space: SearchSpace, input_shape: Sequence[int],
 def sort_key(kind_key):
   """Order of ``(kind, key)`` entries: by kind as in `KINDS`, then key."""
   kind, key = kind_key
-  return (list(KINDS).index(kind), tuple(str(k) if isinstance(k, str) else
-                                         f"{k:09d}" for k in key))
+  return (
+      list(KINDS).index(kind),
+      tuple(str(k) if isinstance(k, str) else f"{k:09d}" for k in key),
+  )

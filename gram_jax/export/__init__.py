@@ -26,7 +26,13 @@ from gram_jax.export.latency import measure_tflite
 from gram_jax.export.latency import run_tflite
 
 __all__ = [
-    "ExportError", "function_to_tflite", "list_ops", "to_tflite",
-    "write_tflite", "LatencyError", "environment", "measure_tflite",
+    "ExportError",
+    "function_to_tflite",
+    "list_ops",
+    "to_tflite",
+    "write_tflite",
+    "LatencyError",
+    "environment",
+    "measure_tflite",
     "run_tflite",
 ]

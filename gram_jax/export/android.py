@@ -26,8 +26,16 @@ import re
 import shlex
 import shutil
 import subprocess
-from typing import (Any, Callable, Dict, List, NamedTuple, Optional, Sequence,
-                    Tuple)
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 from gram_jax.errors import GramJaxError
 
@@ -35,22 +43,31 @@ DEVICE_DIR = "/data/local/tmp"
 DEVICE_BINARY = f"{DEVICE_DIR}/benchmark_model"
 BENCHMARK_BINARY_URL = (
     "https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/"
-    "release/lite/tools/nightly/latest/android_aarch64_benchmark_model")
-INSTALL_ADB = ("install Android platform-tools (e.g. `apt-get install adb`) "
-               "and put adb on PATH")
-GET_BINARY = ("download TFLite's prebuilt benchmark_model for android_aarch64 "
-              f"({BENCHMARK_BINARY_URL}) and pass --benchmark-binary PATH")
+    "release/lite/tools/nightly/latest/android_aarch64_benchmark_model"
+)
+INSTALL_ADB = (
+    "install Android platform-tools (e.g. `apt-get install adb`) "
+    "and put adb on PATH"
+)
+GET_BINARY = (
+    "download TFLite's prebuilt benchmark_model for android_aarch64 "
+    f"({BENCHMARK_BINARY_URL}) and pass --benchmark-binary PATH"
+)
 
 # Shell commands (run on the device) whose outputs make up the device state.
 STATE_COMMANDS = {
     "model": "getprop ro.product.model",
     "android": "getprop ro.build.version.release",
-    "governors": ("grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/"
-                  "scaling_governor"),
-    "cpu_freq": ("grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/"
-                 "scaling_cur_freq"),
-    "thermal": ("grep . /sys/class/thermal/thermal_zone*/type "
-                "/sys/class/thermal/thermal_zone*/temp"),
+    "governors": (
+        "grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governor"
+    ),
+    "cpu_freq": (
+        "grep . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq"
+    ),
+    "thermal": (
+        "grep . /sys/class/thermal/thermal_zone*/type "
+        "/sys/class/thermal/thermal_zone*/temp"
+    ),
     "battery": "dumpsys battery",
 }
 
@@ -68,19 +85,28 @@ class CommandResult(NamedTuple):
 Runner = Callable[[List[str]], CommandResult]
 
 
-def subprocess_runner(argv: Sequence[str], *, timeout: float = 900.0
-                      ) -> CommandResult:
+def subprocess_runner(
+    argv: Sequence[str], *, timeout: float = 900.0
+) -> CommandResult:
   """Runs `argv` (no shell) and returns its exit status and output."""
   argv = [str(a) for a in argv]
   try:
-    p = subprocess.run(argv, capture_output=True, text=True, errors="replace",
-                       timeout=timeout, check=False)
+    p = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+    )
   except FileNotFoundError:
     raise AndroidError(f"{argv[0]}: not found; {INSTALL_ADB}") from None
   except subprocess.TimeoutExpired:
-    raise AndroidError(f"`{shlex.join(argv)}` did not finish in "
-                       f"{timeout:.0f} s; check the phone (screen on, not "
-                       "busy) and run again") from None
+    raise AndroidError(
+        f"`{shlex.join(argv)}` did not finish in "
+        f"{timeout:.0f} s; check the phone (screen on, not "
+        "busy) and run again"
+    ) from None
   return CommandResult(p.returncode, p.stdout, p.stderr)
 
 
@@ -92,10 +118,16 @@ def adb_argv(adb: str, serial: Optional[str], *args: str) -> List[str]:
   return [adb] + (["-s", serial] if serial else []) + [str(a) for a in args]
 
 
-def benchmark_argv(graph: str, *, binary: str = DEVICE_BINARY,
-                   threads: int = 1, runs: int = 50, warmup: int = 10,
-                   use_xnnpack: bool = True,
-                   cpu_mask: Optional[str] = None) -> List[str]:
+def benchmark_argv(
+    graph: str,
+    *,
+    binary: str = DEVICE_BINARY,
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 10,
+    use_xnnpack: bool = True,
+    cpu_mask: Optional[str] = None,
+) -> List[str]:
   """The on-device argv of one benchmark_model run.
 
   Args:
@@ -111,11 +143,14 @@ def benchmark_argv(graph: str, *, binary: str = DEVICE_BINARY,
   Returns:
     The argv, for `shell_command`.
   """
-  argv = [binary, f"--graph={graph}",
-          f"--num_threads={_pos(threads, 'threads')}",
-          f"--num_runs={_pos(runs, 'runs')}",
-          f"--warmup_runs={_pos(warmup, 'warmup', 0)}",
-          f"--use_xnnpack={'true' if use_xnnpack else 'false'}"]
+  argv = [
+      binary,
+      f"--graph={graph}",
+      f"--num_threads={_pos(threads, 'threads')}",
+      f"--num_runs={_pos(runs, 'runs')}",
+      f"--warmup_runs={_pos(warmup, 'warmup', 0)}",
+      f"--use_xnnpack={'true' if use_xnnpack else 'false'}",
+  ]
   if cpu_mask is not None:
     argv = ["taskset", normalize_cpu_mask(cpu_mask)] + argv
   return argv
@@ -131,8 +166,10 @@ def normalize_cpu_mask(mask: str) -> str:
   text = str(mask).strip().lower()
   text = text[2:] if text.startswith("0x") else text
   if not re.fullmatch(r"[0-9a-f]+", text) or int(text, 16) == 0:
-    raise AndroidError(f"cpu_mask: {mask!r} is not allowed; allowed: a "
-                       "non-zero hex CPU mask such as f0 (cores 4-7) or 0x3")
+    raise AndroidError(
+        f"cpu_mask: {mask!r} is not allowed; allowed: a "
+        "non-zero hex CPU mask such as f0 (cores 4-7) or 0x3"
+    )
   return text.lstrip("0") or "0"
 
 
@@ -143,11 +180,14 @@ _SUMMARY = re.compile(
     rf"Inference timings in us: Init: (?P<init>{_NUMBER}), "
     rf"First inference: (?P<first>{_NUMBER}), "
     rf"Warmup \(avg\): (?P<warmup>{_NUMBER}), "
-    rf"Inference \(avg\): (?P<inference>{_NUMBER})")
+    rf"Inference \(avg\): (?P<inference>{_NUMBER})"
+)
 # A statistics line, alone or behind a log prefix ("INFO: ", "I tflite  : ");
 # not the profiler's "Timings (microseconds): count=..." lines.
-_STATS = re.compile(r"^\s*(?:[A-Z]+:\s*|[VDIWEF]\s+tflite\s*:\s*)?"
-                    r"(count=\d+(?:\s+\w+=\S+)*)\s*$")
+_STATS = re.compile(
+    r"^\s*(?:[A-Z]+:\s*|[VDIWEF]\s+tflite\s*:\s*)?"
+    r"(count=\d+(?:\s+\w+=\S+)*)\s*$"
+)
 
 
 def parse_benchmark_output(text: str) -> Dict[str, Any]:
@@ -178,17 +218,22 @@ def parse_benchmark_output(text: str) -> Dict[str, Any]:
     if m:
       stats_lines.append(_key_values(m.group(1)))
   if summary is None and not stats_lines:
-    raise AndroidError("benchmark_model printed no timings (last line: "
-                       f"{_last_line(text)!r})")
+    raise AndroidError(
+        f"benchmark_model printed no timings (last line: {_last_line(text)!r})"
+    )
   stats = stats_lines[-1] if stats_lines else None
   if summary is not None:
     for s in stats_lines:
       avg = s.get("avg")
       if avg is not None and abs(avg - summary["inference"]) <= 1e-3 * max(
-          1.0, abs(avg)):
+          1.0, abs(avg)
+      ):
         stats = s
-  warmup_stats = stats_lines[0] if len(stats_lines) > 1 and \
-      stats_lines[0] is not stats else None
+  warmup_stats = (
+      stats_lines[0]
+      if len(stats_lines) > 1 and stats_lines[0] is not stats
+      else None
+  )
   summary = summary or {}
   return {
       "init_us": summary.get("init"),
@@ -212,31 +257,41 @@ def parse_devices(text: str) -> List[Tuple[str, str]]:
   return devices
 
 
-def select_device(devices: Sequence[Tuple[str, str]],
-                  serial: Optional[str] = None) -> str:
+def select_device(
+    devices: Sequence[Tuple[str, str]], serial: Optional[str] = None
+) -> str:
   """The serial to use; explains no, several, unknown or unusable devices."""
   listed = ", ".join(f"{s} ({st})" for s, st in devices)
   if serial is not None:
     state = dict(devices).get(serial)
     if state is None:
-      raise AndroidError(f"serial: device {serial!r} is not connected; adb "
-                         f"sees: {listed or 'no devices'}")
+      raise AndroidError(
+          f"serial: device {serial!r} is not connected; adb "
+          f"sees: {listed or 'no devices'}"
+      )
     chosen = (serial, state)
   elif not devices:
-    raise AndroidError("no Android device found (adb devices lists none); "
-                       "connect a phone with USB debugging enabled")
+    raise AndroidError(
+        "no Android device found (adb devices lists none); "
+        "connect a phone with USB debugging enabled"
+    )
   elif len(devices) > 1:
-    raise AndroidError(f"several devices are connected ({listed}); choose "
-                       "one with --serial")
+    raise AndroidError(
+        f"several devices are connected ({listed}); choose one with --serial"
+    )
   else:
     chosen = devices[0]
   serial, state = chosen
   if state == "unauthorized":
-    raise AndroidError(f"device {serial} is unauthorized: unlock it, accept "
-                       "the 'Allow USB debugging' prompt, then run again")
+    raise AndroidError(
+        f"device {serial} is unauthorized: unlock it, accept "
+        "the 'Allow USB debugging' prompt, then run again"
+    )
   if state != "device":
-    raise AndroidError(f"device {serial} is {state!r}, not ready; reconnect "
-                       "it (or `adb kill-server`) and run again")
+    raise AndroidError(
+        f"device {serial} is {state!r}, not ready; reconnect "
+        "it (or `adb kill-server`) and run again"
+    )
   return serial
 
 
@@ -262,15 +317,15 @@ def parse_thermal(text: str) -> List[Dict[str, Any]]:
     m = re.search(r"/(thermal_zone\d+)/(type|temp)$", path)
     if not (sep and m):
       continue
-    zone = zones.setdefault(m.group(1), {"zone": m.group(1), "type": None,
-                                         "temp_c": None})
+    zone = zones.setdefault(
+        m.group(1), {"zone": m.group(1), "type": None, "temp_c": None}
+    )
     if m.group(2) == "type":
       zone["type"] = value.strip()
     else:
       t = _number(value)
       # sysfs reports millidegrees; a few drivers report degrees.
-      zone["temp_c"] = None if t is None else (t / 1000 if abs(t) > 200
-                                               else t)
+      zone["temp_c"] = None if t is None else (t / 1000 if abs(t) > 200 else t)
   return sorted(zones.values(), key=lambda z: int(z["zone"][12:]))
 
 
@@ -283,15 +338,23 @@ def parse_battery(text: str) -> Optional[Dict[str, Any]]:
       fields[key.strip()] = value.strip()
   if "level" not in fields:
     return None
-  statuses = {"1": "unknown", "2": "charging", "3": "discharging",
-              "4": "not charging", "5": "full"}
+  statuses = {
+      "1": "unknown",
+      "2": "charging",
+      "3": "discharging",
+      "4": "not charging",
+      "5": "full",
+  }
   temp = _number(fields.get("temperature", ""))
   return {
       "level": _number(fields.get("level", "")),
       "temperature_c": None if temp is None else temp / 10,
       "status": statuses.get(fields.get("status"), fields.get("status")),
-      "powered": [k.split()[0].lower() for k, v in fields.items()
-                  if k.endswith(" powered") and v == "true"],
+      "powered": [
+          k.split()[0].lower()
+          for k, v in fields.items()
+          if k.endswith(" powered") and v == "true"
+      ],
   }
 
 
@@ -335,12 +398,19 @@ def device_state(run: Callable[..., CommandResult]) -> Dict[str, Any]:
   }
 
 
-def benchmark_on_device(model_path: str, *, serial: Optional[str] = None,
-                        benchmark_binary: Optional[str] = None,
-                        threads: int = 1, runs: int = 50, warmup: int = 10,
-                        use_xnnpack: bool = True,
-                        cpu_mask: Optional[str] = None, adb: str = "adb",
-                        runner: Optional[Runner] = None) -> Dict[str, Any]:
+def benchmark_on_device(
+    model_path: str,
+    *,
+    serial: Optional[str] = None,
+    benchmark_binary: Optional[str] = None,
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 10,
+    use_xnnpack: bool = True,
+    cpu_mask: Optional[str] = None,
+    adb: str = "adb",
+    runner: Optional[Runner] = None,
+) -> Dict[str, Any]:
   """Times a .tflite model on an Android phone with benchmark_model.
 
   Args:
@@ -375,9 +445,16 @@ def benchmark_on_device(model_path: str, *, serial: Optional[str] = None,
     raise AndroidError(f"{benchmark_binary}: no such file; {GET_BINARY}")
   mask = None if cpu_mask is None else normalize_cpu_mask(cpu_mask)
   remote_model = f"{DEVICE_DIR}/gram_jax_" + re.sub(
-      r"[^A-Za-z0-9._-]", "_", os.path.basename(model_path))
-  argv = benchmark_argv(remote_model, threads=threads, runs=runs,
-                        warmup=warmup, use_xnnpack=use_xnnpack, cpu_mask=mask)
+      r"[^A-Za-z0-9._-]", "_", os.path.basename(model_path)
+  )
+  argv = benchmark_argv(
+      remote_model,
+      threads=threads,
+      runs=runs,
+      warmup=warmup,
+      use_xnnpack=use_xnnpack,
+      cpu_mask=mask,
+  )
   adb = find_adb(adb)
   runner = runner or subprocess_runner
 
@@ -391,22 +468,32 @@ def benchmark_on_device(model_path: str, *, serial: Optional[str] = None,
 
   def check(result, what):
     if result.returncode != 0:
-      raise AndroidError(f"{what} failed on {serial}: "
-                         f"{_last_line(result.stderr + result.stdout)}")
+      raise AndroidError(
+          f"{what} failed on {serial}: "
+          f"{_last_line(result.stderr + result.stdout)}"
+      )
     return result
 
   state = device_state(run)
   if benchmark_binary is not None:
-    check(run("push", benchmark_binary, DEVICE_BINARY),
-          f"adb push {benchmark_binary}")
-    check(run("shell", shell_command(["chmod", "755", DEVICE_BINARY])),
-          "chmod of benchmark_model")
+    check(
+        run("push", benchmark_binary, DEVICE_BINARY),
+        f"adb push {benchmark_binary}",
+    )
+    check(
+        run("shell", shell_command(["chmod", "755", DEVICE_BINARY])),
+        "chmod of benchmark_model",
+    )
   else:
-    probe = run("shell", f"[ -x {shlex.quote(DEVICE_BINARY)} ] && echo "
-                "present || echo missing")
+    probe = run(
+        "shell",
+        f"[ -x {shlex.quote(DEVICE_BINARY)} ] && echo present || echo missing",
+    )
     if "present" not in probe.stdout:
-      raise AndroidError(f"benchmark_model: not found at {DEVICE_BINARY} on "
-                         f"{serial}; {GET_BINARY}")
+      raise AndroidError(
+          f"benchmark_model: not found at {DEVICE_BINARY} on "
+          f"{serial}; {GET_BINARY}"
+      )
   check(run("push", model_path, remote_model), f"adb push {model_path}")
   command = shell_command(argv)
   try:
@@ -415,9 +502,10 @@ def benchmark_on_device(model_path: str, *, serial: Optional[str] = None,
     try:
       parsed = parse_benchmark_output(output)
     except AndroidError:
-      raise AndroidError(f"benchmark_model failed on {serial} (exit "
-                         f"{result.returncode}): {_last_line(output)}"
-                         ) from None
+      raise AndroidError(
+          f"benchmark_model failed on {serial} (exit "
+          f"{result.returncode}): {_last_line(output)}"
+      ) from None
     after = device_state(run)
   finally:
     run("shell", shell_command(["rm", "-f", remote_model]))
@@ -445,9 +533,11 @@ def benchmark_on_device(model_path: str, *, serial: Optional[str] = None,
       "serial": serial,
       "command": command,
       "device": state,
-      "device_after": {"cpu_freq_khz": after["cpu_freq_khz"],
-                       "thermal": after["thermal"],
-                       "battery": after["battery"]},
+      "device_after": {
+          "cpu_freq_khz": after["cpu_freq_khz"],
+          "thermal": after["thermal"],
+          "battery": after["battery"],
+      },
   }
 
 
@@ -479,6 +569,7 @@ def _last_line(text: str) -> str:
 
 def _pos(value, field: str, minimum: int = 1) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise AndroidError(f"{field}: {value!r} is not allowed; allowed: an "
-                       f"integer >= {minimum}")
+    raise AndroidError(
+        f"{field}: {value!r} is not allowed; allowed: an integer >= {minimum}"
+    )
   return value

@@ -30,10 +30,15 @@ class LatencyError(GramJaxError):
   """A model cannot be loaded or timed as requested."""
 
 
-def measure_tflite(model: Model, *, threads: int = 1, runs: int = 50,
-                   warmup: int = 10, seed: int = 0,
-                   clock: Callable[[], int] = time.perf_counter_ns
-                   ) -> Dict[str, Any]:
+def measure_tflite(
+    model: Model,
+    *,
+    threads: int = 1,
+    runs: int = 50,
+    warmup: int = 10,
+    seed: int = 0,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> Dict[str, Any]:
   """Times a TFLite model on this machine.
 
   Args:
@@ -83,16 +88,20 @@ def measure_tflite(model: Model, *, threads: int = 1, runs: int = 50,
       "runs": runs,
       "warmup": warmup,
       "threads": threads,
-      "input": {"shape": [int(d) for d in detail["shape"]],
-                "dtype": np.dtype(detail["dtype"]).name},
-      "model": {"path": path, "bytes": len(content),
-                "sha256": hashlib.sha256(content).hexdigest()},
+      "input": {
+          "shape": [int(d) for d in detail["shape"]],
+          "dtype": np.dtype(detail["dtype"]).name,
+      },
+      "model": {
+          "path": path,
+          "bytes": len(content),
+          "sha256": hashlib.sha256(content).hexdigest(),
+      },
       **environment(),
   }
 
 
-def run_tflite(model: Model, x: np.ndarray, *, threads: int = 1
-               ) -> np.ndarray:
+def run_tflite(model: Model, x: np.ndarray, *, threads: int = 1) -> np.ndarray:
   """Outputs of a TFLite model on `x`, as float32.
 
   `x` is ``f32[N, ...]``; the model runs on batches of its own fixed batch
@@ -114,22 +123,29 @@ def run_tflite(model: Model, x: np.ndarray, *, threads: int = 1
   x = np.asarray(x, dtype=np.float32)
   batch = int(inp["shape"][0])
   if x.ndim != len(inp["shape"]) or tuple(x.shape[1:]) != tuple(
-      inp["shape"][1:]):
-    raise LatencyError(f"x: shape {x.shape} does not fit the model input "
-                       f"{tuple(int(d) for d in inp['shape'])} (any batch "
-                       "size)")
+      inp["shape"][1:]
+  ):
+    raise LatencyError(
+        f"x: shape {x.shape} does not fit the model input "
+        f"{tuple(int(d) for d in inp['shape'])} (any batch "
+        "size)"
+    )
   results = []
   for start in range(0, len(x), batch):
-    chunk = x[start:start + batch]
+    chunk = x[start : start + batch]
     n = len(chunk)
     if n < batch:
       chunk = np.concatenate(
-          [chunk, np.zeros((batch - n,) + chunk.shape[1:], np.float32)])
+          [chunk, np.zeros((batch - n,) + chunk.shape[1:], np.float32)]
+      )
     interpreter.set_tensor(inp["index"], _quantize(chunk, inp))
     interpreter.invoke()
     results.append(_dequantize(interpreter.get_tensor(out["index"]), out)[:n])
-  return np.concatenate(results) if results else np.zeros(
-      (0,) + tuple(out["shape"][1:]), np.float32)
+  return (
+      np.concatenate(results)
+      if results
+      else np.zeros((0,) + tuple(out["shape"][1:]), np.float32)
+  )
 
 
 def environment() -> Dict[str, Any]:
@@ -157,8 +173,9 @@ def _read_model(model: Model):
   if isinstance(model, (bytes, bytearray)):
     return bytes(model), None
   if not isinstance(model, (str, os.PathLike)):
-    raise LatencyError(f"model: expected bytes or a .tflite path, got "
-                       f"{type(model).__name__}")
+    raise LatencyError(
+        f"model: expected bytes or a .tflite path, got {type(model).__name__}"
+    )
   path = os.fspath(model)
   try:
     with open(path, "rb") as f:
@@ -169,18 +186,22 @@ def _read_model(model: Model):
 
 def _interpreter(content: bytes, path: Optional[str], threads: int):
   from ai_edge_litert.interpreter import Interpreter
+
   where = path or "model"
   if content[4:8] != b"TFL3":
-    raise LatencyError(f"{where}: not a TFLite model (no TFL3 identifier); "
-                       "export one with `gram-jax export`")
+    raise LatencyError(
+        f"{where}: not a TFLite model (no TFL3 identifier); "
+        "export one with `gram-jax export`"
+    )
   try:
     interpreter = Interpreter(model_content=content, num_threads=threads)
     interpreter.allocate_tensors()
   except (ValueError, RuntimeError) as e:
     msg = str(e).strip().splitlines()
-    raise LatencyError(f"{where}: LiteRT cannot load it "
-                       f"({msg[0][:200] if msg else type(e).__name__})"
-                       ) from None
+    raise LatencyError(
+        f"{where}: LiteRT cannot load it "
+        f"({msg[0][:200] if msg else type(e).__name__})"
+    ) from None
   return interpreter
 
 
@@ -189,8 +210,9 @@ def _random_input(detail, rng) -> np.ndarray:
   shape = tuple(int(d) for d in detail["shape"])
   if np.issubdtype(dtype, np.integer):
     info = np.iinfo(dtype)
-    return rng.integers(info.min, info.max, size=shape, endpoint=True,
-                        dtype=dtype)
+    return rng.integers(
+        info.min, info.max, size=shape, endpoint=True, dtype=dtype
+    )
   return rng.standard_normal(shape).astype(dtype)
 
 
@@ -200,8 +222,10 @@ def _quantize(x: np.ndarray, detail) -> np.ndarray:
     return x.astype(dtype)
   scale, zero_point = detail["quantization"]
   if not scale:
-    raise LatencyError(f"model input {detail['name']!r} is {dtype.name} "
-                       "without a quantisation scale; cannot feed floats")
+    raise LatencyError(
+        f"model input {detail['name']!r} is {dtype.name} "
+        "without a quantisation scale; cannot feed floats"
+    )
   info = np.iinfo(dtype)
   q = np.round(x / scale + zero_point)
   return np.clip(q, info.min, info.max).astype(dtype)
@@ -236,8 +260,12 @@ def _version(dist: str) -> Optional[str]:
 
 
 def _check_int(value, field: str, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-      or value < minimum:
-    raise LatencyError(f"{field}: {value!r} is not allowed; allowed: an "
-                       f"integer >= {minimum}")
+  if (
+      isinstance(value, bool)
+      or not isinstance(value, (int, np.integer))
+      or value < minimum
+  ):
+    raise LatencyError(
+        f"{field}: {value!r} is not allowed; allowed: an integer >= {minimum}"
+    )
   return int(value)

@@ -34,8 +34,7 @@ import re
 import sys
 import tempfile
 import warnings
-from typing import (Any, Callable, Dict, List, Mapping, Optional,
-                    Sequence)
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence)
 
 import jax
 import jax.numpy as jnp
@@ -53,10 +52,15 @@ class ExportError(GramJaxError):
   """A model cannot be exported to TFLite, or an export input is bad."""
 
 
-def to_tflite(spec: ArchSpec, variables: Dict[str, Any],
-              input_shape: Sequence[int], *, int8: bool = False,
-              representative: Optional[np.ndarray] = None,
-              batch_size: int = 1) -> bytes:
+def to_tflite(
+    spec: ArchSpec,
+    variables: Dict[str, Any],
+    input_shape: Sequence[int],
+    *,
+    int8: bool = False,
+    representative: Optional[np.ndarray] = None,
+    batch_size: int = 1,
+) -> bytes:
   """Converts a trained `ExactNet` to a TFLite flatbuffer.
 
   Args:
@@ -84,23 +88,31 @@ def to_tflite(spec: ArchSpec, variables: Dict[str, Any],
   # Here, not at the top, so that `import gram_jax.export` loads no Flax
   # (as `gram_jax.io.load_variables`).
   from gram_jax.models import ExactNet
+
   shape = _check_shape(input_shape, "input_shape", rank=3)
   batch_size = _check_int(batch_size, "batch_size")
   if not isinstance(variables, Mapping) or "params" not in variables:
-    raise ExportError("variables: expected a dict with 'params' (and "
-                      "'batch_stats'), as returned by io.load_variables")
+    raise ExportError(
+        "variables: expected a dict with 'params' (and "
+        "'batch_stats'), as returned by io.load_variables"
+    )
   net = ExactNet(spec)
 
   def forward(x):
     return net.apply(variables, x, train=False)
 
-  return function_to_tflite(forward, (batch_size,) + shape, int8=int8,
-                            representative=representative)
+  return function_to_tflite(
+      forward, (batch_size,) + shape, int8=int8, representative=representative
+  )
 
 
-def function_to_tflite(fn: Callable[[jax.Array], Any],
-                       input_shape: Sequence[int], *, int8: bool = False,
-                       representative: Optional[np.ndarray] = None) -> bytes:
+def function_to_tflite(
+    fn: Callable[[jax.Array], Any],
+    input_shape: Sequence[int],
+    *,
+    int8: bool = False,
+    representative: Optional[np.ndarray] = None,
+) -> bytes:
   """Converts ``fn(x: f32[input_shape])`` (weights closed over) to TFLite.
 
   The lower-level form of `to_tflite`, for any JAX function of one float32
@@ -123,27 +135,32 @@ def function_to_tflite(fn: Callable[[jax.Array], Any],
   if int8:
     calibration = _check_representative(representative, shape)
   elif representative is not None:
-    raise ExportError("representative: only used with int8=True; drop it "
-                      "or set int8=True")
+    raise ExportError(
+        "representative: only used with int8=True; drop it or set int8=True"
+    )
   else:
     calibration = None
   try:
     fn = _with_quantizable_elu(fn, jnp.zeros(shape, jnp.float32))
   except Exception as e:  # flax/jax raise many types for bad variables
-    raise ExportError(f"the model cannot be traced at input {shape}: "
-                      f"{type(e).__name__}: {_first_line(str(e))}") from None
+    raise ExportError(
+        f"the model cannot be traced at input {shape}: "
+        f"{type(e).__name__}: {_first_line(str(e))}"
+    ) from None
   return _convert(fn, shape, calibration)
 
 
 def write_tflite(path: str, model: bytes) -> None:
   """Writes `model` to `path` atomically (a temporary file, then a rename)."""
   if not isinstance(model, (bytes, bytearray)) or model[4:8] != b"TFL3":
-    raise ExportError(f"{path}: refusing to write something that is not a "
-                      "TFLite flatbuffer")
+    raise ExportError(
+        f"{path}: refusing to write something that is not a TFLite flatbuffer"
+    )
   directory = os.path.dirname(os.path.abspath(path))
   if not os.path.isdir(directory):
-    raise ExportError(f"{path}: directory {directory} does not exist; "
-                      "create it first")
+    raise ExportError(
+        f"{path}: directory {directory} does not exist; create it first"
+    )
   io.write_bytes_atomic(path, model)
 
 
@@ -154,8 +171,12 @@ def list_ops(model: bytes) -> List[str]:
   schema shipped in ``ai-edge-litert``; no interpreter is built.
   """
   from ai_edge_litert import schema_py_generated as schema
-  names = {v: k for k, v in vars(schema.BuiltinOperator).items()
-           if not k.startswith("_")}
+
+  names = {
+      v: k
+      for k, v in vars(schema.BuiltinOperator).items()
+      if not k.startswith("_")
+  }
   m = schema.Model.GetRootAs(bytes(model), 0)
   codes = []
   for i in range(m.OperatorCodesLength()):
@@ -168,8 +189,10 @@ def list_ops(model: bytes) -> List[str]:
   ops = []
   for s in range(m.SubgraphsLength()):
     graph = m.Subgraphs(s)
-    ops.extend(codes[graph.Operators(j).OpcodeIndex()]
-               for j in range(graph.OperatorsLength()))
+    ops.extend(
+        codes[graph.Operators(j).OpcodeIndex()]
+        for j in range(graph.OperatorsLength())
+    )
   return ops
 
 
@@ -212,10 +235,16 @@ def _eval_jaxpr(jaxpr, consts, args):
   env.update(zip(jaxpr.invars, args))
   for eqn in jaxpr.eqns:
     invals = [read(v) for v in eqn.invars]
-    inner = eqn.params.get("jaxpr") if eqn.primitive.name in (
-        "jit", "pjit") else None
-    if inner is not None and eqn.params.get("name") == "elu" \
-        and len(invals) == 1:
+    inner = (
+        eqn.params.get("jaxpr")
+        if eqn.primitive.name in ("jit", "pjit")
+        else None
+    )
+    if (
+        inner is not None
+        and eqn.params.get("name") == "elu"
+        and len(invals) == 1
+    ):
       outs = [_elu(invals[0])]
     elif inner is not None:
       outs = _eval_jaxpr(inner.jaxpr, inner.consts, invals)
@@ -234,17 +263,22 @@ def _eval_jaxpr(jaxpr, consts, args):
 def _convert(fn, shape, calibration) -> bytes:
   import tensorflow as tf
   from jax.experimental import jax2tf
+
   with _quiet():
     try:
       tf_fn = tf.function(
-          jax2tf.convert(fn, with_gradient=False,
-                         native_serialization_platforms=("cpu",)),
+          jax2tf.convert(
+              fn, with_gradient=False, native_serialization_platforms=("cpu",)
+          ),
           input_signature=[tf.TensorSpec(shape, tf.float32, name="input")],
-          autograph=False)
+          autograph=False,
+      )
       concrete = tf_fn.get_concrete_function()
     except Exception as e:  # jax2tf raises many types
-      raise ExportError(f"jax2tf could not convert the model: "
-                        f"{type(e).__name__}: {_first_line(str(e))}") from None
+      raise ExportError(
+          "jax2tf could not convert the model: "
+          f"{type(e).__name__}: {_first_line(str(e))}"
+      ) from None
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if calibration is not None:
@@ -252,12 +286,13 @@ def _convert(fn, shape, calibration) -> bytes:
 
       def representative_dataset():
         for i in range(0, len(calibration) - batch + 1, batch):
-          yield [calibration[i:i + batch]]
+          yield [calibration[i : i + batch]]
 
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
       converter.representative_dataset = representative_dataset
       converter.target_spec.supported_ops = [
-          tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+          tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+      ]
       converter.inference_input_type = tf.int8
       converter.inference_output_type = tf.int8
     log: List[str] = []
@@ -286,8 +321,9 @@ def _quiet():
   try:
     with warnings.catch_warnings():
       # int8 input of a float graph: the calibrated input range is used.
-      warnings.filterwarnings("ignore", message=".*Statistics for quantized "
-                              "inputs were expected.*")
+      warnings.filterwarnings(
+          "ignore", message=".*Statistics for quantized inputs were expected.*"
+      )
       yield
   finally:
     absl_logger.removeFilter(known)
@@ -312,8 +348,9 @@ def _captured_stderr(box: List[str]):
 
 _OP_PATTERNS = (
     # 'vhlo.sort_v1' op is not part of the vhlo support yet.
-    re.compile(r"'(?:vhlo|stablehlo|mhlo|chlo)\.([a-z][a-z0-9_]*?)(?:_v\d+)?'"
-               r" op"),
+    re.compile(
+        r"'(?:vhlo|stablehlo|mhlo|chlo)\.([a-z][a-z0-9_]*?)(?:_v\d+)?'" r" op"
+    ),
     # unregistered operation 'vhlo.composite_v2' ... chlo.erf (the name
     # inside the serialised module, printed with the error).
     re.compile(r"chlo\.([a-z][a-z0-9_]*)"),
@@ -347,11 +384,15 @@ def _describe_failure(message: str) -> str:
     shown = ", ".join(ops[:8]) + (", ..." if len(ops) > 8 else "")
     why = ""
     if "deserialize portable artifact" in message:
-      why = (" (jax serialised it as a StableHLO composite newer than this "
-             "TensorFlow's converter reads)")
-    return (f"TFLite conversion failed: op {shown} cannot be converted to "
-            f"TFLite builtin ops{why}; change the model to avoid it "
-            f"(supported ops: {OPS_HELP})")
+      why = (
+          " (jax serialised it as a StableHLO composite newer than this "
+          "TensorFlow's converter reads)"
+      )
+    return (
+        f"TFLite conversion failed: op {shown} cannot be converted to "
+        f"TFLite builtin ops{why}; change the model to avoid it "
+        f"(supported ops: {OPS_HELP})"
+    )
   return f"TFLite conversion failed: {_first_line(message)}"
 
 
@@ -367,10 +408,14 @@ def _first_line(text: str, limit: int = 300) -> str:
 
 
 def _check_int(value, field: str, minimum: int = 1) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-      or value < minimum:
-    raise ExportError(f"{field}: {value!r} is not allowed; allowed: an "
-                      f"integer >= {minimum}")
+  if (
+      isinstance(value, bool)
+      or not isinstance(value, (int, np.integer))
+      or value < minimum
+  ):
+    raise ExportError(
+        f"{field}: {value!r} is not allowed; allowed: an integer >= {minimum}"
+    )
   return int(value)
 
 
@@ -379,28 +424,43 @@ def _check_shape(shape, field: str, rank: Optional[int] = None):
     dims = tuple(shape)
   except TypeError:
     dims = None
-  if dims is None or (rank is not None and len(dims) != rank) or not dims \
-      or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
-                 and d >= 1 for d in dims):
+  if (
+      dims is None
+      or (rank is not None and len(dims) != rank)
+      or not dims
+      or not all(
+          isinstance(d, (int, np.integer))
+          and not isinstance(d, bool)
+          and d >= 1
+          for d in dims
+      )
+  ):
     what = f"{rank} positive integers" if rank else "positive integers"
-    raise ExportError(f"{field}: {shape!r} is not allowed; allowed: {what}"
-                      + (" (H, W, C)" if rank == 3 else ""))
+    raise ExportError(
+        f"{field}: {shape!r} is not allowed; allowed: {what}"
+        + (" (H, W, C)" if rank == 3 else "")
+    )
   return tuple(int(d) for d in dims)
 
 
 def _check_representative(representative, shape) -> np.ndarray:
   if representative is None:
-    raise ExportError("representative: int8 export needs a representative "
-                      "set (f32[N, H, W, C] training images) to calibrate "
-                      "activation ranges")
+    raise ExportError(
+        "representative: int8 export needs a representative "
+        "set (f32[N, H, W, C] training images) to calibrate "
+        "activation ranges"
+    )
   x = np.asarray(representative, dtype=np.float32)
   if x.ndim != len(shape) or x.shape[1:] != shape[1:]:
-    raise ExportError(f"representative: shape {x.shape} does not match the "
-                      f"model input {shape}; expected [N, "
-                      f"{', '.join(map(str, shape[1:]))}]")
+    raise ExportError(
+        f"representative: shape {x.shape} does not match the "
+        f"model input {shape}; expected [N, "
+        f"{', '.join(map(str, shape[1:]))}]"
+    )
   if len(x) < shape[0]:
-    raise ExportError(f"representative: {len(x)} images, fewer than one "
-                      f"batch of {shape[0]}")
+    raise ExportError(
+        f"representative: {len(x)} images, fewer than one batch of {shape[0]}"
+    )
   if not np.all(np.isfinite(x)):
     raise ExportError("representative: contains NaN or inf")
   return x

@@ -23,14 +23,21 @@ class ExactNet(nn.Module):
 
   Call with ``x: f32[B, H, W, C]`` (NHWC) and ``train``; returns logits.
   """
+
   spec: ArchSpec
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
     spec = self.spec
     for i, c in enumerate(spec.stem):
-      x = layers.ConvBNAct(c.channels, c.kernel, c.stride, spec.bn_momentum,
-                           spec.bn_epsilon, name=f"stem{i}")(x, train=train)
+      x = layers.ConvBNAct(
+          c.channels,
+          c.kernel,
+          c.stride,
+          spec.bn_momentum,
+          spec.bn_epsilon,
+          name=f"stem{i}",
+      )(x, train=train)
     m = spec.dags_per_hierarchy
     for h in range(spec.hierarchies):
       if h > 0:
@@ -43,12 +50,21 @@ class ExactNet(nn.Module):
           if node.id == 0:
             inp = x
           else:
-            inp = layers.aggregate([feats[u] for u in node.inputs],
-                                   spec.aggregate)
+            inp = layers.aggregate(
+                [feats[u] for u in node.inputs], spec.aggregate
+            )
           feats[node.id] = layers.ConvBNAct(
-              node.channels, node.kernel, 1, spec.bn_momentum,
-              spec.bn_epsilon, name=f"dag{k}_node{node.id}")(inp, train=train)
-        outs.append(layers.aggregate([feats[s] for s in spec.outputs(dag)],
-                                     spec.aggregate))
+              node.channels,
+              node.kernel,
+              1,
+              spec.bn_momentum,
+              spec.bn_epsilon,
+              name=f"dag{k}_node{node.id}",
+          )(inp, train=train)
+        outs.append(
+            layers.aggregate(
+                [feats[s] for s in spec.outputs(dag)], spec.aggregate
+            )
+        )
       x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
     return layers.head(x, spec.num_classes)

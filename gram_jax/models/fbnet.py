@@ -52,52 +52,87 @@ from gram_jax.shapes import Cost
 # result; they add nothing).
 _A = [
     ("skip", 0, 1, 16, 1),
-    ("ir", 3, 3, 24, 2), ("ir", 3, 1, 24, 1), ("skip", 0, 1, 24, 1),
+    ("ir", 3, 3, 24, 2),
+    ("ir", 3, 1, 24, 1),
     ("skip", 0, 1, 24, 1),
-    ("ir", 5, 6, 32, 2), ("ir", 3, 3, 32, 1), ("ir", 5, 1, 32, 1),
+    ("skip", 0, 1, 24, 1),
+    ("ir", 5, 6, 32, 2),
     ("ir", 3, 3, 32, 1),
-    ("ir", 5, 6, 64, 2), ("ir", 5, 3, 64, 1), ("ir", 5, 1, 64, 1, 2),
+    ("ir", 5, 1, 32, 1),
+    ("ir", 3, 3, 32, 1),
+    ("ir", 5, 6, 64, 2),
+    ("ir", 5, 3, 64, 1),
+    ("ir", 5, 1, 64, 1, 2),
     ("ir", 5, 6, 64, 1),
-    ("ir", 3, 6, 112, 1), ("ir", 5, 1, 112, 1, 2), ("ir", 5, 3, 112, 1),
+    ("ir", 3, 6, 112, 1),
+    ("ir", 5, 1, 112, 1, 2),
+    ("ir", 5, 3, 112, 1),
     ("ir", 3, 1, 112, 1, 2),
-    ("ir", 5, 6, 184, 2), ("ir", 5, 6, 184, 1), ("ir", 5, 3, 184, 1),
+    ("ir", 5, 6, 184, 2),
+    ("ir", 5, 6, 184, 1),
+    ("ir", 5, 3, 184, 1),
     ("ir", 5, 6, 184, 1),
     ("ir", 5, 6, 352, 1),
 ]
 _B = [
     ("ir", 3, 1, 16, 1),
-    ("ir", 3, 6, 24, 2), ("ir", 5, 1, 24, 1), ("ir", 3, 1, 24, 1),
+    ("ir", 3, 6, 24, 2),
+    ("ir", 5, 1, 24, 1),
     ("ir", 3, 1, 24, 1),
-    ("ir", 5, 6, 32, 2), ("ir", 5, 3, 32, 1), ("ir", 3, 6, 32, 1),
+    ("ir", 3, 1, 24, 1),
+    ("ir", 5, 6, 32, 2),
+    ("ir", 5, 3, 32, 1),
+    ("ir", 3, 6, 32, 1),
     ("ir", 5, 6, 32, 1),
-    ("ir", 5, 6, 64, 2), ("ir", 5, 6, 64, 1), ("skip", 0, 1, 64, 1),
+    ("ir", 5, 6, 64, 2),
+    ("ir", 5, 6, 64, 1),
+    ("skip", 0, 1, 64, 1),
     ("ir", 5, 3, 64, 1),
-    ("ir", 5, 6, 112, 1), ("ir", 3, 1, 112, 1), ("ir", 5, 1, 112, 1),
+    ("ir", 5, 6, 112, 1),
+    ("ir", 3, 1, 112, 1),
+    ("ir", 5, 1, 112, 1),
     ("ir", 5, 3, 112, 1),
-    ("ir", 5, 6, 184, 2), ("ir", 5, 1, 184, 1), ("ir", 5, 6, 184, 1),
+    ("ir", 5, 6, 184, 2),
+    ("ir", 5, 1, 184, 1),
+    ("ir", 5, 6, 184, 1),
     ("ir", 5, 6, 184, 1),
     ("ir", 3, 6, 352, 1),
 ]
 _C = [
     ("ir", 3, 1, 16, 1),
-    ("ir", 3, 6, 24, 2), ("skip", 0, 1, 24, 1), ("ir", 3, 1, 24, 1),
+    ("ir", 3, 6, 24, 2),
+    ("skip", 0, 1, 24, 1),
     ("ir", 3, 1, 24, 1),
-    ("ir", 5, 6, 32, 2), ("ir", 5, 3, 32, 1), ("ir", 5, 6, 32, 1),
+    ("ir", 3, 1, 24, 1),
+    ("ir", 5, 6, 32, 2),
+    ("ir", 5, 3, 32, 1),
+    ("ir", 5, 6, 32, 1),
     ("ir", 3, 6, 32, 1),
-    ("ir", 5, 6, 64, 2), ("ir", 5, 3, 64, 1), ("ir", 5, 6, 64, 1),
+    ("ir", 5, 6, 64, 2),
+    ("ir", 5, 3, 64, 1),
     ("ir", 5, 6, 64, 1),
-    ("ir", 5, 6, 112, 1), ("ir", 5, 6, 112, 1), ("ir", 5, 6, 112, 1),
+    ("ir", 5, 6, 64, 1),
+    ("ir", 5, 6, 112, 1),
+    ("ir", 5, 6, 112, 1),
+    ("ir", 5, 6, 112, 1),
     ("ir", 5, 3, 112, 1),
-    ("ir", 5, 6, 184, 2), ("ir", 5, 6, 184, 1), ("ir", 5, 6, 184, 1),
+    ("ir", 5, 6, 184, 2),
+    ("ir", 5, 6, 184, 1),
+    ("ir", 5, 6, 184, 1),
     ("ir", 5, 6, 184, 1),
     ("ir", 3, 6, 352, 1),
 ]
 _96 = [
     ("ir", 3, 1, 8, 1),
-    ("ir", 3, 6, 16, 2), ("ir", 3, 6, 16, 1),
-    ("ir", 5, 6, 16, 2), ("ir", 5, 6, 16, 1),
-    ("ir", 5, 6, 24, 2), ("ir", 3, 6, 40, 1),
-    ("ir", 5, 6, 72, 2), ("ir", 5, 6, 72, 1), ("ir", 5, 6, 128, 1),
+    ("ir", 3, 6, 16, 2),
+    ("ir", 3, 6, 16, 1),
+    ("ir", 5, 6, 16, 2),
+    ("ir", 5, 6, 16, 1),
+    ("ir", 5, 6, 24, 2),
+    ("ir", 3, 6, 40, 1),
+    ("ir", 5, 6, 72, 2),
+    ("ir", 5, 6, 72, 1),
+    ("ir", 5, 6, 128, 1),
 ]
 
 
@@ -107,15 +142,21 @@ ARCHS: Dict[str, Tuple[int, List[BlockDef], int, int, Tuple]] = {
     "fbnet_a": (16, [BlockDef(*b) for b in _A], 1504, 224, (249e6, 4.3e6)),
     "fbnet_b": (16, [BlockDef(*b) for b in _B], 1984, 224, (295e6, 4.5e6)),
     "fbnet_c": (16, [BlockDef(*b) for b in _C], 1984, 224, (375e6, 5.5e6)),
-    "fbnet_96_035_1": (8, [BlockDef(*b) for b in _96], 1416, 96,
-                       (12.9e6, None)),
+    "fbnet_96_035_1": (
+        8,
+        [BlockDef(*b) for b in _96],
+        1416,
+        96,
+        (12.9e6, None),
+    ),
 }
 
 
 def _check_name(name: str) -> None:
   if name not in ARCHS:
-    raise GramJaxError(f"model: {name!r} is not an FBNet; allowed: "
-                       f"{', '.join(ARCHS)}")
+    raise GramJaxError(
+        f"model: {name!r} is not an FBNet; allowed: {', '.join(ARCHS)}"
+    )
 
 
 def fbnet_spec(name: str, width: float = 1.0) -> mobile.MobileSpec:
@@ -128,12 +169,24 @@ def fbnet_spec(name: str, width: float = 1.0) -> mobile.MobileSpec:
   """
   _check_name(name)
   stem, defs, last, _, _ = ARCHS[name]
-  return mobile.resolve(stem, defs, last, width, activation="relu",
-                        bn_momentum=0.9, bn_epsilon=1e-5)
+  return mobile.resolve(
+      stem,
+      defs,
+      last,
+      width,
+      activation="relu",
+      bn_momentum=0.9,
+      bn_epsilon=1e-5,
+  )
 
 
-def fbnet(name: str, *, num_classes: int = 1000, width: float = 1.0,
-          dropout: float = 0.0) -> mobile.MobileNet:
+def fbnet(
+    name: str,
+    *,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    dropout: float = 0.0,
+) -> mobile.MobileNet:
   """The Flax module of FBNet `name`.
 
   Examples:
@@ -142,31 +195,54 @@ def fbnet(name: str, *, num_classes: int = 1000, width: float = 1.0,
     >>> net.apply(net.init(jax.random.key(0), x), x).shape
     (1, 10)
   """
-  return mobile.MobileNet(fbnet_spec(name, width), num_classes=num_classes,
-                          dropout=dropout)
+  return mobile.MobileNet(
+      fbnet_spec(name, width), num_classes=num_classes, dropout=dropout
+  )
 
 
-def fbnet_layers(name: str, input_size: Union[int, Sequence[int]] = None,
-                 num_classes: int = 1000, *, width: float = 1.0,
-                 in_channels: int = 3,
-                 padding_aware: bool = False) -> List[mobile.Layer]:
+def fbnet_layers(
+    name: str,
+    input_size: Union[int, Sequence[int]] = None,
+    num_classes: int = 1000,
+    *,
+    width: float = 1.0,
+    in_channels: int = 3,
+    padding_aware: bool = False,
+) -> List[mobile.Layer]:
   """Every conv and dense layer with its cost (input: the published size
   when `input_size` is None)."""
   _check_name(name)
   size = ARCHS[name][3] if input_size is None else input_size
-  return mobile.layers(fbnet_spec(name, width), size, num_classes,
-                       in_channels=in_channels, padding_aware=padding_aware)
+  return mobile.layers(
+      fbnet_spec(name, width),
+      size,
+      num_classes,
+      in_channels=in_channels,
+      padding_aware=padding_aware,
+  )
 
 
-def fbnet_cost(name: str, input_size: Union[int, Sequence[int]] = None,
-               num_classes: int = 1000, *, width: float = 1.0,
-               in_channels: int = 3, padding_aware: bool = False) -> Cost:
+def fbnet_cost(
+    name: str,
+    input_size: Union[int, Sequence[int]] = None,
+    num_classes: int = 1000,
+    *,
+    width: float = 1.0,
+    in_channels: int = 3,
+    padding_aware: bool = False,
+) -> Cost:
   """Total MACs and parameters of FBNet `name` (see `fbnet_layers`).
 
   Examples:
     >>> round(fbnet_cost("fbnet_a").macs / 1e6, 1)
     244.5
   """
-  ls = fbnet_layers(name, input_size, num_classes, width=width,
-                    in_channels=in_channels, padding_aware=padding_aware)
+  ls = fbnet_layers(
+      name,
+      input_size,
+      num_classes,
+      width=width,
+      in_channels=in_channels,
+      padding_aware=padding_aware,
+  )
   return Cost(macs=sum(l.macs for l in ls), params=sum(l.params for l in ls))

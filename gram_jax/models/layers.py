@@ -21,6 +21,7 @@ kernel_init = nn.initializers.glorot_normal()
 
 class ConvBNAct(nn.Module):
   """k x k conv (SAME, no bias) -> BatchNorm -> ELU [SN §4.1]."""
+
   channels: int
   kernel: int
   stride: int = 1
@@ -29,11 +30,21 @@ class ConvBNAct(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = nn.Conv(self.channels, (self.kernel, self.kernel),
-                strides=(self.stride, self.stride), padding="SAME",
-                use_bias=False, kernel_init=kernel_init, name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, name="bn")(x)
+    x = nn.Conv(
+        self.channels,
+        (self.kernel, self.kernel),
+        strides=(self.stride, self.stride),
+        padding="SAME",
+        use_bias=False,
+        kernel_init=kernel_init,
+        name="conv",
+    )(x)
+    x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        name="bn",
+    )(x)
     return nn.elu(x)
 
 
@@ -67,8 +78,9 @@ def pool(x: jax.Array, mode: str) -> jax.Array:
   """
   if mode == "max":
     return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
-  return nn.avg_pool(x, (2, 2), strides=(2, 2), padding="SAME",
-                     count_include_pad=False)
+  return nn.avg_pool(
+      x, (2, 2), strides=(2, 2), padding="SAME", count_include_pad=False
+  )
 
 
 def pool_reshaped(x: jax.Array, mode: str) -> jax.Array:
@@ -89,21 +101,26 @@ def pool_reshaped(x: jax.Array, mode: str) -> jax.Array:
   ph, pw = h % 2, w % 2
   if mode == "max":
     if ph or pw:
-      x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)),
-                  constant_values=-jnp.inf)
-    return jnp.max(x.reshape(b, (h + ph) // 2, 2, (w + pw) // 2, 2, c),
-                   axis=(2, 4))
+      x = jnp.pad(
+          x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=-jnp.inf
+      )
+    return jnp.max(
+        x.reshape(b, (h + ph) // 2, 2, (w + pw) // 2, 2, c), axis=(2, 4)
+    )
   if ph or pw:
     x = jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
-  total = jnp.sum(x.reshape(b, (h + ph) // 2, 2, (w + pw) // 2, 2, c),
-                  axis=(2, 4))
+  total = jnp.sum(
+      x.reshape(b, (h + ph) // 2, 2, (w + pw) // 2, 2, c), axis=(2, 4)
+  )
   if not (ph or pw):
     return total * 0.25
   # count_include_pad=False: border windows average their real inputs only.
-  ones = jnp.pad(jnp.ones((1, h, w, 1), x.dtype),
-                 ((0, 0), (0, ph), (0, pw), (0, 0)))
-  count = jnp.sum(ones.reshape(1, (h + ph) // 2, 2, (w + pw) // 2, 2, 1),
-                  axis=(2, 4))
+  ones = jnp.pad(
+      jnp.ones((1, h, w, 1), x.dtype), ((0, 0), (0, ph), (0, pw), (0, 0))
+  )
+  count = jnp.sum(
+      ones.reshape(1, (h + ph) // 2, 2, (w + pw) // 2, 2, 1), axis=(2, 4)
+  )
   return total / count
 
 
@@ -126,8 +143,9 @@ def glorot_std(shape) -> np.float32:
   return np.float32(np.sqrt(2.0 / (fan_in + fan_out)))
 
 
-def fresh_variables(shapes: Any, key: jax.Array, dtype,
-                    std: Callable[[tuple, Any], Any]) -> Dict:
+def fresh_variables(
+    shapes: Any, key: jax.Array, dtype, std: Callable[[tuple, Any], Any]
+) -> Dict:
   """Variables of one candidate, built without tracing its network.
 
   Every ``kernel`` leaf of `shapes` (a `jax.eval_shape` tree of ``init``)
@@ -146,8 +164,7 @@ def fresh_variables(shapes: Any, key: jax.Array, dtype,
   values, offset = {}, 0
   for path, s in kernels:
     size = int(np.prod(s.shape))
-    values[path] = noise[offset:offset + size].reshape(s.shape) * std(path,
-                                                                       s)
+    values[path] = noise[offset : offset + size].reshape(s.shape) * std(path, s)
     offset += size
 
   def leaf(path, s):
@@ -156,5 +173,4 @@ def fresh_variables(shapes: Any, key: jax.Array, dtype,
     fill = 1.0 if path[-1].key in ("scale", "var") else 0.0
     return jnp.full(s.shape, fill, s.dtype)
 
-  return jax.tree_util.tree_unflatten(treedef,
-                                      [leaf(p, s) for p, s in flat])
+  return jax.tree_util.tree_unflatten(treedef, [leaf(p, s) for p, s in flat])

@@ -64,12 +64,13 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 class Block(NamedTuple):
   """One block, resolved for a width multiplier (see the module doc)."""
+
   cin: int
-  expanded: int      # channels after the expansion (== cin: no expansion)
+  expanded: int  # channels after the expansion (== cin: no expansion)
   cout: int
   stride: int
-  kernel: int = 3    # depthwise kernel ("ir"); 1 for "conv"
-  groups: int = 1    # groups of the 1x1 convs ("ir"), shuffle when > 1
+  kernel: int = 3  # depthwise kernel ("ir"); 1 for "conv"
+  groups: int = 1  # groups of the 1x1 convs ("ir"), shuffle when > 1
   kind: str = "ir"
 
   @property
@@ -93,6 +94,7 @@ class BlockDef(NamedTuple):
     stride: stride (on the depthwise conv).
     groups: groups of the 1x1 convs of ``"ir"``.
   """
+
   op: str
   kernel: int
   expansion: int
@@ -103,9 +105,10 @@ class BlockDef(NamedTuple):
 
 class MobileSpec(NamedTuple):
   """A resolved mobile network: everything but the classifier size."""
-  stem: int                        # stem conv channels
+
+  stem: int  # stem conv channels
   blocks: Tuple[Block, ...]
-  last: int                        # last 1x1 conv channels (0: none)
+  last: int  # last 1x1 conv channels (0: none)
   activation: str = "relu6"
   stem_kernel: int = 3
   stem_stride: int = 2
@@ -115,23 +118,36 @@ class MobileSpec(NamedTuple):
 
 def check_width(width) -> float:
   """`width` as a float, or one GramJaxError line."""
-  if isinstance(width, bool) or not isinstance(width, (int, float)) \
-      or not math.isfinite(width) or width <= 0:
-    raise GramJaxError(f"width: {width!r} is not allowed; allowed: a number "
-                       "> 0 (published: 0.35, 0.5, 0.75, 1.0, 1.4)")
+  if (
+      isinstance(width, bool)
+      or not isinstance(width, (int, float))
+      or not math.isfinite(width)
+      or width <= 0
+  ):
+    raise GramJaxError(
+        f"width: {width!r} is not allowed; allowed: a number "
+        "> 0 (published: 0.35, 0.5, 0.75, 1.0, 1.4)"
+    )
   return float(width)
 
 
 def check_positive_int(value, field: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise GramJaxError(f"{field}: {value!r} is not allowed; allowed: an "
-                       "integer >= 1")
+    raise GramJaxError(
+        f"{field}: {value!r} is not allowed; allowed: an integer >= 1"
+    )
   return value
 
 
-def resolve(stem: int, defs: Sequence[BlockDef], last: int, width: float, *,
-            last_min_width: Optional[float] = None,
-            **spec_fields) -> MobileSpec:
+def resolve(
+    stem: int,
+    defs: Sequence[BlockDef],
+    last: int,
+    width: float,
+    *,
+    last_min_width: Optional[float] = None,
+    **spec_fields,
+) -> MobileSpec:
   """Concrete channels of a block list at a width multiplier.
 
   Channels ``c * width`` are rounded by `make_divisible`; the expansion is
@@ -154,8 +170,9 @@ def resolve(stem: int, defs: Sequence[BlockDef], last: int, width: float, *,
   plan, cin = [], c_stem
   for i, d in enumerate(defs):
     if d.op not in ("ir", "skip"):
-      raise GramJaxError(f"blocks[{i}].op: {d.op!r} is not allowed; "
-                         "allowed: ir, skip")
+      raise GramJaxError(
+          f"blocks[{i}].op: {d.op!r} is not allowed; allowed: ir, skip"
+      )
     cout = make_divisible(d.channels * width)
     if d.op == "skip":
       if cout != cin or d.stride != 1:
@@ -163,8 +180,10 @@ def resolve(stem: int, defs: Sequence[BlockDef], last: int, width: float, *,
     else:
       expanded = cin * d.expansion
       if expanded % d.groups or cout % d.groups or cin % d.groups:
-        raise GramJaxError(f"blocks[{i}].groups: {d.groups} does not divide "
-                           f"the channels {cin}/{expanded}/{cout}")
+        raise GramJaxError(
+            f"blocks[{i}].groups: {d.groups} does not divide "
+            f"the channels {cin}/{expanded}/{cout}"
+        )
       plan.append(Block(cin, expanded, cout, d.stride, d.kernel, d.groups))
     cin = cout
   if last:
@@ -178,23 +197,34 @@ def resolve(stem: int, defs: Sequence[BlockDef], last: int, width: float, *,
 
 class ConvBN(nn.Module):
   """k x k conv (SAME, no bias) -> BatchNorm -> optional activation."""
+
   channels: int
   kernel: int = 1
   stride: int = 1
   groups: int = 1
-  relu6: bool = True           # kept for MobileNetV2 callers
+  relu6: bool = True  # kept for MobileNetV2 callers
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
-  activation: Optional[str] = None   # overrides relu6 when set ("none")
+  activation: Optional[str] = None  # overrides relu6 when set ("none")
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = nn.Conv(self.channels, (self.kernel, self.kernel),
-                strides=(self.stride, self.stride), padding="SAME",
-                feature_group_count=self.groups, use_bias=False,
-                kernel_init=_conv_init, name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, name="bn")(x)
+    x = nn.Conv(
+        self.channels,
+        (self.kernel, self.kernel),
+        strides=(self.stride, self.stride),
+        padding="SAME",
+        feature_group_count=self.groups,
+        use_bias=False,
+        kernel_init=_conv_init,
+        name="conv",
+    )(x)
+    x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        name="bn",
+    )(x)
     act = self.activation or ("relu6" if self.relu6 else "none")
     return x if act == "none" else ACTIVATIONS[act](x)
 
@@ -210,6 +240,7 @@ def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
 
 class InvertedResidual(nn.Module):
   """Expand (1x1) -> depthwise k x k -> linear project (1x1), + input."""
+
   block: Block
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
@@ -221,22 +252,38 @@ class InvertedResidual(nn.Module):
     kw = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
     act = self.activation
     if b.kind == "conv":
-      return ConvBN(b.cout, 1, b.stride, activation=act, name="conv",
-                    **kw)(x, train=train)
+      return ConvBN(b.cout, 1, b.stride, activation=act, name="conv", **kw)(
+          x, train=train
+      )
     y = x
     if b.expands:
-      y = ConvBN(b.expanded, groups=b.groups, activation=act, name="expand",
-                 **kw)(y, train=train)
+      y = ConvBN(
+          b.expanded, groups=b.groups, activation=act, name="expand", **kw
+      )(y, train=train)
     y = channel_shuffle(y, b.groups)
-    y = ConvBN(b.expanded, b.kernel, b.stride, groups=b.expanded,
-               activation=act, name="depthwise", **kw)(y, train=train)
-    y = ConvBN(b.cout, groups=b.groups, activation="none", name="project",
-               **kw)(y, train=train)
+    y = ConvBN(
+        b.expanded,
+        b.kernel,
+        b.stride,
+        groups=b.expanded,
+        activation=act,
+        name="depthwise",
+        **kw,
+    )(y, train=train)
+    y = ConvBN(
+        b.cout, groups=b.groups, activation="none", name="project", **kw
+    )(y, train=train)
     return x + y if b.residual else y
 
 
-def body(x: jax.Array, spec: MobileSpec, num_classes: int, *, train: bool,
-         dropout: float = 0.0) -> jax.Array:
+def body(
+    x: jax.Array,
+    spec: MobileSpec,
+    num_classes: int,
+    *,
+    train: bool,
+    dropout: float = 0.0,
+) -> jax.Array:
   """The network's layers, created in the calling module's scope.
 
   Called from the ``@nn.compact`` method of `MobileNet` and `MobileNetV2`,
@@ -245,23 +292,35 @@ def body(x: jax.Array, spec: MobileSpec, num_classes: int, *, train: bool,
   """
   check_positive_int(num_classes, "num_classes")
   if not 0.0 <= dropout < 1.0:
-    raise GramJaxError(f"dropout: {dropout!r} is not allowed; allowed: "
-                       "0 <= dropout < 1")
+    raise GramJaxError(
+        f"dropout: {dropout!r} is not allowed; allowed: 0 <= dropout < 1"
+    )
   if x.ndim != 4:
-    raise GramJaxError(f"x: shape {x.shape} is not allowed; allowed: "
-                       "[B, H, W, C] (NHWC)")
+    raise GramJaxError(
+        f"x: shape {x.shape} is not allowed; allowed: [B, H, W, C] (NHWC)"
+    )
   if spec.activation not in ACTIVATIONS:
-    raise GramJaxError(f"activation: {spec.activation!r} is not allowed; "
-                       f"allowed: {', '.join(ACTIVATIONS)}")
+    raise GramJaxError(
+        f"activation: {spec.activation!r} is not allowed; "
+        f"allowed: {', '.join(ACTIVATIONS)}"
+    )
   kw = dict(bn_momentum=spec.bn_momentum, bn_epsilon=spec.bn_epsilon)
-  x = ConvBN(spec.stem, spec.stem_kernel, spec.stem_stride,
-             activation=spec.activation, name="stem", **kw)(x, train=train)
+  x = ConvBN(
+      spec.stem,
+      spec.stem_kernel,
+      spec.stem_stride,
+      activation=spec.activation,
+      name="stem",
+      **kw,
+  )(x, train=train)
   for i, block in enumerate(spec.blocks):
-    x = InvertedResidual(block, activation=spec.activation, name=f"block{i}",
-                         **kw)(x, train=train)
+    x = InvertedResidual(
+        block, activation=spec.activation, name=f"block{i}", **kw
+    )(x, train=train)
   if spec.last:
-    x = ConvBN(spec.last, activation=spec.activation, name="last",
-               **kw)(x, train=train)
+    x = ConvBN(spec.last, activation=spec.activation, name="last", **kw)(
+        x, train=train
+    )
   x = jnp.mean(x, axis=(1, 2))
   if dropout > 0:
     x = nn.Dropout(dropout, deterministic=not train)(x)
@@ -285,14 +344,16 @@ class MobileNet(nn.Module):
     >>> net.apply(net.init(jax.random.key(0), x), x).shape
     (1, 10)
   """
+
   spec: MobileSpec
   num_classes: int = 1000
   dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    return body(x, self.spec, self.num_classes, train=train,
-                dropout=self.dropout)
+    return body(
+        x, self.spec, self.num_classes, train=train, dropout=self.dropout
+    )
 
 
 # --- analytic cost ------------------------------------------------------------
@@ -300,8 +361,9 @@ class MobileNet(nn.Module):
 
 class Layer(NamedTuple):
   """One conv or dense layer with its cost."""
+
   name: str
-  kind: str          # "conv" | "depthwise" | "dense"
+  kind: str  # "conv" | "depthwise" | "dense"
   kernel: int
   stride: int
   in_hw: Tuple[int, int]
@@ -320,9 +382,18 @@ def _conv(name, hw, cin, cout, kernel, stride, groups, padding_aware):
     taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
   per_tap = cin * cout // groups
   kind = "depthwise" if groups > 1 and groups == cin == cout else "conv"
-  return Layer(name, kind, kernel, stride, (h, w), cin, cout, groups,
-               macs=taps * per_tap,
-               params=kernel * kernel * per_tap + 2 * cout)
+  return Layer(
+      name,
+      kind,
+      kernel,
+      stride,
+      (h, w),
+      cin,
+      cout,
+      groups,
+      macs=taps * per_tap,
+      params=kernel * kernel * per_tap + 2 * cout,
+  )
 
 
 def check_size(input_size) -> Tuple[int, int]:
@@ -332,16 +403,24 @@ def check_size(input_size) -> Tuple[int, int]:
     h, w = input_size
   except (TypeError, ValueError):
     h = w = None
-  if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1
-             for s in (h, w)):
-    raise GramJaxError(f"input_size: {input_size!r} is not allowed; "
-                       "allowed: a positive integer (square) or (H, W)")
+  if not all(
+      isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in (h, w)
+  ):
+    raise GramJaxError(
+        f"input_size: {input_size!r} is not allowed; "
+        "allowed: a positive integer (square) or (H, W)"
+    )
   return h, w
 
 
-def layers(spec: MobileSpec, input_size: Union[int, Sequence[int]],
-           num_classes: int = 1000, *, in_channels: int = 3,
-           padding_aware: bool = False) -> List[Layer]:
+def layers(
+    spec: MobileSpec,
+    input_size: Union[int, Sequence[int]],
+    num_classes: int = 1000,
+    *,
+    in_channels: int = 3,
+    padding_aware: bool = False,
+) -> List[Layer]:
   """Every conv and dense layer of ``MobileNet(spec)`` with its cost.
 
   Args:
@@ -362,39 +441,94 @@ def layers(spec: MobileSpec, input_size: Union[int, Sequence[int]],
   check_positive_int(in_channels, "in_channels")
   aware = padding_aware
   s = spec.stem_stride
-  out = [_conv("stem", (h, w), in_channels, spec.stem, spec.stem_kernel, s,
-               1, aware)]
+  out = [
+      _conv(
+          "stem", (h, w), in_channels, spec.stem, spec.stem_kernel, s, 1, aware
+      )
+  ]
   h, w = same_out(h, s), same_out(w, s)
   cin = spec.stem
   for i, b in enumerate(spec.blocks):
     if b.kind == "conv":
-      out.append(_conv(f"block{i}/conv", (h, w), b.cin, b.cout, 1, b.stride,
-                       1, aware))
+      out.append(
+          _conv(f"block{i}/conv", (h, w), b.cin, b.cout, 1, b.stride, 1, aware)
+      )
       h, w = same_out(h, b.stride), same_out(w, b.stride)
       cin = b.cout
       continue
     if b.expands:
-      out.append(_conv(f"block{i}/expand", (h, w), b.cin, b.expanded, 1, 1,
-                       b.groups, aware))
-    out.append(_conv(f"block{i}/depthwise", (h, w), b.expanded, b.expanded,
-                     b.kernel, b.stride, b.expanded, aware))
+      out.append(
+          _conv(
+              f"block{i}/expand",
+              (h, w),
+              b.cin,
+              b.expanded,
+              1,
+              1,
+              b.groups,
+              aware,
+          )
+      )
+    out.append(
+        _conv(
+            f"block{i}/depthwise",
+            (h, w),
+            b.expanded,
+            b.expanded,
+            b.kernel,
+            b.stride,
+            b.expanded,
+            aware,
+        )
+    )
     h, w = same_out(h, b.stride), same_out(w, b.stride)
-    out.append(_conv(f"block{i}/project", (h, w), b.expanded, b.cout, 1, 1,
-                     b.groups, aware))
+    out.append(
+        _conv(
+            f"block{i}/project",
+            (h, w),
+            b.expanded,
+            b.cout,
+            1,
+            1,
+            b.groups,
+            aware,
+        )
+    )
     cin = b.cout
   if spec.last:
     out.append(_conv("last", (h, w), cin, spec.last, 1, 1, 1, aware))
     cin = spec.last
-  out.append(Layer("head", "dense", 1, 1, (1, 1), cin, num_classes, 1,
-                   macs=cin * num_classes,
-                   params=cin * num_classes + num_classes))
+  out.append(
+      Layer(
+          "head",
+          "dense",
+          1,
+          1,
+          (1, 1),
+          cin,
+          num_classes,
+          1,
+          macs=cin * num_classes,
+          params=cin * num_classes + num_classes,
+      )
+  )
   return out
 
 
-def cost(spec: MobileSpec, input_size: Union[int, Sequence[int]],
-         num_classes: int = 1000, *, in_channels: int = 3,
-         padding_aware: bool = False) -> Cost:
+def cost(
+    spec: MobileSpec,
+    input_size: Union[int, Sequence[int]],
+    num_classes: int = 1000,
+    *,
+    in_channels: int = 3,
+    padding_aware: bool = False,
+) -> Cost:
   """Total MACs and trainable parameters (see `layers`)."""
-  ls = layers(spec, input_size, num_classes, in_channels=in_channels,
-              padding_aware=padding_aware)
+  ls = layers(
+      spec,
+      input_size,
+      num_classes,
+      in_channels=in_channels,
+      padding_aware=padding_aware,
+  )
   return Cost(macs=sum(l.macs for l in ls), params=sum(l.params for l in ls))

@@ -38,14 +38,30 @@ import flax.linen as nn
 import jax
 
 from gram_jax.models import mobile
+
 # Re-exported: the pieces moved to the shared builder in `mobile`.
-from gram_jax.models.mobile import (Block, ConvBN, InvertedResidual, Layer,
-                                    make_divisible)
+from gram_jax.models.mobile import (
+    Block,
+    ConvBN,
+    InvertedResidual,
+    Layer,
+    make_divisible,
+)
 from gram_jax.shapes import Cost
 
-__all__ = ["STAGES", "Block", "ConvBN", "InvertedResidual", "Layer",
-           "MobileNetV2", "blocks", "make_divisible", "mobilenet_v2_cost",
-           "mobilenet_v2_layers", "mobilenet_v2_spec"]
+__all__ = [
+    "STAGES",
+    "Block",
+    "ConvBN",
+    "InvertedResidual",
+    "Layer",
+    "MobileNetV2",
+    "blocks",
+    "make_divisible",
+    "mobilenet_v2_cost",
+    "mobilenet_v2_layers",
+    "mobilenet_v2_spec",
+]
 
 # (t, c, n, s): expansion factor, output channels at width 1, blocks, stride
 # of the first block [Sandler et al. 2018, Table 2].
@@ -64,16 +80,27 @@ LAST_CHANNELS = 1280
 
 def block_defs() -> List[mobile.BlockDef]:
   """`STAGES` as the shared builder's block list (3x3 depthwise)."""
-  return [mobile.BlockDef("ir", 3, t, c, s if i == 0 else 1)
-          for t, c, n, s in STAGES for i in range(n)]
+  return [
+      mobile.BlockDef("ir", 3, t, c, s if i == 0 else 1)
+      for t, c, n, s in STAGES
+      for i in range(n)
+  ]
 
 
-def mobilenet_v2_spec(width: float, *, bn_momentum: float = 0.99,
-                      bn_epsilon: float = 1e-3) -> mobile.MobileSpec:
+def mobilenet_v2_spec(
+    width: float, *, bn_momentum: float = 0.99, bn_epsilon: float = 1e-3
+) -> mobile.MobileSpec:
   """The resolved network at `width` (for `mobile.MobileNet`)."""
-  return mobile.resolve(STEM_CHANNELS, block_defs(), LAST_CHANNELS, width,
-                        last_min_width=1.0, activation="relu6",
-                        bn_momentum=bn_momentum, bn_epsilon=bn_epsilon)
+  return mobile.resolve(
+      STEM_CHANNELS,
+      block_defs(),
+      LAST_CHANNELS,
+      width,
+      last_min_width=1.0,
+      activation="relu6",
+      bn_momentum=bn_momentum,
+      bn_epsilon=bn_epsilon,
+  )
 
 
 def blocks(width: float) -> Tuple[int, List[Block], int]:
@@ -114,6 +141,7 @@ class MobileNetV2(nn.Module):
     >>> net.apply(variables, x).shape
     (1, 10)
   """
+
   width: float = 1.0
   num_classes: int = 1000
   dropout: float = 0.0
@@ -122,18 +150,25 @@ class MobileNetV2(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-    spec = mobilenet_v2_spec(self.width, bn_momentum=self.bn_momentum,
-                             bn_epsilon=self.bn_epsilon)
-    return mobile.body(x, spec, self.num_classes, train=train,
-                       dropout=self.dropout)
+    spec = mobilenet_v2_spec(
+        self.width, bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon
+    )
+    return mobile.body(
+        x, spec, self.num_classes, train=train, dropout=self.dropout
+    )
 
 
 # --- analytic cost ------------------------------------------------------------
 
 
-def mobilenet_v2_layers(width: float, input_size: Union[int, Sequence[int]],
-                        num_classes: int = 1000, *, in_channels: int = 3,
-                        padding_aware: bool = False) -> List[Layer]:
+def mobilenet_v2_layers(
+    width: float,
+    input_size: Union[int, Sequence[int]],
+    num_classes: int = 1000,
+    *,
+    in_channels: int = 3,
+    padding_aware: bool = False,
+) -> List[Layer]:
   """Every conv and dense layer of `MobileNetV2` with its MACs and params.
 
   Args:
@@ -152,13 +187,23 @@ def mobilenet_v2_layers(width: float, input_size: Union[int, Sequence[int]],
     GramJaxError: a bad argument (one line naming it).
   """
   mobile.check_size(input_size)
-  return mobile.layers(mobilenet_v2_spec(width), input_size, num_classes,
-                       in_channels=in_channels, padding_aware=padding_aware)
+  return mobile.layers(
+      mobilenet_v2_spec(width),
+      input_size,
+      num_classes,
+      in_channels=in_channels,
+      padding_aware=padding_aware,
+  )
 
 
-def mobilenet_v2_cost(width: float, input_size: Union[int, Sequence[int]],
-                      num_classes: int = 1000, *, in_channels: int = 3,
-                      padding_aware: bool = False) -> Cost:
+def mobilenet_v2_cost(
+    width: float,
+    input_size: Union[int, Sequence[int]],
+    num_classes: int = 1000,
+    *,
+    in_channels: int = 3,
+    padding_aware: bool = False,
+) -> Cost:
   """Total MACs and trainable parameters of `MobileNetV2`.
 
   See `mobilenet_v2_layers` for the arguments. With the defaults it
@@ -170,8 +215,13 @@ def mobilenet_v2_cost(width: float, input_size: Union[int, Sequence[int]],
     >>> mobilenet_v2_cost(1.0, 224)
     Cost(macs=300774272, params=3504872)
   """
-  layers = mobilenet_v2_layers(width, input_size, num_classes,
-                               in_channels=in_channels,
-                               padding_aware=padding_aware)
-  return Cost(macs=sum(l.macs for l in layers),
-              params=sum(l.params for l in layers))
+  layers = mobilenet_v2_layers(
+      width,
+      input_size,
+      num_classes,
+      in_channels=in_channels,
+      padding_aware=padding_aware,
+  )
+  return Cost(
+      macs=sum(l.macs for l in layers), params=sum(l.params for l in layers)
+  )

@@ -28,7 +28,7 @@ from gram_jax.shapes import Cost
 class ModelEntry(NamedTuple):
   name: str
   spec: Callable[[float], mobile.MobileSpec]
-  resolution: int          # the published input size
+  resolution: int  # the published input size
   description: str
 
 
@@ -37,19 +37,23 @@ MODELS: Dict[str, ModelEntry] = {}
 
 def register(name: str, *, resolution: int, description: str):
   """Decorator: registers ``spec(width) -> MobileSpec`` under `name`."""
+
   def wrap(fn):
     if name in MODELS:
       raise ValueError(f"model {name!r} is already registered")
     MODELS[name] = ModelEntry(name, fn, resolution, description)
     return fn
+
   return wrap
 
 
 def get(name: str) -> ModelEntry:
   """The entry of `name`, or one GramJaxError line listing the names."""
   if name not in MODELS:
-    raise GramJaxError(f"--model: {name!r} is not allowed; allowed: "
-                       f"{', '.join(sorted(MODELS))}")
+    raise GramJaxError(
+        f"--model: {name!r} is not allowed; allowed: "
+        f"{', '.join(sorted(MODELS))}"
+    )
   return MODELS[name]
 
 
@@ -57,44 +61,68 @@ def spec(name: str, width: float = 1.0) -> mobile.MobileSpec:
   return get(name).spec(mobile.check_width(width))
 
 
-def build(name: str, *, num_classes: int, width: float = 1.0,
-          dropout: float = 0.0) -> nn.Module:
+def build(
+    name: str, *, num_classes: int, width: float = 1.0, dropout: float = 0.0
+) -> nn.Module:
   """The Flax module of model `name` (NHWC in, logits out).
 
   Examples:
     >>> net = build("mobilenet_v2", num_classes=10, width=0.35)
   """
-  return mobile.MobileNet(spec(name, width), num_classes=num_classes,
-                          dropout=dropout)
+  return mobile.MobileNet(
+      spec(name, width), num_classes=num_classes, dropout=dropout
+  )
 
 
-def cost(name: str, input_shape: Sequence[int], *, num_classes: int,
-         width: float = 1.0, padding_aware: bool = False) -> Cost:
+def cost(
+    name: str,
+    input_shape: Sequence[int],
+    *,
+    num_classes: int,
+    width: float = 1.0,
+    padding_aware: bool = False,
+) -> Cost:
   """MACs and parameters of model `name` at ``input_shape = (H, W, C)``."""
   if len(tuple(input_shape)) != 3:
-    raise GramJaxError(f"input_shape: {tuple(input_shape)} is not allowed; "
-                       "allowed: (H, W, C)")
+    raise GramJaxError(
+        f"input_shape: {tuple(input_shape)} is not allowed; allowed: (H, W, C)"
+    )
   h, w, c = (int(d) for d in input_shape)
-  return mobile.cost(spec(name, width), (h, w), num_classes, in_channels=c,
-                     padding_aware=padding_aware)
+  return mobile.cost(
+      spec(name, width),
+      (h, w),
+      num_classes,
+      in_channels=c,
+      padding_aware=padding_aware,
+  )
 
 
-@register("mobilenet_v2", resolution=224,
-          description="MobileNetV2 [Sandler et al. 2018], TF-slim layout")
+@register(
+    "mobilenet_v2",
+    resolution=224,
+    description="MobileNetV2 [Sandler et al. 2018], TF-slim layout",
+)
 def _mobilenet_v2(width):
   return mbv2.mobilenet_v2_spec(width)
 
 
 for _name, (_, _, _, _size, _) in fbnet_lib.ARCHS.items():
-  register(_name, resolution=_size,
-           description=f"{_name} [Wu et al. 2019], mobile-vision block list")(
-               lambda width, _n=_name: fbnet_lib.fbnet_spec(_n, width))
+  register(
+      _name,
+      resolution=_size,
+      description=f"{_name} [Wu et al. 2019], mobile-vision block list",
+  )(lambda width, _n=_name: fbnet_lib.fbnet_spec(_n, width))
 
 
-@register("mbconv_tiny", resolution=32,
-          description="3-block smoke-test network (not a published model)")
+@register(
+    "mbconv_tiny",
+    resolution=32,
+    description="3-block smoke-test network (not a published model)",
+)
 def _mbconv_tiny(width):
-  defs = [mobile.BlockDef("ir", 3, 1, 8, 1),
-          mobile.BlockDef("ir", 3, 3, 16, 2),
-          mobile.BlockDef("ir", 5, 3, 16, 1)]
+  defs = [
+      mobile.BlockDef("ir", 3, 1, 8, 1),
+      mobile.BlockDef("ir", 3, 3, 16, 2),
+      mobile.BlockDef("ir", 5, 3, 16, 1),
+  ]
   return mobile.resolve(8, defs, 32, width, activation="relu6")

@@ -73,21 +73,29 @@ class Supernet(nn.Module):
 
   Call with ``x: f32[B, H, W, C]``, ``masks: bool[K, n, n]`` and ``train``.
   """
+
   space: SearchSpace
   ops: Ops
   num_classes: int
 
   @nn.compact
-  def __call__(self, x: jax.Array, masks: jax.Array, *,
-               train: bool = False) -> jax.Array:
+  def __call__(
+      self, x: jax.Array, masks: jax.Array, *, train: bool = False
+  ) -> jax.Array:
     space, lay = self.space, Layout(self.space, self.ops)
     masks = mg.effective(masks)
     live = mg.live_nodes(masks).astype(x.dtype)
     sink = mg.output_nodes(masks, space.dag_output).astype(x.dtype)
     edge = masks.astype(x.dtype)
     for i, c in enumerate(space.stem_layers()):
-      x = layers.ConvBNAct(c.channels, c.kernel, c.stride, space.bn_momentum,
-                           space.bn_epsilon, name=f"stem{i}")(x, train=train)
+      x = layers.ConvBNAct(
+          c.channels,
+          c.kernel,
+          c.stride,
+          space.bn_momentum,
+          space.bn_epsilon,
+          name=f"stem{i}",
+      )(x, train=train)
     m, n = space.dags_per_hierarchy, space.nodes
     for h in range(space.hierarchies):
       if h > 0:
@@ -101,22 +109,32 @@ class Supernet(nn.Module):
             inp = x
           elif space.aggregate == "sum":
             cin = lay.node_in_width(k, v)
-            inp = sum(edge[k, u, v] * layers.pad_channels(feats[u], cin)
-                      for u in range(v))
+            inp = sum(
+                edge[k, u, v] * layers.pad_channels(feats[u], cin)
+                for u in range(v)
+            )
           else:
-            inp = jnp.concatenate([edge[k, u, v] * feats[u] for u in range(v)],
-                                  axis=-1)
-          y = layers.ConvBNAct(lay.widths[k][v], lay.kernels[k][v], 1,
-                               space.bn_momentum, space.bn_epsilon,
-                               name=f"dag{k}_node{v}")(inp, train=train)
+            inp = jnp.concatenate(
+                [edge[k, u, v] * feats[u] for u in range(v)], axis=-1
+            )
+          y = layers.ConvBNAct(
+              lay.widths[k][v],
+              lay.kernels[k][v],
+              1,
+              space.bn_momentum,
+              space.bn_epsilon,
+              name=f"dag{k}_node{v}",
+          )(inp, train=train)
           feats.append(live[k, v] * y)
         if space.aggregate == "sum":
           wout = lay.dag_out_width(k)
-          out = sum(sink[k, v] * layers.pad_channels(feats[v], wout)
-                    for v in range(n))
+          out = sum(
+              sink[k, v] * layers.pad_channels(feats[v], wout) for v in range(n)
+          )
         else:
-          out = jnp.concatenate([sink[k, v] * feats[v] for v in range(n)],
-                                axis=-1)
+          out = jnp.concatenate(
+              [sink[k, v] * feats[v] for v in range(n)], axis=-1
+          )
         outs.append(out)
       x = jnp.concatenate(outs, axis=-1) if len(outs) > 1 else outs[0]
     return layers.head(x, self.num_classes)
@@ -128,21 +146,22 @@ class Supernet(nn.Module):
 def _actual_widths(lay: Layout, masks: jax.Array):
   """Per-node actual input widths, per-DAG output widths (traced)."""
   space = lay.space
-  widths = jnp.asarray(lay.widths, jnp.float32)            # [K, n]
+  widths = jnp.asarray(lay.widths, jnp.float32)  # [K, n]
   masks = mg.effective(masks)
-  sink = mg.output_nodes(masks, space.dag_output)          # [K, n]
+  sink = mg.output_nodes(masks, space.dag_output)  # [K, n]
   m_f = masks.astype(jnp.float32)
   if space.aggregate == "sum":
-    node_in = jnp.max(m_f * widths[:, :, None], axis=1)    # [K, n]
-    dag_out = jnp.max(sink * widths, axis=-1)              # [K]
+    node_in = jnp.max(m_f * widths[:, :, None], axis=1)  # [K, n]
+    dag_out = jnp.max(sink * widths, axis=-1)  # [K]
   else:
     node_in = jnp.sum(m_f * widths[:, :, None], axis=1)
     dag_out = jnp.sum(sink * widths, axis=-1)
   return node_in, dag_out
 
 
-def rescale_for_fan_in(lay: Layout, params: Dict, masks: jax.Array,
-                       in_channels: int) -> Dict:
+def rescale_for_fan_in(
+    lay: Layout, params: Dict, masks: jax.Array, in_channels: int
+) -> Dict:
   """Scales glorot-normal kernels from the supernet's fan-in to the real one.
 
   Glorot's std is ``sqrt(2 / (fan_in + fan_out))``; a supernet kernel was
@@ -156,7 +175,7 @@ def rescale_for_fan_in(lay: Layout, params: Dict, masks: jax.Array,
   hier_in_actual = [jnp.float32(stem[-1].channels if stem else in_channels)]
   hier_in_super = [stem[-1].channels if stem else in_channels]
   for h in range(space.hierarchies):
-    hier_in_actual.append(jnp.sum(dag_out[h * m:(h + 1) * m]))
+    hier_in_actual.append(jnp.sum(dag_out[h * m : (h + 1) * m]))
     hier_in_super.append(lay.hierarchy_out_width(h))
   params = dict(params)
 
@@ -177,13 +196,15 @@ def rescale_for_fan_in(lay: Layout, params: Dict, masks: jax.Array,
       params[name] = node
   head = dict(params["head"])
   head["kernel"] = head["kernel"] * ratio(
-      hier_in_super[-1], hier_in_actual[-1], head["kernel"].shape[-1])
+      hier_in_super[-1], hier_in_actual[-1], head["kernel"].shape[-1]
+  )
   params["head"] = head
   return params
 
 
-def init_candidate(net: Supernet, key: jax.Array, x: jax.Array,
-                   masks: jax.Array) -> Dict:
+def init_candidate(
+    net: Supernet, key: jax.Array, x: jax.Array, masks: jax.Array
+) -> Dict:
   """Fresh variables for one candidate (jittable; masks may be traced).
 
   Kernels are glorot-normal (`layers.fresh_variables`: one random draw),
@@ -192,7 +213,8 @@ def init_candidate(net: Supernet, key: jax.Array, x: jax.Array,
   """
   shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, masks))
   variables = layers.fresh_variables(
-      shapes, key, x.dtype, lambda path, s: layers.glorot_std(s.shape))
+      shapes, key, x.dtype, lambda path, s: layers.glorot_std(s.shape)
+  )
   lay = Layout(net.space, net.ops)
   params = rescale_for_fan_in(lay, variables["params"], masks, x.shape[-1])
   return {"params": params, "batch_stats": variables["batch_stats"]}
@@ -221,16 +243,18 @@ def _channel_maps(lay: Layout, spec: ArchSpec, in_channels: int):
         elif space.aggregate == "sum":
           idx = np.arange(max(widths[u] for u in node.inputs))
         else:
-          starts = np.cumsum([0] + widths[:node.id])
-          idx = np.concatenate([starts[u] + np.arange(widths[u])
-                                for u in node.inputs])
+          starts = np.cumsum([0] + widths[: node.id])
+          idx = np.concatenate(
+              [starts[u] + np.arange(widths[u]) for u in node.inputs]
+          )
         node_maps[f"dag{k}_node{node.id}"] = idx
       if space.aggregate == "sum":
         out = np.arange(max(widths[s] for s in spec.outputs(dag)))
       else:
         starts = np.cumsum([0] + widths)
-        out = np.concatenate([starts[s] + np.arange(widths[s])
-                              for s in spec.outputs(dag)])
+        out = np.concatenate(
+            [starts[s] + np.arange(widths[s]) for s in spec.outputs(dag)]
+        )
       out_maps.append(offset + out)
       offset += lay.dag_out_width(k)
     hier_in = np.concatenate(out_maps)
@@ -238,8 +262,9 @@ def _channel_maps(lay: Layout, spec: ArchSpec, in_channels: int):
   return node_maps
 
 
-def to_exact_variables(net: Supernet, spec: ArchSpec, variables: Dict,
-                       in_channels: int) -> Dict:
+def to_exact_variables(
+    net: Supernet, spec: ArchSpec, variables: Dict, in_channels: int
+) -> Dict:
   """The `ExactNet(spec)` variables carried by supernet `variables`.
 
   `spec` must come from the same space and ops (`arch.from_masks`). Only
@@ -256,10 +281,13 @@ def to_exact_variables(net: Supernet, spec: ArchSpec, variables: Dict,
     for node in dag.nodes:
       name = f"dag{k}_node{node.id}"
       kern = sp[name]["conv"]["kernel"]
-      params[name] = {"conv": {"kernel": jnp.take(kern, maps[name], axis=2)},
-                      "bn": sp[name]["bn"]}
+      params[name] = {
+          "conv": {"kernel": jnp.take(kern, maps[name], axis=2)},
+          "bn": sp[name]["bn"],
+      }
       stats[name] = sb[name]
-  params["head"] = {"kernel": jnp.take(sp["head"]["kernel"], maps["head"],
-                                       axis=0),
-                    "bias": sp["head"]["bias"]}
+  params["head"] = {
+      "kernel": jnp.take(sp["head"]["kernel"], maps["head"], axis=0),
+      "bias": sp["head"]["bias"],
+  }
   return {"params": params, "batch_stats": stats}

@@ -25,8 +25,10 @@ def draw(spec: ArchSpec, path: str, *, title: str = "") -> None:
   plt = pyplot()
   m, h = spec.dags_per_hierarchy, spec.hierarchies
   depths = [_depths(d) for d in spec.dags]
-  max_depth = [max(max(depths[i * m + j].values()) for j in range(m)) + 1
-               for i in range(h)]
+  max_depth = [
+      max(max(depths[i * m + j].values()) for j in range(m)) + 1
+      for i in range(h)
+  ]
   widest = max(max(list(_count_by_depth(d).values())) for d in spec.dags)
   col_w = max(2.6, 1.15 * widest)
   fig_h = sum(0.75 * d + 1.0 for d in max_depth) + 0.8
@@ -35,9 +37,14 @@ def draw(spec: ArchSpec, path: str, *, title: str = "") -> None:
   y0 = 0.0
   for i in range(h):
     rows = max_depth[i]
-    ax.text(-0.2, y0 + 0.05, f"hierarchy {i + 1}" +
-            (" (after 2x2 pool)" if i else ""), fontsize=9, weight="bold",
-            va="bottom")
+    ax.text(
+        -0.2,
+        y0 + 0.05,
+        f"hierarchy {i + 1}" + (" (after 2x2 pool)" if i else ""),
+        fontsize=9,
+        weight="bold",
+        va="bottom",
+    )
     for j in range(m):
       k = i * m + j
       dag, depth = spec.dags[k], depths[k]
@@ -56,30 +63,58 @@ def draw(spec: ArchSpec, path: str, *, title: str = "") -> None:
           span = depth[node.id] - depth[u]
           # Long edges would run straight through the nodes between them:
           # bend them, alternating sides, more for longer spans.
-          rad = 0.0 if span < 2 else (0.12 + 0.05 * min(span, 6)) * (
-              1 if (u + node.id) % 2 else -1)
-          ax.annotate("", xy=(x2, y2 + 0.16), xytext=(x1, y1 - 0.16),
-                      arrowprops=dict(arrowstyle="-|>", lw=0.6,
-                                      color="0.45", shrinkA=0, shrinkB=0,
-                                      connectionstyle=f"arc3,rad={rad}"))
+          rad = (
+              0.0
+              if span < 2
+              else (0.12 + 0.05 * min(span, 6))
+              * (1 if (u + node.id) % 2 else -1)
+          )
+          ax.annotate(
+              "",
+              xy=(x2, y2 + 0.16),
+              xytext=(x1, y1 - 0.16),
+              arrowprops=dict(
+                  arrowstyle="-|>",
+                  lw=0.6,
+                  color="0.45",
+                  shrinkA=0,
+                  shrinkB=0,
+                  connectionstyle=f"arc3,rad={rad}",
+              ),
+          )
       for node in dag.nodes:
         x, y = pos[node.id]
-        ax.text(x, y, f"{node.kernel}x{node.kernel}\n{node.channels}",
-                ha="center", va="center", fontsize=6.5,
-                bbox=dict(boxstyle="round,pad=0.25",
-                          fc="#d8e6f3" if node.kernel == 1 else "#f6dcc0",
-                          ec="#c0392b" if node.id in sinks else "0.3",
-                          lw=1.2 if node.id in sinks else 0.6))
-      ax.text(j * col_w + col_w / 2, y0 - 0.25, f"DAG {j + 1}",
-              ha="center", fontsize=8, color="0.3")
+        ax.text(
+            x,
+            y,
+            f"{node.kernel}x{node.kernel}\n{node.channels}",
+            ha="center",
+            va="center",
+            fontsize=6.5,
+            bbox=dict(
+                boxstyle="round,pad=0.25",
+                fc="#d8e6f3" if node.kernel == 1 else "#f6dcc0",
+                ec="#c0392b" if node.id in sinks else "0.3",
+                lw=1.2 if node.id in sinks else 0.6,
+            ),
+        )
+      ax.text(
+          j * col_w + col_w / 2,
+          y0 - 0.25,
+          f"DAG {j + 1}",
+          ha="center",
+          fontsize=8,
+          color="0.3",
+      )
     y0 -= 0.75 * rows + 1.0
   ax.set_xlim(-0.3, col_w * m + 0.1)
   ax.set_ylim(y0 + 0.3, 0.3)
   agg = "sum" if spec.aggregate == "sum" else "concat"
-  ax.set_title(title or f"{spec.num_nodes} nodes, {spec.num_edges} edges "
-               f"(inputs: {agg}; output: {spec.dag_output}; red: sinks; "
-               "blue 1x1, orange kxk)",
-               fontsize=9)
+  ax.set_title(
+      title
+      or f"{spec.num_nodes} nodes, {spec.num_edges} edges (inputs: {agg}; output: {spec.dag_output}; red: sinks; blue 1x1, orange kxk)",
+      fontsize=9,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=130)
   plt.close(fig)

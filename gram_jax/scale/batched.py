@@ -40,8 +40,9 @@ from gram_jax.scale import distributed
 MODES = ("loop", "vmap", "threads", "auto")
 
 
-def resolve_mode(mode: str, *, devices: int = 1,
-                 backend: Optional[str] = None) -> str:
+def resolve_mode(
+    mode: str, *, devices: int = 1, backend: Optional[str] = None
+) -> str:
   """The concrete batching mode (``"loop"``, ``"vmap"`` or ``"threads"``).
 
   ``"auto"``: ``"vmap"`` when candidates are sharded over several devices
@@ -50,8 +51,10 @@ def resolve_mode(mode: str, *, devices: int = 1,
   (docs/scale.md), and ``"vmap"`` on accelerators.
   """
   if mode not in MODES:
-    raise ValueError(f"batch_candidates: {mode!r} is not allowed; allowed: "
-                     f"{', '.join(MODES)}")
+    raise ValueError(
+        f"batch_candidates: {mode!r} is not allowed; allowed: "
+        f"{', '.join(MODES)}"
+    )
   if mode != "auto":
     return mode
   if devices != 1:
@@ -73,15 +76,16 @@ class BatchedProxyTrainer:
   returns C `train.ProxyResult`s, in order, on every process.
   """
 
-  def __init__(self, trainer: train_lib.ProxyTrainer, *,
-               mesh: Optional[Mesh] = None):
+  def __init__(
+      self, trainer: train_lib.ProxyTrainer, *, mesh: Optional[Mesh] = None
+  ):
     self.base, self.mesh = trainer, mesh
     self.size = 1 if mesh is None else mesh.size
-    init = jax.vmap(lambda kd, m: trainer.init_fn(
-        jax.random.wrap_key_data(kd), m))
+    init = jax.vmap(
+        lambda kd, m: trainer.init_fn(jax.random.wrap_key_data(kd), m)
+    )
     step = jax.vmap(trainer.step_fn, in_axes=(0, 0, None, None, 0, 0))
-    evaluate = jax.vmap(trainer.eval_fn, in_axes=(0, None, None, None, None,
-                                                  0))
+    evaluate = jax.vmap(trainer.eval_fn, in_axes=(0, None, None, None, None, 0))
     if mesh is None:
       self.cand = self.rep = None
       self._init = jax.jit(init)
@@ -94,8 +98,11 @@ class BatchedProxyTrainer:
       # (jax 0.10.2; 1x1 conv, batched input: errors of order 10).
       self.cand = distributed.sharded(mesh)
       self.rep = distributed.replicated(mesh)
-      a, c, r = distributed.AXIS, PartitionSpec(distributed.AXIS), \
-          PartitionSpec()
+      a, c, r = (
+          distributed.AXIS,
+          PartitionSpec(distributed.AXIS),
+          PartitionSpec(),
+      )
 
       def gather(x):  # every process reads every candidate's numbers
         return jax.lax.all_gather(x, a, tiled=True)
@@ -107,14 +114,30 @@ class BatchedProxyTrainer:
       def eval_gather(*args):
         return jax.tree.map(gather, evaluate(*args))
 
-      self._init = jax.jit(shard_map(init, mesh=mesh, in_specs=(c, c),
-                                     out_specs=c, check_vma=False))
-      self._step = jax.jit(shard_map(
-          step_gather, mesh=mesh, in_specs=(c, c, r, r, c, c),
-          out_specs=(c, c, r), check_vma=False), donate_argnums=(0, 1))
-      self._eval = jax.jit(shard_map(
-          eval_gather, mesh=mesh, in_specs=(c, r, r, r, r, c), out_specs=r,
-          check_vma=False))
+      self._init = jax.jit(
+          shard_map(
+              init, mesh=mesh, in_specs=(c, c), out_specs=c, check_vma=False
+          )
+      )
+      self._step = jax.jit(
+          shard_map(
+              step_gather,
+              mesh=mesh,
+              in_specs=(c, c, r, r, c, c),
+              out_specs=(c, c, r),
+              check_vma=False,
+          ),
+          donate_argnums=(0, 1),
+      )
+      self._eval = jax.jit(
+          shard_map(
+              eval_gather,
+              mesh=mesh,
+              in_specs=(c, r, r, r, r, c),
+              out_specs=r,
+              check_vma=False,
+          )
+      )
     t = trainer
     self.x_train = distributed.put(t.x_train, self.rep)
     self.y_train = distributed.put(t.y_train, self.rep)
@@ -128,9 +151,14 @@ class BatchedProxyTrainer:
     c = len(self.base.x_val)
     correct = loss = 0.0
     for idx, weight in train_lib.padded_chunks(c, self.base.eval_batch_size):
-      a, _, l = self._eval(variables, self.x_val, self.y_val,
-                           distributed.put(idx, self.rep),
-                           distributed.put(weight, self.rep), masks)
+      a, _, l = self._eval(
+          variables,
+          self.x_val,
+          self.y_val,
+          distributed.put(idx, self.rep),
+          distributed.put(weight, self.rep),
+          masks,
+      )
       correct, loss = correct + np.asarray(a), loss + np.asarray(l)
     # float32 sums, float64 division: what `ProxyTrainer.evaluate` does
     return correct.astype(np.float64) / c, loss.astype(np.float64) / c
@@ -140,7 +168,7 @@ class BatchedProxyTrainer:
     masks = np.asarray(masks, bool)
     num = masks.shape[0]
     pad = -num % self.size
-    pairs = jax.vmap(jax.random.split)(keys)            # [C, 2] keys
+    pairs = jax.vmap(jax.random.split)(keys)  # [C, 2] keys
     init_kd = np.asarray(jax.random.key_data(pairs[:, 0]))
     rngs = [train_lib.data_rng(pairs[i, 1]) for i in range(num)]
     if pad:
@@ -148,8 +176,9 @@ class BatchedProxyTrainer:
       init_kd = np.concatenate([init_kd, np.repeat(init_kd[:1], pad, 0)])
       rngs += [train_lib.data_rng(pairs[0, 1]) for _ in range(pad)]
     dev_masks = distributed.put(masks, self.cand)
-    variables, opt_state = self._init(distributed.put(init_kd, self.cand),
-                                      dev_masks)
+    variables, opt_state = self._init(
+        distributed.put(init_kd, self.cand), dev_masks
+    )
     n, b = len(t.x_train), t.batch_size
     results: List[Optional[train_lib.ProxyResult]] = [None] * num
     best_acc = np.full(num, -1.0)
@@ -159,37 +188,54 @@ class BatchedProxyTrainer:
       perms = [rng.permutation(n) for rng in rngs]
       losses = []
       for s in range(t.steps_per_epoch):
-        idx = np.stack([p[s * b:(s + 1) * b] for p in perms])
+        idx = np.stack([p[s * b : (s + 1) * b] for p in perms])
         variables, opt_state, loss = self._step(
-            variables, opt_state, self.x_train, self.y_train,
-            distributed.put(idx, self.cand), dev_masks)
+            variables,
+            opt_state,
+            self.x_train,
+            self.y_train,
+            distributed.put(idx, self.cand),
+            dev_masks,
+        )
         losses.append(loss)
       if t.select == "best" or epoch == t.epochs - 1:
         epoch_loss = np.asarray(jnp.mean(jnp.stack(losses), axis=0))[:num]
         acc, val_loss = self._evaluate(variables, dev_masks)
         for i in range(num):
           if results[i] is not None:
-            continue            # diverged at an earlier epoch
+            continue  # diverged at an earlier epoch
           train_loss[i] = epoch_loss[i]
           if not (math.isfinite(epoch_loss[i]) and math.isfinite(val_loss[i])):
-            results[i] = train_lib.ProxyResult(0.0, math.nan,
-                                               float(epoch_loss[i]), True)
+            results[i] = train_lib.ProxyResult(
+                0.0, math.nan, float(epoch_loss[i]), True
+            )
           elif acc[i] > best_acc[i]:
             best_acc[i], best_loss[i] = acc[i], val_loss[i]
-    return [r if r is not None else train_lib.ProxyResult(
-        float(best_acc[i]), float(best_loss[i]), float(train_loss[i]), False)
-            for i, r in enumerate(results)]
+    return [
+        r
+        if r is not None
+        else train_lib.ProxyResult(
+            float(best_acc[i]), float(best_loss[i]), float(train_loss[i]), False
+        )
+        for i, r in enumerate(results)
+    ]
 
 
-def make_evaluator(trainer: train_lib.ProxyTrainer, mode: str = "loop", *,
-                   mesh: Optional[Mesh] = None):
+def make_evaluator(
+    trainer: train_lib.ProxyTrainer,
+    mode: str = "loop",
+    *,
+    mesh: Optional[Mesh] = None,
+):
   """``fn(masks[C], keys[C]) -> [ProxyResult] * C`` for a batching mode."""
   mode = resolve_mode(mode, devices=1 if mesh is None else mesh.size)
   if mode == "vmap":
     return BatchedProxyTrainer(trainer, mesh=mesh)
   if mesh is not None:
-    raise ValueError(f"batch_candidates: {mode!r} runs on one device; use "
-                     "'vmap' to shard candidates over a mesh")
+    raise ValueError(
+        f"batch_candidates: {mode!r} runs on one device; use "
+        "'vmap' to shard candidates over a mesh"
+    )
 
   def loop(masks, keys):
     return [trainer(masks[i], keys[i]) for i in range(masks.shape[0])]
@@ -223,7 +269,9 @@ class ThreadedEvaluator:
       return [self.trainer(masks[0], keys[0])]
     if self._pool is None:
       self._pool = concurrent.futures.ThreadPoolExecutor(
-          num_threads(c), thread_name_prefix="gram_jax-candidate")
-    futures = [self._pool.submit(self.trainer, masks[i], keys[i])
-               for i in range(c)]
+          num_threads(c), thread_name_prefix="gram_jax-candidate"
+      )
+    futures = [
+        self._pool.submit(self.trainer, masks[i], keys[i]) for i in range(c)
+    ]
     return [f.result() for f in futures]

@@ -30,13 +30,22 @@ AXIS = "candidates"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """The multi-host flags of `gram-jax search` and `gram-jax sweep`."""
   g = parser.add_argument_group(
-      "multi-host (jax.distributed; see docs/scale.md)")
-  g.add_argument("--distributed", action="store_true",
-                 help="join a multi-process run; with no other flag the "
-                 "coordinator, process count and id are detected from the "
-                 "environment (TPU pods, SLURM, Open MPI, Kubernetes)")
-  g.add_argument("--coordinator-address", default=None,
-                 help="host:port of process 0 (implies --distributed)")
+      "multi-host (jax.distributed; see docs/scale.md)"
+  )
+  g.add_argument(
+      "--distributed",
+      action="store_true",
+      help=(
+          "join a multi-process run; with no other flag the "
+          "coordinator, process count and id are detected from the "
+          "environment (TPU pods, SLURM, Open MPI, Kubernetes)"
+      ),
+  )
+  g.add_argument(
+      "--coordinator-address",
+      default=None,
+      help="host:port of process 0 (implies --distributed)",
+  )
   g.add_argument("--num-processes", type=int, default=None)
   g.add_argument("--process-id", type=int, default=None)
 
@@ -50,10 +59,13 @@ def initialize_from_args(args: argparse.Namespace) -> bool:
   return True
 
 
-def initialize(coordinator_address: Optional[str] = None,
-               num_processes: Optional[int] = None,
-               process_id: Optional[int] = None, *,
-               initialization_timeout: int = 300) -> None:
+def initialize(
+    coordinator_address: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+    *,
+    initialization_timeout: int = 300,
+) -> None:
   """Starts the JAX multi-controller runtime (call before any JAX work).
 
   Args:
@@ -66,24 +78,33 @@ def initialize(coordinator_address: Optional[str] = None,
   Raises:
     GramJaxError: a partial or inconsistent set of flags.
   """
-  given = [v is not None for v in (coordinator_address, num_processes,
-                                   process_id)]
+  given = [
+      v is not None for v in (coordinator_address, num_processes, process_id)
+  ]
   if any(given) and not all(given):
     raise GramJaxError(
         "--coordinator-address/--num-processes/--process-id: give all three "
-        "or none (none = detect them from the cluster environment)")
+        "or none (none = detect them from the cluster environment)"
+    )
   if num_processes is not None and num_processes < 1:
-    raise GramJaxError(f"--num-processes: {num_processes} is not allowed; "
-                       "allowed: >= 1")
+    raise GramJaxError(
+        f"--num-processes: {num_processes} is not allowed; allowed: >= 1"
+    )
   if process_id is not None and not 0 <= process_id < num_processes:
-    raise GramJaxError(f"--process-id: {process_id} is not allowed; allowed: "
-                       f"0 to {num_processes - 1}")
+    raise GramJaxError(
+        f"--process-id: {process_id} is not allowed; allowed: "
+        f"0 to {num_processes - 1}"
+    )
   # CPU processes exchange results through gloo (the default CPU client has
   # no cross-process collectives); harmless on GPU and TPU.
   if not os.environ.get("JAX_CPU_COLLECTIVES_IMPLEMENTATION"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                             initialization_timeout=initialization_timeout)
+  jax.distributed.initialize(
+      coordinator_address,
+      num_processes,
+      process_id,
+      initialization_timeout=initialization_timeout,
+  )
 
 
 def is_primary() -> bool:
@@ -99,13 +120,16 @@ def make_mesh(devices: int = 1) -> Optional[Mesh]:
   total = jax.device_count()
   n = total if devices == 0 else devices
   if n > total:
-    raise GramJaxError(f"config.search.devices: {devices} is not allowed; "
-                       f"allowed: 0 (all) to {total} (the devices JAX sees)")
+    raise GramJaxError(
+        f"config.search.devices: {devices} is not allowed; "
+        f"allowed: 0 (all) to {total} (the devices JAX sees)"
+    )
   if jax.process_count() > 1 and n != total:
     raise GramJaxError(
         f"config.search.devices: {devices} is not allowed with "
         f"{jax.process_count()} processes; allowed: 0 or {total} (every "
-        "process must hold part of the mesh)")
+        "process must hold part of the mesh)"
+    )
   if n == 1 and jax.process_count() == 1:
     return None
   return Mesh(np.asarray(jax.devices()[:n]), (AXIS,))
@@ -134,5 +158,5 @@ def broadcast_from_primary(tree: Any) -> Any:
   if jax.process_count() == 1:
     return tree
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  return jax.tree.map(np.asarray,
-                      multihost_utils.broadcast_one_to_all(tree))
+
+  return jax.tree.map(np.asarray, multihost_utils.broadcast_one_to_all(tree))

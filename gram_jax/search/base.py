@@ -98,6 +98,7 @@ class Strategy(NamedTuple):
     result: ``state -> answer``: what the search found so far.
     rounds: ``state -> int``: rounds told so far.
   """
+
   init: Callable[[Any, jax.Array], State]
   ask: Callable[[State, jax.Array], Proposal]
   tell: Callable[[State, Proposal, Any], Tuple[State, Info]]
@@ -109,6 +110,7 @@ class Strategy(NamedTuple):
 class SearchStrategy(NamedTuple):
   """GRAM's per-candidate triple (module docstring); `gram.ask_tell` makes
   it a `Strategy`."""
+
   init: Callable[[MetaGraph, jax.Array], State]
   sample: Callable[[State, jax.Array], jax.Array]
   update: Callable[[State, jax.Array, jax.Array], State]
@@ -135,17 +137,20 @@ def vmap_strategy(strategy: Strategy) -> Strategy:
       tell=jax.vmap(strategy.tell),
       done=lambda states: jnp.all(jax.vmap(strategy.done)(states)),
       result=jax.vmap(strategy.result),
-      rounds=lambda states: jax.vmap(strategy.rounds)(states)[0])
+      rounds=lambda states: jax.vmap(strategy.rounds)(states)[0],
+  )
 
 
 def jit_strategy(strategy: Strategy) -> Strategy:
   """`strategy` with everything but ``init`` jitted (a problem may be a
   static Python value)."""
-  return strategy._replace(ask=jax.jit(strategy.ask),
-                           tell=jax.jit(strategy.tell),
-                           done=jax.jit(strategy.done),
-                           result=jax.jit(strategy.result),
-                           rounds=jax.jit(strategy.rounds))
+  return strategy._replace(
+      ask=jax.jit(strategy.ask),
+      tell=jax.jit(strategy.tell),
+      done=jax.jit(strategy.done),
+      result=jax.jit(strategy.result),
+      rounds=jax.jit(strategy.rounds),
+  )
 
 
 class Round(NamedTuple):
@@ -161,6 +166,7 @@ class Round(NamedTuple):
     new: the state after the round.
     seconds: wall time of ask, evaluate and tell.
   """
+
   round: int
   state: State
   proposal: Proposal
@@ -171,21 +177,29 @@ class Round(NamedTuple):
   seconds: float
 
 
-def play_round(strategy: Strategy, state: State, key: jax.Array,
-               evaluate: Evaluate) -> Round:
+def play_round(
+    strategy: Strategy, state: State, key: jax.Array, evaluate: Evaluate
+) -> Round:
   """One round: ask with `key`, ``evaluate(proposal, round)``, tell."""
   t = int(strategy.rounds(state))
   t0 = time.perf_counter()
   proposal = strategy.ask(state, key)
   rewards, aux = evaluate(proposal, t)
   new, info = jax.block_until_ready(strategy.tell(state, proposal, rewards))
-  return Round(t, state, proposal, rewards, aux, info, new,
-               time.perf_counter() - t0)
+  return Round(
+      t, state, proposal, rewards, aux, info, new, time.perf_counter() - t0
+  )
 
 
-def run_rounds(strategy: Strategy, state: State, key: jax.Array,
-               evaluate: Evaluate, *, until: Optional[int] = None,
-               on_round: Optional[Callable[[Round], None]] = None) -> State:
+def run_rounds(
+    strategy: Strategy,
+    state: State,
+    key: jax.Array,
+    evaluate: Evaluate,
+    *,
+    until: Optional[int] = None,
+    on_round: Optional[Callable[[Round], None]] = None,
+) -> State:
   """The search loop on the host: rounds until ``strategy.done`` or until
   ``rounds(state) == until``.
 
@@ -212,8 +226,14 @@ def run_rounds(strategy: Strategy, state: State, key: jax.Array,
   return state
 
 
-def scan_rounds(strategy: Strategy, state: State, key: jax.Array,
-                evaluate: Evaluate, *, rounds: int) -> Tuple[State, Any]:
+def scan_rounds(
+    strategy: Strategy,
+    state: State,
+    key: jax.Array,
+    evaluate: Evaluate,
+    *,
+    rounds: int,
+) -> Tuple[State, Any]:
   """`rounds` rounds inside one `lax.scan`: jittable and vmappable when the
   strategy and `evaluate` are.
 

@@ -15,18 +15,41 @@ from typing import Any, Dict, List, Optional
 from gram_jax import data as data_lib
 from gram_jax import metagraph as mg
 from gram_jax import train as train_lib
-from gram_jax.config import (ConfigError, apply_overrides, build,
-                             check_fields, diff, in_range, load_config_file,
-                             load_overridden, merge_defaults, one_of, plain,
-                             to_dict)
+from gram_jax.config import (
+    ConfigError,
+    apply_overrides,
+    build,
+    check_fields,
+    diff,
+    in_range,
+    load_config_file,
+    load_overridden,
+    merge_defaults,
+    one_of,
+    plain,
+    to_dict,
+)
 from gram_jax.search import rewards
 from gram_jax.space import SearchSpace
 
 __all__ = [
-    "ConfigError", "FinalSettings", "GramSettings", "ProxySettings",
-    "SearchConfig", "TrainSettings", "apply_overrides", "build",
-    "check_fields", "diff", "in_range", "load_config_file",
-    "load_overridden", "merge_defaults", "one_of", "plain", "resolve",
+    "ConfigError",
+    "FinalSettings",
+    "GramSettings",
+    "ProxySettings",
+    "SearchConfig",
+    "TrainSettings",
+    "apply_overrides",
+    "build",
+    "check_fields",
+    "diff",
+    "in_range",
+    "load_config_file",
+    "load_overridden",
+    "merge_defaults",
+    "one_of",
+    "plain",
+    "resolve",
     "to_dict",
 ]
 
@@ -46,12 +69,15 @@ class TrainSettings:
   learning_rate: float = 4e-3
   optimizer: str = "adam"
   select: str = "last"
-  schedule: str = "constant"      # learning rate over a candidate's training
-  _checks = {"epochs": in_range(1), "batch_size": in_range(1),
-             "schedule": one_of(train_lib.PROXY_SCHEDULES),
-             "learning_rate": in_range(0, lo_open=True),
-             "optimizer": one_of(train_lib.OPTIMIZERS),
-             "select": one_of(("last", "best"))}
+  schedule: str = "constant"  # learning rate over a candidate's training
+  _checks = {
+      "epochs": in_range(1),
+      "batch_size": in_range(1),
+      "schedule": one_of(train_lib.PROXY_SCHEDULES),
+      "learning_rate": in_range(0, lo_open=True),
+      "optimizer": one_of(train_lib.OPTIMIZERS),
+      "select": one_of(("last", "best")),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +93,9 @@ class GramSettings:
   init_weight: float = 0.5
   prune_level: float = 0.5
   prune_mode: str = "threshold"
-  lut_path: str = ""              # latency table for cost = "lut"
-  latency_threads: int = 1        # LiteRT threads for cost = "measured"
-  latency_runs: int = 30          # timed runs per candidate ("measured")
+  lut_path: str = ""  # latency table for cost = "lut"
+  latency_threads: int = 1  # LiteRT threads for cost = "measured"
+  latency_runs: int = 30  # timed runs per candidate ("measured")
   # Scale (DESIGN.md decision 10, docs/scale.md). `num_seeds` searches with
   # seeds seed, seed+1, ... run as one program and share the proxy split and
   # node ops drawn from `shared_seed` (-1: from `seed`);
@@ -84,19 +110,26 @@ class GramSettings:
   candidates_per_iteration: int = 1
   batch_candidates: str = "loop"
   devices: int = 1
-  _checks = {"latency_threads": in_range(1), "latency_runs": in_range(1),
-             "num_seeds": in_range(1), "shared_seed": in_range(-1),
-             "candidates_per_iteration": in_range(1),
-             "batch_candidates": one_of(("loop", "vmap", "threads", "auto")),
-             "devices": in_range(0),
-             "iterations": in_range(1), "strategy": one_of(("gram", "random")),
-             "alpha": in_range(0), "beta0": in_range(), "gamma": in_range(0),
-             "beta_momentum": in_range(0, 1, hi_open=True),
-             "cost": one_of(rewards.COSTS),
-             "normalization": one_of(mg.NORMALIZATIONS),
-             "init_weight": in_range(0, 1, lo_open=True),
-             "prune_level": in_range(0, 1),
-             "prune_mode": one_of(mg.PRUNE_MODES)}
+  _checks = {
+      "latency_threads": in_range(1),
+      "latency_runs": in_range(1),
+      "num_seeds": in_range(1),
+      "shared_seed": in_range(-1),
+      "candidates_per_iteration": in_range(1),
+      "batch_candidates": one_of(("loop", "vmap", "threads", "auto")),
+      "devices": in_range(0),
+      "iterations": in_range(1),
+      "strategy": one_of(("gram", "random")),
+      "alpha": in_range(0),
+      "beta0": in_range(),
+      "gamma": in_range(0),
+      "beta_momentum": in_range(0, 1, hi_open=True),
+      "cost": one_of(rewards.COSTS),
+      "normalization": one_of(mg.NORMALIZATIONS),
+      "init_weight": in_range(0, 1, lo_open=True),
+      "prune_level": in_range(0, 1),
+      "prune_mode": one_of(mg.PRUNE_MODES),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,14 +138,18 @@ class FinalSettings:
   batch_size: int = 64
   learning_rate: float = 4e-3
   optimizer: str = "adam"
-  _checks = {"epochs": in_range(1), "batch_size": in_range(1),
-             "learning_rate": in_range(0, lo_open=True),
-             "optimizer": one_of(train_lib.OPTIMIZERS)}
+  _checks = {
+      "epochs": in_range(1),
+      "batch_size": in_range(1),
+      "learning_rate": in_range(0, lo_open=True),
+      "optimizer": one_of(train_lib.OPTIMIZERS),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
   """Everything a GRAM search run depends on."""
+
   seed: int = 0
   dataset: str = "digits"
   data_dir: str = ""
@@ -123,8 +160,12 @@ class SearchConfig:
   checkpoint_every: int = 10
   keep_checkpoints: int = 3
   final: FinalSettings = FinalSettings()
-  _checks = {"seed": in_range(0), "dataset": one_of(data_lib.DATASETS),
-             "checkpoint_every": in_range(1), "keep_checkpoints": in_range(1)}
+  _checks = {
+      "seed": in_range(0),
+      "dataset": one_of(data_lib.DATASETS),
+      "checkpoint_every": in_range(1),
+      "keep_checkpoints": in_range(1),
+  }
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "SearchConfig":
@@ -133,12 +174,14 @@ class SearchConfig:
     if s.cost == "lut" and not os.path.isfile(s.lut_path):
       raise ConfigError(
           f"config.search.lut_path: {s.lut_path!r} is not a file; cost=lut "
-          "needs a latency table (build one with `gram-jax lut build`)")
+          "needs a latency table (build one with `gram-jax lut build`)"
+      )
     if s.batch_candidates in ("loop", "threads") and s.devices != 1:
       raise ConfigError(
           f"config.search.devices: {s.devices} is not allowed with "
           f"batch_candidates={s.batch_candidates!r}; allowed: 1 (or "
-          "batch_candidates='vmap')")
+          "batch_candidates='vmap')"
+      )
     return config
 
   def to_dict(self) -> Dict[str, Any]:

@@ -28,13 +28,17 @@ from gram_jax.search.base import SearchStrategy
 
 class GramState(NamedTuple):
   graph: mg.MetaGraph
-  baseline: jax.Array   # beta, f32[]
-  step: jax.Array       # iterations done, i32[]
+  baseline: jax.Array  # beta, f32[]
+  step: jax.Array  # iterations done, i32[]
 
 
-def gram(*, alpha: float = 0.9, beta0: float = 0.4,
-         beta_momentum: float = 0.9,
-         normalization: str = "bernoulli") -> SearchStrategy:
+def gram(
+    *,
+    alpha: float = 0.9,
+    beta0: float = 0.4,
+    beta_momentum: float = 0.9,
+    normalization: str = "bernoulli",
+) -> SearchStrategy:
   """The GRAM meta-graph update.
 
   Args:
@@ -63,21 +67,29 @@ def gram(*, alpha: float = 0.9, beta0: float = 0.4,
     0.44
   """
   if normalization not in mg.NORMALIZATIONS:
-    raise ValueError(f"normalization: {normalization!r} is not allowed; "
-                     f"allowed: {', '.join(mg.NORMALIZATIONS)}")
+    raise ValueError(
+        f"normalization: {normalization!r} is not allowed; "
+        f"allowed: {', '.join(mg.NORMALIZATIONS)}"
+    )
 
   def init_fn(graph, key):
     del key
-    return GramState(graph=graph, baseline=jnp.float32(beta0),
-                     step=jnp.int32(0))
+    return GramState(
+        graph=graph, baseline=jnp.float32(beta0), step=jnp.int32(0)
+    )
 
   def sample_fn(state, key):
     return mg.sample(state.graph, key)
 
   def update_fn(state, masks, reward):
     reward = jnp.asarray(reward, jnp.float32)
-    graph = mg.update(state.graph, masks, reward - state.baseline,
-                      alpha=alpha, normalization=normalization)
+    graph = mg.update(
+        state.graph,
+        masks,
+        reward - state.baseline,
+        alpha=alpha,
+        normalization=normalization,
+    )
     baseline = beta_momentum * state.baseline + (1 - beta_momentum) * reward
     return GramState(graph=graph, baseline=baseline, step=state.step + 1)
 
@@ -89,22 +101,23 @@ def random_search() -> SearchStrategy:
 
   def init_fn(graph, key):
     del key
-    return GramState(graph=graph, baseline=jnp.float32(0.0),
-                     step=jnp.int32(0))
+    return GramState(graph=graph, baseline=jnp.float32(0.0), step=jnp.int32(0))
 
   def sample_fn(state, key):
     return mg.sample(state.graph, key)
 
   def update_fn(state, masks, reward):
     del masks
-    return state._replace(baseline=jnp.asarray(reward, jnp.float32),
-                          step=state.step + 1)
+    return state._replace(
+        baseline=jnp.asarray(reward, jnp.float32), step=state.step + 1
+    )
 
   return SearchStrategy(init_fn, sample_fn, update_fn)
 
 
-def update_in_order(update, state: GramState, masks: jax.Array,
-                    rewards: jax.Array):
+def update_in_order(
+    update, state: GramState, masks: jax.Array, rewards: jax.Array
+):
   """``update`` applied once per candidate, in order (one Algorithm 1 update
   each): ``masks[m, K, n, n]``, ``rewards[m]`` -> ``(state, baselines[m])``,
   where ``baselines[i]`` is the baseline candidate i was judged against."""
@@ -116,8 +129,7 @@ def update_in_order(update, state: GramState, masks: jax.Array,
   return jax.lax.scan(body, state, (masks, rewards))
 
 
-def ask_tell(strategy: SearchStrategy, *,
-             candidates: int = 1) -> base.Strategy:
+def ask_tell(strategy: SearchStrategy, *, candidates: int = 1) -> base.Strategy:
   """`strategy` (`gram` or `random_search`) as a `base.Strategy`.
 
   Each round asks `candidates` candidates from the same weights, candidate
@@ -151,16 +163,18 @@ def ask_tell(strategy: SearchStrategy, *,
     (1, [0.4, 0.44])
   """
   if not (isinstance(candidates, int) and candidates >= 1):
-    raise ValueError(f"candidates: {candidates!r} is not allowed; allowed: "
-                     "an integer >= 1")
+    raise ValueError(
+        f"candidates: {candidates!r} is not allowed; allowed: an integer >= 1"
+    )
 
   def ask_fn(state, key):
     keys = base.fold_in_range(key, state.step, candidates)
     return jax.vmap(strategy.sample, in_axes=(None, 0))(state, keys)
 
   def tell_fn(state, masks, rewards):
-    return update_in_order(strategy.update, state, masks,
-                           jnp.asarray(rewards, jnp.float32))
+    return update_in_order(
+        strategy.update, state, masks, jnp.asarray(rewards, jnp.float32)
+    )
 
   def done_fn(state):
     del state
@@ -172,5 +186,6 @@ def ask_tell(strategy: SearchStrategy, *,
   def rounds_fn(state):
     return state.step // candidates
 
-  return base.Strategy(strategy.init, ask_fn, tell_fn, done_fn, result_fn,
-                       rounds_fn)
+  return base.Strategy(
+      strategy.init, ask_fn, tell_fn, done_fn, result_fn, rounds_fn
+  )

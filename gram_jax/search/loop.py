@@ -53,6 +53,7 @@ class SearchResult(NamedTuple):
   """One search, or (``search.num_seeds > 1``) several: then `state` is
   stacked over seeds, `spec` is None, `records` holds every seed's lines and
   `seeds` one `SearchResult` per seed (its workdir is ``seed_<seed>/``)."""
+
   state: gram_lib.GramState
   spec: Optional[arch_lib.ArchSpec]
   records: List[Dict[str, Any]]
@@ -67,22 +68,25 @@ def make_strategy(s: config_lib.GramSettings):
   """The `SearchStrategy` that `search.strategy` names, with its settings."""
   if s.strategy == "random":
     return gram_lib.random_search()
-  return gram_lib.gram(alpha=s.alpha, beta0=s.beta0,
-                       beta_momentum=s.beta_momentum,
-                       normalization=s.normalization)
+  return gram_lib.gram(
+      alpha=s.alpha,
+      beta0=s.beta0,
+      beta_momentum=s.beta_momentum,
+      normalization=s.normalization,
+  )
 
 
 # Fields that may differ on resume: the length of the run, and how (not
 # what) it computes: batching and device count change only float rounding.
-_MAY_CHANGE = ("search.iterations", "search.batch_candidates",
-               "search.devices")
+_MAY_CHANGE = ("search.iterations", "search.batch_candidates", "search.devices")
 
 
 def _with_defaults(old: Dict[str, Any]) -> Dict[str, Any]:
   """A stored config with the fields added since it was written at their
   defaults."""
-  return config_lib.merge_defaults(json.loads(json.dumps(
-      config_lib.SearchConfig().to_dict())), old)
+  return config_lib.merge_defaults(
+      json.loads(json.dumps(config_lib.SearchConfig().to_dict())), old
+  )
 
 
 def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
@@ -93,32 +97,43 @@ def prepare_workdir(config: config_lib.SearchConfig, workdir: str) -> bool:
   differ; any other difference is a `ConfigError` and nothing in the
   workdir is touched.
   """
-  return run_lib.prepare_workdir(workdir, config.to_dict(),
-                                 may_change=_MAY_CHANGE,
-                                 upgrade=_with_defaults,
-                                 error=config_lib.ConfigError)
+  return run_lib.prepare_workdir(
+      workdir,
+      config.to_dict(),
+      may_change=_MAY_CHANGE,
+      upgrade=_with_defaults,
+      error=config_lib.ConfigError,
+  )
 
 
-def _state_tree(state: gram_lib.GramState,
-                squeeze: bool = False) -> Dict[str, np.ndarray]:
+def _state_tree(
+    state: gram_lib.GramState, squeeze: bool = False
+) -> Dict[str, np.ndarray]:
   """The checkpointed arrays; `squeeze` drops a seed axis of size 1, so a
   one-seed run keeps the checkpoint layout it always had."""
-  tree = {"weights": np.asarray(state.graph.weights),
-          "ops": np.asarray(state.graph.ops),
-          "baseline": np.asarray(state.baseline),
-          "step": np.asarray(state.step)}
+  tree = {
+      "weights": np.asarray(state.graph.weights),
+      "ops": np.asarray(state.graph.ops),
+      "baseline": np.asarray(state.baseline),
+      "step": np.asarray(state.step),
+  }
   return {k: np.asarray(v[0]) for k, v in tree.items()} if squeeze else tree
 
 
-def _from_tree(state: gram_lib.GramState, tree: Dict[str, np.ndarray],
-               num_seeds: int) -> gram_lib.GramState:
+def _from_tree(
+    state: gram_lib.GramState, tree: Dict[str, np.ndarray], num_seeds: int
+) -> gram_lib.GramState:
   """`state` (stacked over seeds) with the arrays of a checkpoint tree."""
   if num_seeds == 1:
     tree = {k: np.asarray(v)[None] for k, v in tree.items()}
-  graph = state.graph.replace(weights=jnp.asarray(tree["weights"]),
-                              ops=jnp.asarray(tree["ops"]))
-  return state._replace(graph=graph, baseline=jnp.asarray(tree["baseline"]),
-                        step=jnp.asarray(tree["step"]))
+  graph = state.graph.replace(
+      weights=jnp.asarray(tree["weights"]), ops=jnp.asarray(tree["ops"])
+  )
+  return state._replace(
+      graph=graph,
+      baseline=jnp.asarray(tree["baseline"]),
+      step=jnp.asarray(tree["step"]),
+  )
 
 
 def _stack(tree, n: int):
@@ -137,16 +152,26 @@ def seed_dirs(config: config_lib.SearchConfig, workdir: str) -> List[str]:
   return [os.path.join(workdir, f"seed_{config.seed + i}") for i in range(n)]
 
 
-def proxy_trainer(config: config_lib.SearchConfig, ops, num_classes: int,
-                  split) -> train_lib.ProxyTrainer:
+def proxy_trainer(
+    config: config_lib.SearchConfig, ops, num_classes: int, split
+) -> train_lib.ProxyTrainer:
   """The proxy trainer a search with `config` scores its candidates with."""
   t = config.train
   return train_lib.ProxyTrainer(
-      config.space, ops, num_classes, x_train=split.x_train,
-      y_train=split.y_train, x_val=split.x_val, y_val=split.y_val,
-      epochs=t.epochs, batch_size=t.batch_size,
-      learning_rate=t.learning_rate, optimizer=t.optimizer, select=t.select,
-      schedule=t.schedule)
+      config.space,
+      ops,
+      num_classes,
+      x_train=split.x_train,
+      y_train=split.y_train,
+      x_val=split.x_val,
+      y_val=split.y_val,
+      epochs=t.epochs,
+      batch_size=t.batch_size,
+      learning_rate=t.learning_rate,
+      optimizer=t.optimizer,
+      select=t.select,
+      schedule=t.schedule,
+  )
 
 
 def batched_steps(strategy):
@@ -191,20 +216,25 @@ def _checked_table(config: config_lib.SearchConfig, input_shape):
   """The latency table of ``cost="lut"``, checked against the space."""
   path = config.search.lut_path
   table = lut.LatencyTable.load(path)
-  lut.check_table(table, config.space, input_shape, where=path,
-                  space_flag="config.space",
-                  shape_flag="config.dataset (input shape)")
+  lut.check_table(
+      table,
+      config.space,
+      input_shape,
+      where=path,
+      space_flag="config.space",
+      shape_flag="config.dataset (input shape)",
+  )
   return table
 
 
-def latency_cost(config: config_lib.SearchConfig, ops, input_shape,
-                 num_classes: int):
+def latency_cost(
+    config: config_lib.SearchConfig, ops, input_shape, num_classes: int
+):
   """``fn(masks, spec) -> ms`` for a latency cost, or None for ``macs``."""
   s = config.search
   if s.cost == "lut":
     table = _checked_table(config, input_shape)
-    predict = jax.jit(lut.jax_predictor(table, config.space, ops,
-                                        input_shape))
+    predict = jax.jit(lut.jax_predictor(table, config.space, ops, input_shape))
     return lambda masks, spec: float(predict(masks))
   if s.cost == "measured":
     del num_classes
@@ -212,12 +242,16 @@ def latency_cost(config: config_lib.SearchConfig, ops, input_shape,
     def measure(masks, spec):
       del masks
       # Latency does not depend on weight values: random ones will do.
-      variables = ExactNet(spec).init(jax.random.key(0),
-                                      jnp.zeros((1,) + tuple(input_shape)))
+      variables = ExactNet(spec).init(
+          jax.random.key(0), jnp.zeros((1,) + tuple(input_shape))
+      )
       model = tflite.to_tflite(spec, variables, input_shape)
-      stats = latency.measure_tflite(model, threads=s.latency_threads,
-                                     runs=s.latency_runs,
-                                     warmup=max(3, s.latency_runs // 5))
+      stats = latency.measure_tflite(
+          model,
+          threads=s.latency_threads,
+          runs=s.latency_runs,
+          warmup=max(3, s.latency_runs // 5),
+      )
       return float(stats["median_ms"])
 
     return measure
@@ -229,18 +263,28 @@ def metagraph_dict(state: gram_lib.GramState) -> Dict[str, Any]:
   space = g.space
   ops = np.asarray(g.ops)
   return {
-      "format": "gram_jax.MetaGraph", "version": 1,
+      "format": "gram_jax.MetaGraph",
+      "version": 1,
       "space": space.to_dict(),
-      "step": int(state.step), "baseline": float(state.baseline),
-      "dags": [{"ops": [space.ops[int(o)] for o in ops[k]],
-                "weights": np.asarray(g.weights[k]).round(8).tolist()}
-               for k in range(space.num_dags)],
+      "step": int(state.step),
+      "baseline": float(state.baseline),
+      "dags": [
+          {
+              "ops": [space.ops[int(o)] for o in ops[k]],
+              "weights": np.asarray(g.weights[k]).round(8).tolist(),
+          }
+          for k in range(space.num_dags)
+      ],
   }
 
 
-def run_search(config: config_lib.SearchConfig, workdir: str, *,
-               progress: bool = True,
-               stop_after: Optional[int] = None) -> SearchResult:
+def run_search(
+    config: config_lib.SearchConfig,
+    workdir: str,
+    *,
+    progress: bool = True,
+    stop_after: Optional[int] = None,
+) -> SearchResult:
   """Runs (or resumes) a GRAM search, or ``search.num_seeds`` of them.
 
   Each iteration samples ``search.candidates_per_iteration`` candidates per
@@ -261,32 +305,39 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
     A `SearchResult`; `spec` is the pruned architecture once the run is
     complete.
   """
-  if config.search.cost == "lut":   # a table for another space: fail early
+  if config.search.cost == "lut":  # a table for another space: fail early
     _checked_table(config, data_lib.info(config.dataset)[0])
   space, s = config.space, config.search
   num_seeds, per_iter = s.num_seeds, s.candidates_per_iteration
   mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
   mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None
   primary = distributed.is_primary()
-  prepare_workdir(config, workdir)   # process 0 only
+  prepare_workdir(config, workdir)  # process 0 only
   dirs = seed_dirs(config, workdir)
   # Seeds share the proxy split and the node ops (the supernet's layout is
   # static in the program); all they draw afterwards comes from their seed.
   shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
-  ds = data_lib.load(config.dataset, data_dir=config.data_dir or None,
-                     seed=shared_seed)
-  split = data_lib.proxy_split(ds, seed=shared_seed,
-                               num_train=config.proxy.num_train,
-                               num_val=config.proxy.num_val,
-                               per_class=config.proxy.per_class)
+  ds = data_lib.load(
+      config.dataset, data_dir=config.data_dir or None, seed=shared_seed
+  )
+  split = data_lib.proxy_split(
+      ds,
+      seed=shared_seed,
+      num_train=config.proxy.num_train,
+      num_val=config.proxy.num_val,
+      per_class=config.proxy.per_class,
+  )
   graph_key = jax.random.fold_in(jax.random.key(shared_seed), 0)
   roots = [jax.random.key(config.seed + i) for i in range(num_seeds)]
   sample_keys = jnp.stack([jax.random.fold_in(r, 1) for r in roots])
   train_keys = jnp.stack([jax.random.fold_in(r, 2) for r in roots])
   strategy = make_strategy(s)
-  state = _stack(strategy.init(mg.init(space, graph_key,
-                                       init_weight=s.init_weight),
-                               graph_key), num_seeds)
+  state = _stack(
+      strategy.init(
+          mg.init(space, graph_key, init_weight=s.init_weight), graph_key
+      ),
+      num_seeds,
+  )
 
   squeeze = num_seeds == 1
   # Every process takes part (process 0 reads, the others receive its
@@ -300,37 +351,48 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
   trainer = proxy_trainer(config, ops, ds.num_classes, split)
   evaluate = batched.make_evaluator(trainer, mode, mesh=mesh)
   # S seeds, each asking `per_iter` candidates a round, as one strategy.
-  contract = base.jit_strategy(base.vmap_strategy(
-      gram_lib.ask_tell(strategy, candidates=per_iter)))
+  contract = base.jit_strategy(
+      base.vmap_strategy(gram_lib.ask_tell(strategy, candidates=per_iter))
+  )
   start = int(contract.rounds(state))
   input_shape = tuple(int(d) for d in ds.image_shape)
 
   latency_fn = latency_cost(config, ops, input_shape, ds.num_classes)
   total = s.iterations
   end = total if stop_after is None else min(total, start + stop_after)
-  bar = run_lib.progress_bar(progress and start < end, total=total,
-                             initial=start,
-                             desc=("GRAM" if s.strategy == "gram"
-                                   else s.strategy) + " search", unit="it")
+  bar = run_lib.progress_bar(
+      progress and start < end,
+      total=total,
+      initial=start,
+      desc=("GRAM" if s.strategy == "gram" else s.strategy) + " search",
+      unit="it",
+  )
   # Lines past the restored step are dropped: a resumed run writes each once.
-  logs = [run_lib.JsonlLog(os.path.join(d, CANDIDATES), key="step",
-                           before=start,
-                           tensorboard=os.path.join(d, "tensorboard"))
-          for d in dirs]
+  logs = [
+      run_lib.JsonlLog(
+          os.path.join(d, CANDIDATES),
+          key="step",
+          before=start,
+          tensorboard=os.path.join(d, "tensorboard"),
+      )
+      for d in dirs
+  ]
   records = [log.records for log in logs]
   num = num_seeds * per_iter
 
   def score(masks, t):
     """Trains and costs round t's candidates: rewards ``[S, per_iter]``."""
     flat = masks.reshape((num,) + masks.shape[2:])
-    results = evaluate(flat, candidate_keys(train_keys, t * per_iter,
-                                            per_iter).reshape(num))
+    results = evaluate(
+        flat, candidate_keys(train_keys, t * per_iter, per_iter).reshape(num)
+    )
     masks_np = np.asarray(masks)
     rows, rewards_ = [], np.zeros((num_seeds, per_iter), np.float32)
     for c in range(num):
       i, j = divmod(c, per_iter)
-      spec = arch_lib.from_masks(space, ops, masks_np[i, j],
-                                 num_classes=ds.num_classes)
+      spec = arch_lib.from_masks(
+          space, ops, masks_np[i, j], num_classes=ds.num_classes
+      )
       cost = cost_lib.count(spec, input_shape)
       latency_ms = None
       if latency_fn is None:
@@ -348,14 +410,22 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
     for c, (spec, cost, tau, latency_ms, r) in enumerate(rows):
       i, j = divmod(c, per_iter)
       res, base_ = results[c], float(baselines[i, j])
-      rec = {"step": t, "accuracy": res.accuracy,
-             "val_loss": None if math.isnan(res.loss) else res.loss,
-             "diverged": res.diverged, "macs": cost.macs,
-             "params": cost.params, "cost": tau, "reward": r,
-             "baseline": base_, "advantage": r - base_,
-             "live_edges": spec.num_edges, "live_nodes": spec.num_nodes,
-             "seconds": rnd.seconds / num,
-             "edges": encode_edges(masks_np[i, j])}
+      rec = {
+          "step": t,
+          "accuracy": res.accuracy,
+          "val_loss": None if math.isnan(res.loss) else res.loss,
+          "diverged": res.diverged,
+          "macs": cost.macs,
+          "params": cost.params,
+          "cost": tau,
+          "reward": r,
+          "baseline": base_,
+          "advantage": r - base_,
+          "live_edges": spec.num_edges,
+          "live_nodes": spec.num_nodes,
+          "seconds": rnd.seconds / num,
+          "edges": encode_edges(masks_np[i, j]),
+      }
       if per_iter > 1:
         rec["candidate"] = j
       if num_seeds > 1:
@@ -369,15 +439,19 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
       ckpt.save(t + 1, _state_tree(rnd.new, squeeze))
     if bar is not None:
       accs = [res.accuracy for res in results]
-      bar.set_postfix(acc=f"{max(accs):.3f}",
-                      reward=f"{float(np.max(rnd.rewards)):.3f}",
-                      beta=f"{float(rnd.new.baseline.mean()):.3f}",
-                      edges=rows[0][0].num_edges, refresh=False)
+      bar.set_postfix(
+          acc=f"{max(accs):.3f}",
+          reward=f"{float(np.max(rnd.rewards)):.3f}",
+          beta=f"{float(rnd.new.baseline.mean()):.3f}",
+          edges=rows[0][0].num_edges,
+          refresh=False,
+      )
       bar.update(1)
 
   try:
-    state = base.run_rounds(contract, state, sample_keys, score, until=end,
-                            on_round=log_round)
+    state = base.run_rounds(
+        contract, state, sample_keys, score, until=end, on_round=log_round
+    )
   finally:
     for log in logs:
       log.close()
@@ -392,33 +466,61 @@ def run_search(config: config_lib.SearchConfig, workdir: str, *,
     spec = None
     if complete:
       if primary:
-        spec = finish(st, records[i], d, num_classes=ds.num_classes,
-                      level=s.prune_level, mode=s.prune_mode)
+        spec = finish(
+            st,
+            records[i],
+            d,
+            num_classes=ds.num_classes,
+            level=s.prune_level,
+            mode=s.prune_mode,
+        )
       else:
-        spec = arch_lib.from_masks(space, ops, mg.prune(
-            st.graph, s.prune_level, mode=s.prune_mode),
-                                   num_classes=ds.num_classes)
-    per_seed.append(SearchResult(state=st, spec=spec, records=records[i],
-                                 complete=complete, input_shape=input_shape,
-                                 num_classes=ds.num_classes, workdir=d))
+        spec = arch_lib.from_masks(
+            space,
+            ops,
+            mg.prune(st.graph, s.prune_level, mode=s.prune_mode),
+            num_classes=ds.num_classes,
+        )
+    per_seed.append(
+        SearchResult(
+            state=st,
+            spec=spec,
+            records=records[i],
+            complete=complete,
+            input_shape=input_shape,
+            num_classes=ds.num_classes,
+            workdir=d,
+        )
+    )
   if num_seeds == 1:
     return per_seed[0]
-  return SearchResult(state=state, spec=None,
-                      records=[r for rs in records for r in rs],
-                      complete=complete, input_shape=input_shape,
-                      num_classes=ds.num_classes, seeds=tuple(per_seed),
-                      workdir=workdir)
+  return SearchResult(
+      state=state,
+      spec=None,
+      records=[r for rs in records for r in rs],
+      complete=complete,
+      input_shape=input_shape,
+      num_classes=ds.num_classes,
+      seeds=tuple(per_seed),
+      workdir=workdir,
+  )
 
 
-def finish(state: gram_lib.GramState, records: List[Dict[str, Any]],
-           workdir: str, *, num_classes: int, level: float,
-           mode: str) -> arch_lib.ArchSpec:
+def finish(
+    state: gram_lib.GramState,
+    records: List[Dict[str, Any]],
+    workdir: str,
+    *,
+    num_classes: int,
+    level: float,
+    mode: str,
+) -> arch_lib.ArchSpec:
   """Writes metagraph.json, arch.json and the plots of a finished search."""
-  io.write_json_atomic(os.path.join(workdir, METAGRAPH),
-                       metagraph_dict(state))
+  io.write_json_atomic(os.path.join(workdir, METAGRAPH), metagraph_dict(state))
   masks = mg.prune(state.graph, level, mode=mode)
-  spec = arch_lib.from_masks(state.graph.space, state.graph.ops, masks,
-                             num_classes=num_classes)
+  spec = arch_lib.from_masks(
+      state.graph.space, state.graph.ops, masks, num_classes=num_classes
+  )
   io.write_json_atomic(os.path.join(workdir, ARCH), spec.to_dict())
   plots.search_curves(records, os.path.join(workdir, "search_curves.png"))
   plots.edge_weights(state.graph, os.path.join(workdir, "edge_weights.png"))

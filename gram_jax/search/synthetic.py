@@ -29,14 +29,15 @@ from gram_jax.space import SearchSpace
 
 
 class Trace(NamedTuple):
-  state: object           # the strategy's final state
-  edges: jax.Array        # i32[T]: edges of each sampled candidate
-  rewards: jax.Array      # f32[T]
-  hits: jax.Array         # i32[T]: planted edges in each candidate
+  state: object  # the strategy's final state
+  edges: jax.Array  # i32[T]: edges of each sampled candidate
+  rewards: jax.Array  # f32[T]
+  hits: jax.Array  # i32[T]: planted edges in each candidate
 
 
-def planted_edges(space: SearchSpace, key: jax.Array, *,
-                  per_dag: int = 2) -> jax.Array:
+def planted_edges(
+    space: SearchSpace, key: jax.Array, *, per_dag: int = 2
+) -> jax.Array:
   """``bool[K, n, n]``: `per_dag` edges out of node 0 of every DAG.
 
   Edges out of node 0 are always observable (node 0 is always live), so a
@@ -45,19 +46,30 @@ def planted_edges(space: SearchSpace, key: jax.Array, *,
   """
   n = space.nodes
   if not 1 <= per_dag <= n - 1:
-    raise ValueError(f"per_dag: {per_dag} is not allowed; allowed: 1 to "
-                     f"{n - 1} (edges out of node 0)")
+    raise ValueError(
+        f"per_dag: {per_dag} is not allowed; allowed: 1 to "
+        f"{n - 1} (edges out of node 0)"
+    )
   keys = jax.random.split(key, space.num_dags)
-  targets = jax.vmap(lambda k: jax.random.permutation(
-      k, jnp.arange(1, n))[:per_dag])(keys)
-  rows = jnp.zeros((space.num_dags, n), bool).at[
-      jnp.arange(space.num_dags)[:, None], targets].set(True)
+  targets = jax.vmap(
+      lambda k: jax.random.permutation(k, jnp.arange(1, n))[:per_dag]
+  )(keys)
+  rows = (
+      jnp.zeros((space.num_dags, n), bool)
+      .at[jnp.arange(space.num_dags)[:, None], targets]
+      .set(True)
+  )
   return jnp.zeros((space.num_dags, n, n), bool).at[:, 0, :].set(rows)
 
 
-def planted_reward(planted: jax.Array, *, base: float = 0.8,
-                   effect: float = 0.015, cost: float = 0.0,
-                   noise: float = 0.02) -> Callable:
+def planted_reward(
+    planted: jax.Array,
+    *,
+    base: float = 0.8,
+    effect: float = 0.015,
+    cost: float = 0.0,
+    noise: float = 0.02,
+) -> Callable:
   """``reward(masks, key)``: ``base + effect * planted hits - cost * other
   edges + noise * N(0, 1)``."""
   planted = jnp.asarray(planted, bool)
@@ -65,8 +77,7 @@ def planted_reward(planted: jax.Array, *, base: float = 0.8,
   def reward(masks, key):
     hits = jnp.sum(masks & planted)
     others = jnp.sum(masks & ~planted)
-    return (base + effect * hits - cost * others
-            + noise * jax.random.normal(key))
+    return base + effect * hits - cost * others + noise * jax.random.normal(key)
 
   return reward
 
@@ -82,10 +93,16 @@ def constant_reward(*, base: float = 0.8, noise: float = 0.02) -> Callable:
   return reward
 
 
-def run(strategy: SearchStrategy | base.Strategy, space: SearchSpace,
-        reward_fn: Callable, key: jax.Array, *, iterations: int,
-        init_weight: float = 0.5,
-        planted: jax.Array | None = None) -> Trace:
+def run(
+    strategy: SearchStrategy | base.Strategy,
+    space: SearchSpace,
+    reward_fn: Callable,
+    key: jax.Array,
+    *,
+    iterations: int,
+    init_weight: float = 0.5,
+    planted: jax.Array | None = None,
+) -> Trace:
   """`iterations` rounds of `strategy` against `reward_fn`; jittable.
 
   `strategy` is a `SearchStrategy` (one candidate a round, through
@@ -98,20 +115,24 @@ def run(strategy: SearchStrategy | base.Strategy, space: SearchSpace,
   graph = mg.init(space, jax.random.fold_in(key, 0), init_weight=init_weight)
   state = strategy.init(graph, jax.random.fold_in(key, 1))
   sample_key, reward_key = jax.random.fold_in(key, 2), jax.random.fold_in(
-      key, 3)
+      key, 3
+  )
   if planted is None:
     planted = jnp.zeros(graph.weights.shape, bool)
 
   def evaluate(masks, t):
     m = masks.shape[0]
     r = jax.vmap(reward_fn)(masks, base.fold_in_range(reward_key, t * m, m))
-    return r, (jax.vmap(mg.num_edges)(masks), r,
-               jnp.sum(masks & planted, axis=(1, 2, 3)))
+    return r, (
+        jax.vmap(mg.num_edges)(masks),
+        r,
+        jnp.sum(masks & planted, axis=(1, 2, 3)),
+    )
 
   state, ((edges, rewards, hits), _) = base.scan_rounds(
-      strategy, state, sample_key, evaluate, rounds=iterations)
-  return Trace(state, edges.reshape(-1), rewards.reshape(-1),
-               hits.reshape(-1))
+      strategy, state, sample_key, evaluate, rounds=iterations
+  )
+  return Trace(state, edges.reshape(-1), rewards.reshape(-1), hits.reshape(-1))
 
 
 def auc(weights, planted) -> float:

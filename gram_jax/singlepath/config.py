@@ -23,6 +23,7 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 @dataclasses.dataclass(frozen=True)
 class MacroSettings:
   """Fields of `gram_jax.singlepath.space.Macro` (see there)."""
+
   width: float = 1.0
   stem_channels: int = 32
   stem_stride: int = 2
@@ -58,6 +59,7 @@ class RuntimeSettings:
     skipped layer is the identity (the code leaves ReLU(beta)).
   squared_norm: compare squared kernel norms with the thresholds.
   """
+
   table: str = "pixel1"
   runtime_lambda: float = 0.02
   scale: float = 1000.0
@@ -66,41 +68,47 @@ class RuntimeSettings:
   rescale_dropout: bool = True
   exact_masks: bool = False
   squared_norm: bool = False
-  _checks = {"runtime_lambda": in_range(0.0),
-             "scale": in_range(0.0, lo_open=True),
-             "warmup_epochs": in_range(0.0),
-             "indicator_keep": in_range(0.0, 1.0, lo_open=True)}
+  _checks = {
+      "runtime_lambda": in_range(0.0),
+      "scale": in_range(0.0, lo_open=True),
+      "warmup_epochs": in_range(0.0),
+      "indicator_keep": in_range(0.0, 1.0, lo_open=True),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
   """Search training (ALGORITHMS.md 3.4; defaults: the paper's ImageNet)."""
+
   epochs: int = 8
   batch_size: int = 1024
-  learning_rate: float = 0.064       # 0.016 * 1024 / 256
+  learning_rate: float = 0.064  # 0.016 * 1024 / 256
   optimizer: str = "rmsprop"
   rms_decay: float = 0.9
   momentum: float = 0.9
   epsilon: float = 1e-3
-  lr_decay: float = 0.97             # staircase, every lr_decay_epochs
+  lr_decay: float = 0.97  # staircase, every lr_decay_epochs
   lr_decay_epochs: float = 2.4
-  weight_decay: float = 1e-5         # * 1/2 sum w^2 over non-BN variables
+  weight_decay: float = 1e-5  # * 1/2 sum w^2 over non-BN variables
   label_smoothing: float = 0.1
   # Deviation for small runs (1 = the paper): the thresholds' learning rate
   # is learning_rate * threshold_lr_scale. At init a kernel norm is far from
   # its threshold (sigmoid' is tiny there), so a few hundred steps need it.
   threshold_lr_scale: float = 1.0
-  _checks = {"epochs": in_range(1), "batch_size": in_range(1),
-             "learning_rate": in_range(0.0, lo_open=True),
-             "optimizer": one_of(OPTIMIZERS),
-             "rms_decay": in_range(0.0, 1.0, hi_open=True),
-             "momentum": in_range(0.0, 1.0, hi_open=True),
-             "epsilon": in_range(0.0, lo_open=True),
-             "lr_decay": in_range(0.0, 1.0, lo_open=True),
-             "lr_decay_epochs": in_range(0.0, lo_open=True),
-             "weight_decay": in_range(0.0),
-             "label_smoothing": in_range(0.0, 1.0, hi_open=True),
-             "threshold_lr_scale": in_range(0.0, lo_open=True)}
+  _checks = {
+      "epochs": in_range(1),
+      "batch_size": in_range(1),
+      "learning_rate": in_range(0.0, lo_open=True),
+      "optimizer": one_of(OPTIMIZERS),
+      "rms_decay": in_range(0.0, 1.0, hi_open=True),
+      "momentum": in_range(0.0, 1.0, hi_open=True),
+      "epsilon": in_range(0.0, lo_open=True),
+      "lr_decay": in_range(0.0, 1.0, lo_open=True),
+      "lr_decay_epochs": in_range(0.0, lo_open=True),
+      "weight_decay": in_range(0.0),
+      "label_smoothing": in_range(0.0, 1.0, hi_open=True),
+      "threshold_lr_scale": in_range(0.0, lo_open=True),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +126,7 @@ class SinglePathConfig:
   checkpoint_every: also checkpoint every this many steps (0: at the end of
     each epoch only).
   """
+
   seed: int = 0
   dataset: str = "digits"
   data_dir: str = ""
@@ -133,22 +142,32 @@ class SinglePathConfig:
   replicate_encoder_bug: bool = False
   checkpoint_every: int = 0
   keep_checkpoints: int = 3
-  _checks = {"dataset": one_of(data_lib.DATASETS), "image_size": in_range(0),
-             "max_examples": in_range(0), "num_train_examples": in_range(0),
-             "eval_examples": in_range(0), "eval_batch_size": in_range(1),
-             "checkpoint_every": in_range(0), "keep_checkpoints": in_range(1)}
+  _checks = {
+      "dataset": one_of(data_lib.DATASETS),
+      "image_size": in_range(0),
+      "max_examples": in_range(0),
+      "num_train_examples": in_range(0),
+      "eval_examples": in_range(0),
+      "eval_batch_size": in_range(1),
+      "checkpoint_every": in_range(0),
+      "keep_checkpoints": in_range(1),
+  }
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "SinglePathConfig":
     cfg = base.build(cls, d, "config")
     cfg.macro.build()
     if cfg.streaming and cfg.dataset == "digits":
-      raise ConfigError("config.streaming: true is not allowed with "
-                        "dataset digits; allowed: false")
+      raise ConfigError(
+          "config.streaming: true is not allowed with "
+          "dataset digits; allowed: false"
+      )
     if cfg.streaming and not cfg.num_train_examples:
-      raise ConfigError("config.num_train_examples: 0 is not allowed with "
-                        "streaming; allowed: the training split size, e.g. "
-                        "1281167 for imagenet2012")
+      raise ConfigError(
+          "config.num_train_examples: 0 is not allowed with "
+          "streaming; allowed: the training split size, e.g. "
+          "1281167 for imagenet2012"
+      )
     return cfg
 
   def to_dict(self) -> Dict[str, Any]:

@@ -44,11 +44,17 @@ class Stage(NamedTuple):
 
 def parse_stage(text: str, where: str = "stages") -> Stage:
   m = _STAGE.match(str(text).strip())
-  if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1 or int(
-      m.group(3)) not in (1, 2):
-    raise SpaceError(f"{where}: {text!r} is not allowed; allowed: "
-                     "'<channels>x<layers>/<stride>' with stride 1 or 2, "
-                     "e.g. '24x4/2'")
+  if (
+      not m
+      or int(m.group(1)) < 1
+      or int(m.group(2)) < 1
+      or int(m.group(3)) not in (1, 2)
+  ):
+    raise SpaceError(
+        f"{where}: {text!r} is not allowed; allowed: "
+        "'<channels>x<layers>/<stride>' with stride 1 or 2, "
+        "e.g. '24x4/2'"
+    )
   return Stage(int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
 
@@ -69,12 +75,13 @@ def round_filters(filters: int, width: float, divisor: int = 8) -> int:
 
 class SearchLayer(NamedTuple):
   """One searchable MBConv layer, resolved for a width multiplier."""
-  index: int         # 0-based among the searchable layers
+
+  index: int  # 0-based among the searchable layers
   stage: int
   cin: int
   cout: int
   stride: int
-  first: bool        # first layer of its stage
+  first: bool  # first layer of its stage
 
   @property
   def can_skip(self) -> bool:
@@ -90,6 +97,7 @@ class SearchLayer(NamedTuple):
 
 class FixedBlock(NamedTuple):
   """A non-searchable MBConv block."""
+
   cin: int
   cout: int
   kernel: int
@@ -114,6 +122,7 @@ class Macro:
     bn_momentum: BatchNorm momentum (TF convention).
     bn_epsilon: BatchNorm epsilon.
   """
+
   width: float = 1.0
   stem_channels: int = 32
   stem_stride: int = 2
@@ -131,31 +140,45 @@ class Macro:
 
   def validate(self) -> None:
     w = self.width
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or \
-        not math.isfinite(w) or w <= 0:
+    if (
+        isinstance(w, bool)
+        or not isinstance(w, (int, float))
+        or not math.isfinite(w)
+        or w <= 0
+    ):
       raise SpaceError(f"width: {w!r} is not allowed; allowed: a number > 0")
-    for name in ("stem_channels", "first_channels", "last_channels",
-                 "head_channels"):
+    for name in (
+        "stem_channels",
+        "first_channels",
+        "last_channels",
+        "head_channels",
+    ):
       v = getattr(self, name)
       if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise SpaceError(f"{name}: {v!r} is not allowed; allowed: an "
-                         "integer >= 1")
+        raise SpaceError(
+            f"{name}: {v!r} is not allowed; allowed: an integer >= 1"
+        )
     if self.stem_stride not in (1, 2):
-      raise SpaceError(f"stem_stride: {self.stem_stride!r} is not allowed; "
-                       "allowed: 1, 2")
+      raise SpaceError(
+          f"stem_stride: {self.stem_stride!r} is not allowed; allowed: 1, 2"
+      )
     if not self.stages:
       raise SpaceError("stages: empty; allowed: at least one stage")
     for i, s in enumerate(self.stages):
       parse_stage(s, f"stages[{i}]")
     if not 0.0 <= self.dropout < 1.0:
-      raise SpaceError(f"dropout: {self.dropout!r} is not allowed; allowed: "
-                       "0 <= dropout < 1")
+      raise SpaceError(
+          f"dropout: {self.dropout!r} is not allowed; allowed: 0 <= dropout < 1"
+      )
     if not 0.0 <= self.bn_momentum < 1.0:
-      raise SpaceError(f"bn_momentum: {self.bn_momentum!r} is not allowed; "
-                       "allowed: 0 <= bn_momentum < 1")
+      raise SpaceError(
+          f"bn_momentum: {self.bn_momentum!r} is not allowed; "
+          "allowed: 0 <= bn_momentum < 1"
+      )
     if not self.bn_epsilon > 0:
-      raise SpaceError(f"bn_epsilon: {self.bn_epsilon!r} is not allowed; "
-                       "allowed: > 0")
+      raise SpaceError(
+          f"bn_epsilon: {self.bn_epsilon!r} is not allowed; allowed: > 0"
+      )
 
   def channels(self, c: int) -> int:
     return round_filters(c, self.width)
@@ -175,8 +198,11 @@ class Macro:
       st = parse_stage(text)
       cout = self.channels(st.channels)
       for j in range(st.layers):
-        out.append(SearchLayer(len(out), si, cin, cout,
-                               st.stride if j == 0 else 1, j == 0))
+        out.append(
+            SearchLayer(
+                len(out), si, cin, cout, st.stride if j == 0 else 1, j == 0
+            )
+        )
         cin = cout
     return out
 

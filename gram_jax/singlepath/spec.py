@@ -42,7 +42,8 @@ class SpecError(GramJaxError):
 @dataclasses.dataclass(frozen=True)
 class Block:
   """One MBConv block of a decoded network."""
-  name: str          # "block0", "layer<i>" (searchable, 1-based), "last_block"
+
+  name: str  # "block0", "layer<i>" (searchable, 1-based), "last_block"
   cin: int
   cout: int
   kernel: int
@@ -54,6 +55,7 @@ class Block:
 @dataclasses.dataclass(frozen=True)
 class SinglePathSpec:
   """A decoded Single-Path network (hashable, JSON round trip)."""
+
   stem_channels: int
   stem_stride: int
   blocks: Tuple[Block, ...]
@@ -62,7 +64,7 @@ class SinglePathSpec:
   dropout: float = 0.0
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
-  decisions: Tuple[str, ...] = ()    # per searchable layer, for the record
+  decisions: Tuple[str, ...] = ()  # per searchable layer, for the record
 
   def __post_init__(self):
     object.__setattr__(self, "blocks", tuple(self.blocks))
@@ -80,20 +82,34 @@ class SinglePathSpec:
     if not isinstance(d, dict):
       raise SpecError(f"{where}: expected a JSON object")
     if d.get("format") != FORMAT:
-      raise SpecError(f"{where}.format: {d.get('format')!r} is not allowed; "
-                      f"allowed: {FORMAT!r}")
+      raise SpecError(
+          f"{where}.format: {d.get('format')!r} is not allowed; "
+          f"allowed: {FORMAT!r}"
+      )
     if d.get("version") != VERSION:
-      raise SpecError(f"{where}.version: {d.get('version')!r} is not "
-                      f"allowed; allowed: {VERSION}")
+      raise SpecError(
+          f"{where}.version: {d.get('version')!r} is not "
+          f"allowed; allowed: {VERSION}"
+      )
     fields = {f.name for f in dataclasses.fields(cls)}
     body = {k: v for k, v in d.items() if k not in ("format", "version")}
     unknown = sorted(set(body) - fields)
     if unknown:
-      raise SpecError(f"{where}.{unknown[0]}: unknown field; allowed: "
-                      f"{', '.join(sorted(fields))}")
-    missing = sorted(f for f in ("stem_channels", "stem_stride", "blocks",
-                                 "head_channels", "num_classes")
-                     if f not in body)
+      raise SpecError(
+          f"{where}.{unknown[0]}: unknown field; allowed: "
+          f"{', '.join(sorted(fields))}"
+      )
+    missing = sorted(
+        f
+        for f in (
+            "stem_channels",
+            "stem_stride",
+            "blocks",
+            "head_channels",
+            "num_classes",
+        )
+        if f not in body
+    )
     if missing:
       raise SpecError(f"{where}.{missing[0]}: missing")
     blocks = body.get("blocks")
@@ -104,8 +120,10 @@ class SinglePathSpec:
     for i, b in enumerate(blocks):
       w = f"{where}.blocks[{i}]"
       if not isinstance(b, dict) or set(b) != bfields:
-        raise SpecError(f"{w}: expected an object with the fields "
-                        f"{', '.join(sorted(bfields))}")
+        raise SpecError(
+            f"{w}: expected an object with the fields "
+            f"{', '.join(sorted(bfields))}"
+        )
       parsed.append(Block(**b))
     body["blocks"] = tuple(parsed)
     body["decisions"] = tuple(body.get("decisions", ()))
@@ -116,37 +134,50 @@ class SinglePathSpec:
 
   def save(self, path: str) -> None:
     from gram_jax import io  # pylint: disable=import-outside-toplevel
+
     io.write_json_atomic(path, self.to_dict())
 
   @classmethod
   def load(cls, path: str) -> "SinglePathSpec":
     from gram_jax import io  # pylint: disable=import-outside-toplevel
+
     d = io.read_json(path, SpecError)
     return cls.from_dict(d, where=path)
 
 
 def _int(v, where, lo=1):
   if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-    raise SpecError(f"{where}: {v!r} is not allowed; allowed: an integer "
-                    f">= {lo}")
+    raise SpecError(
+        f"{where}: {v!r} is not allowed; allowed: an integer >= {lo}"
+    )
 
 
 def _validate(s: SinglePathSpec, where: str) -> None:
   for name in ("stem_channels", "head_channels", "num_classes"):
     _int(getattr(s, name), f"{where}.{name}")
   if s.stem_stride not in (1, 2) or isinstance(s.stem_stride, bool):
-    raise SpecError(f"{where}.stem_stride: {s.stem_stride!r} is not "
-                    "allowed; allowed: 1, 2")
+    raise SpecError(
+        f"{where}.stem_stride: {s.stem_stride!r} is not allowed; allowed: 1, 2"
+    )
   for name, lo, hi in (("dropout", 0.0, 1.0), ("bn_momentum", 0.0, 1.0)):
     v = getattr(s, name)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or \
-        not lo <= v < hi:
-      raise SpecError(f"{where}.{name}: {v!r} is not allowed; allowed: "
-                      f"{lo} <= {name} < {hi}")
-  if isinstance(s.bn_epsilon, bool) or not isinstance(
-      s.bn_epsilon, (int, float)) or not s.bn_epsilon > 0:
-    raise SpecError(f"{where}.bn_epsilon: {s.bn_epsilon!r} is not allowed; "
-                    "allowed: > 0")
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or not lo <= v < hi
+    ):
+      raise SpecError(
+          f"{where}.{name}: {v!r} is not allowed; allowed: "
+          f"{lo} <= {name} < {hi}"
+      )
+  if (
+      isinstance(s.bn_epsilon, bool)
+      or not isinstance(s.bn_epsilon, (int, float))
+      or not s.bn_epsilon > 0
+  ):
+    raise SpecError(
+        f"{where}.bn_epsilon: {s.bn_epsilon!r} is not allowed; allowed: > 0"
+    )
   if not s.blocks:
     raise SpecError(f"{where}.blocks: empty; allowed: at least one block")
   cin = s.stem_channels
@@ -156,32 +187,43 @@ def _validate(s: SinglePathSpec, where: str) -> None:
     if not isinstance(b, Block):
       raise SpecError(f"{w}: expected a Block")
     if not isinstance(b.name, str) or not b.name or b.name in names:
-      raise SpecError(f"{w}.name: {b.name!r} is not allowed; allowed: a "
-                      "unique non-empty string")
+      raise SpecError(
+          f"{w}.name: {b.name!r} is not allowed; allowed: a "
+          "unique non-empty string"
+      )
     names.add(b.name)
     for f in ("cin", "cout", "expansion"):
       _int(getattr(b, f), f"{w}.{f}")
     if b.cin != cin:
-      raise SpecError(f"{w}.cin: {b.cin} is not allowed; allowed: {cin} "
-                      "(the previous block's cout)")
+      raise SpecError(
+          f"{w}.cin: {b.cin} is not allowed; allowed: {cin} "
+          "(the previous block's cout)"
+      )
     if b.kernel not in (1, 3, 5, 7) or isinstance(b.kernel, bool):
-      raise SpecError(f"{w}.kernel: {b.kernel!r} is not allowed; allowed: "
-                      "1, 3, 5, 7")
+      raise SpecError(
+          f"{w}.kernel: {b.kernel!r} is not allowed; allowed: 1, 3, 5, 7"
+      )
     if b.stride not in (1, 2) or isinstance(b.stride, bool):
-      raise SpecError(f"{w}.stride: {b.stride!r} is not allowed; allowed: "
-                      "1, 2")
+      raise SpecError(f"{w}.stride: {b.stride!r} is not allowed; allowed: 1, 2")
     if not isinstance(b.residual, bool) or (
-        b.residual and (b.stride != 1 or b.cin != b.cout)):
-      raise SpecError(f"{w}.residual: {b.residual!r} is not allowed; "
-                      "allowed: true only with stride 1 and cin == cout")
+        b.residual and (b.stride != 1 or b.cin != b.cout)
+    ):
+      raise SpecError(
+          f"{w}.residual: {b.residual!r} is not allowed; "
+          "allowed: true only with stride 1 and cin == cout"
+      )
     cin = b.cout
   if not all(isinstance(x, str) for x in s.decisions):
     raise SpecError(f"{where}.decisions: expected a list of strings")
 
 
-def decode(decisions: Sequence[Sequence[float]], macro: Macro,
-           num_classes: int, *,
-           replicate_encoder_bug: bool = False) -> SinglePathSpec:
+def decode(
+    decisions: Sequence[Sequence[float]],
+    macro: Macro,
+    num_classes: int,
+    *,
+    replicate_encoder_bug: bool = False,
+) -> SinglePathSpec:
   """The network of per-layer decisions ``[d_k, d_e3, d_e6]`` (>0.5 = on).
 
   Args:
@@ -201,43 +243,80 @@ def decode(decisions: Sequence[Sequence[float]], macro: Macro,
   d = np.asarray(decisions, np.float32)
   layers = macro.layers()
   if d.shape != (len(layers), 3):
-    raise SpecError(f"decisions: shape {d.shape} is not allowed; allowed: "
-                    f"({len(layers)}, 3) for this backbone")
+    raise SpecError(
+        f"decisions: shape {d.shape} is not allowed; allowed: "
+        f"({len(layers)}, 3) for this backbone"
+    )
   on = d > 0.5
   first = macro.first_block()
-  blocks = [Block("block0", first.cin, first.cout, first.kernel,
-                  first.expansion, first.stride, False)]
+  blocks = [
+      Block(
+          "block0",
+          first.cin,
+          first.cout,
+          first.kernel,
+          first.expansion,
+          first.stride,
+          False,
+      )
+  ]
   names = sk.describe(d)
   for ly, (d_k, d_e3, d_e6) in zip(layers, on):
     if not d_e3:
       if not ly.can_skip:
-        raise SpecError(f"decisions[{ly.index}]: skip is not allowed for "
-                        f"layer {ly.index + 1} (stride {ly.stride}, first "
-                        f"of its stage: {ly.first})")
+        raise SpecError(
+            f"decisions[{ly.index}]: skip is not allowed for "
+            f"layer {ly.index + 1} (stride {ly.stride}, first "
+            f"of its stage: {ly.first})"
+        )
       continue
     kernel = 5 if d_k else 3
     expansion = 6 if d_e6 else 3
     if replicate_encoder_bug:
       expansion = 6 if kernel == 5 else 3
-    blocks.append(Block(f"layer{ly.index + 1}", ly.cin, ly.cout, kernel,
-                        expansion, ly.stride, ly.residual))
+    blocks.append(
+        Block(
+            f"layer{ly.index + 1}",
+            ly.cin,
+            ly.cout,
+            kernel,
+            expansion,
+            ly.stride,
+            ly.residual,
+        )
+    )
   last = macro.last_block()
-  blocks.append(Block("last_block", last.cin, last.cout, last.kernel,
-                      last.expansion, last.stride, False))
-  return SinglePathSpec(stem_channels=macro.stem,
-                        stem_stride=macro.stem_stride, blocks=tuple(blocks),
-                        head_channels=macro.head_channels,
-                        num_classes=num_classes, dropout=macro.dropout,
-                        bn_momentum=macro.bn_momentum,
-                        bn_epsilon=macro.bn_epsilon, decisions=tuple(names))
+  blocks.append(
+      Block(
+          "last_block",
+          last.cin,
+          last.cout,
+          last.kernel,
+          last.expansion,
+          last.stride,
+          False,
+      )
+  )
+  return SinglePathSpec(
+      stem_channels=macro.stem,
+      stem_stride=macro.stem_stride,
+      blocks=tuple(blocks),
+      head_channels=macro.head_channels,
+      num_classes=num_classes,
+      dropout=macro.dropout,
+      bn_momentum=macro.bn_momentum,
+      bn_epsilon=macro.bn_epsilon,
+      decisions=tuple(names),
+  )
 
 
 def uniform_decisions(macro: Macro, choice: str) -> np.ndarray:
   """``[L, 3]`` decisions putting every layer at `choice` ("k5e6", ...)."""
   k = {"k3": 0.0, "k5": 1.0}[choice[:2]]
   e = {"e3": 0.0, "e6": 1.0}[choice[2:]]
-  return np.tile(np.asarray([[k, 1.0, e]], np.float32),
-                 (len(macro.layers()), 1))
+  return np.tile(
+      np.asarray([[k, 1.0, e]], np.float32), (len(macro.layers()), 1)
+  )
 
 
 class SinglePathNet(nn.Module):
@@ -246,6 +325,7 @@ class SinglePathNet(nn.Module):
   Variable names follow the supernet's (``stem``, ``block0``,
   ``layer<i>``, ``last_block``, ``head_conv``, ``classifier``).
   """
+
   spec: SinglePathSpec
 
   @nn.compact
@@ -253,12 +333,20 @@ class SinglePathNet(nn.Module):
     s = self.spec
     bn = dict(bn_momentum=s.bn_momentum, bn_epsilon=s.bn_epsilon)
     x = sk.ConvBN(s.stem_channels, 3, s.stem_stride, name="stem", **bn)(
-        x, train=train)
+        x, train=train
+    )
     for b in s.blocks:
-      x = sk.MBConv(b.cout, b.kernel, b.expansion, b.stride, b.residual,
-                    name=b.name, **bn)(x, train=train)
-    return sk.head(x, num_classes=s.num_classes, channels=s.head_channels,
-                   dropout=s.dropout, train=train, bn=bn)
+      x = sk.MBConv(
+          b.cout, b.kernel, b.expansion, b.stride, b.residual, name=b.name, **bn
+      )(x, train=train)
+    return sk.head(
+        x,
+        num_classes=s.num_classes,
+        channels=s.head_channels,
+        dropout=s.dropout,
+        train=train,
+        bn=bn,
+    )
 
 
 # --- analytic cost ------------------------------------------------------------
@@ -267,7 +355,7 @@ class SinglePathNet(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class ConvCost:
   name: str
-  kind: str          # "conv" | "depthwise" | "dense"
+  kind: str  # "conv" | "depthwise" | "dense"
   kernel: int
   stride: int
   in_hw: Tuple[int, int]
@@ -284,29 +372,54 @@ def _conv(name, hw, cin, cout, kernel, stride, depthwise, aware) -> ConvCost:
   else:
     taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
   per_tap = cout if depthwise else cin * cout
-  return ConvCost(name, "depthwise" if depthwise else "conv", kernel, stride,
-                  (h, w), cin, cout, macs=taps * per_tap,
-                  params=kernel * kernel * per_tap + 2 * cout)
+  return ConvCost(
+      name,
+      "depthwise" if depthwise else "conv",
+      kernel,
+      stride,
+      (h, w),
+      cin,
+      cout,
+      macs=taps * per_tap,
+      params=kernel * kernel * per_tap + 2 * cout,
+  )
 
 
-def block_layers(b: Block, hw: Tuple[int, int], *,
-                 padding_aware: bool = False) -> List[ConvCost]:
+def block_layers(
+    b: Block, hw: Tuple[int, int], *, padding_aware: bool = False
+) -> List[ConvCost]:
   """The convs of one MBConv block at input resolution `hw`."""
   out = []
   c = b.cin * b.expansion
   if b.expansion != 1:
-    out.append(_conv(f"{b.name}/expand", hw, b.cin, c, 1, 1, False,
-                     padding_aware))
-  out.append(_conv(f"{b.name}/depthwise", hw, c, c, b.kernel, b.stride, True,
-                   padding_aware))
+    out.append(
+        _conv(f"{b.name}/expand", hw, b.cin, c, 1, 1, False, padding_aware)
+    )
+  out.append(
+      _conv(
+          f"{b.name}/depthwise",
+          hw,
+          c,
+          c,
+          b.kernel,
+          b.stride,
+          True,
+          padding_aware,
+      )
+  )
   hw2 = (same_out(hw[0], b.stride), same_out(hw[1], b.stride))
-  out.append(_conv(f"{b.name}/project", hw2, c, b.cout, 1, 1, False,
-                   padding_aware))
+  out.append(
+      _conv(f"{b.name}/project", hw2, c, b.cout, 1, 1, False, padding_aware)
+  )
   return out
 
 
-def layers(spec: SinglePathSpec, input_shape: Sequence[int], *,
-           padding_aware: bool = False) -> List[ConvCost]:
+def layers(
+    spec: SinglePathSpec,
+    input_shape: Sequence[int],
+    *,
+    padding_aware: bool = False,
+) -> List[ConvCost]:
   """Every conv and dense layer of `SinglePathNet(spec)` with its cost.
 
   Args:
@@ -315,28 +428,57 @@ def layers(spec: SinglePathSpec, input_shape: Sequence[int], *,
     padding_aware: count only taps inside the input (XLA's convention).
   """
   if len(input_shape) != 3 or not all(
-      isinstance(v, (int, np.integer)) and v > 0 for v in input_shape):
-    raise SpecError(f"input_shape: {tuple(input_shape)!r} is not allowed; "
-                    "allowed: (H, W, C) positive integers")
+      isinstance(v, (int, np.integer)) and v > 0 for v in input_shape
+  ):
+    raise SpecError(
+        f"input_shape: {tuple(input_shape)!r} is not allowed; "
+        "allowed: (H, W, C) positive integers"
+    )
   h, w, c = (int(v) for v in input_shape)
-  out = [_conv("stem", (h, w), c, spec.stem_channels, 3, spec.stem_stride,
-               False, padding_aware)]
+  out = [
+      _conv(
+          "stem",
+          (h, w),
+          c,
+          spec.stem_channels,
+          3,
+          spec.stem_stride,
+          False,
+          padding_aware,
+      )
+  ]
   hw = (same_out(h, spec.stem_stride), same_out(w, spec.stem_stride))
   for b in spec.blocks:
     out += block_layers(b, hw, padding_aware=padding_aware)
     hw = (same_out(hw[0], b.stride), same_out(hw[1], b.stride))
   last = spec.blocks[-1].cout
-  out.append(_conv("head_conv", hw, last, spec.head_channels, 1, 1, False,
-                   padding_aware))
-  out.append(ConvCost("classifier", "dense", 1, 1, (1, 1), spec.head_channels,
-                      spec.num_classes,
-                      macs=spec.head_channels * spec.num_classes,
-                      params=(spec.head_channels + 1) * spec.num_classes))
+  out.append(
+      _conv(
+          "head_conv", hw, last, spec.head_channels, 1, 1, False, padding_aware
+      )
+  )
+  out.append(
+      ConvCost(
+          "classifier",
+          "dense",
+          1,
+          1,
+          (1, 1),
+          spec.head_channels,
+          spec.num_classes,
+          macs=spec.head_channels * spec.num_classes,
+          params=(spec.head_channels + 1) * spec.num_classes,
+      )
+  )
   return out
 
 
-def count(spec: SinglePathSpec, input_shape: Sequence[int], *,
-          padding_aware: bool = False) -> Cost:
+def count(
+    spec: SinglePathSpec,
+    input_shape: Sequence[int],
+    *,
+    padding_aware: bool = False,
+) -> Cost:
   """Total MACs and trainable parameters of `SinglePathNet(spec)`."""
   ls = layers(spec, input_shape, padding_aware=padding_aware)
   return Cost(macs=sum(l.macs for l in ls), params=sum(l.params for l in ls))
@@ -376,15 +518,22 @@ def inherit_variables(supernet_variables, spec: SinglePathSpec):
       w = w[1:4, 1:4]
     cut = functools.partial(_first_channels, c=c)
     out_p[name] = {
-        "expand": {"conv": {"kernel": p["expand"]["conv"]["kernel"][
-            ..., :c]}, "bn": cut(p["expand"]["bn"])},
+        "expand": {
+            "conv": {"kernel": p["expand"]["conv"]["kernel"][..., :c]},
+            "bn": cut(p["expand"]["bn"]),
+        },
         "depthwise": {"kernel": w},
         "depthwise_bn": cut(p["depthwise_bn"]),
-        "project": {"conv": {"kernel": p["project"]["conv"]["kernel"][
-            :, :, :c, :]}, "bn": p["project"]["bn"]}}
-    out_s[name] = {"expand": {"bn": cut(s["expand"]["bn"])},
-                   "depthwise_bn": cut(s["depthwise_bn"]),
-                   "project": s["project"]}
+        "project": {
+            "conv": {"kernel": p["project"]["conv"]["kernel"][:, :, :c, :]},
+            "bn": p["project"]["bn"],
+        },
+    }
+    out_s[name] = {
+        "expand": {"bn": cut(s["expand"]["bn"])},
+        "depthwise_bn": cut(s["depthwise_bn"]),
+        "project": s["project"],
+    }
   return {"params": out_p, "batch_stats": out_s}
 
 

@@ -42,10 +42,12 @@ from gram_jax.search import base
 from gram_jax.singlepath import search
 from gram_jax.singlepath import superkernel as sk
 
-TELL = ("Single-Path NAS has no tell: its update is a gradient step of the "
-        "shared supernet on a training batch "
-        "(gram_jax.singlepath.strategy.train_step), not a function of one "
-        "reward per candidate")
+TELL = (
+    "Single-Path NAS has no tell: its update is a gradient step of the "
+    "shared supernet on a training batch "
+    "(gram_jax.singlepath.strategy.train_step), not a function of one "
+    "reward per candidate"
+)
 
 
 class SinglePathState(NamedTuple):
@@ -57,6 +59,7 @@ class SinglePathState(NamedTuple):
     opt_state: the optimizer's state.
     step: ``i32[]`` gradient steps done.
   """
+
   params: Any
   batch_stats: Any
   opt_state: Any
@@ -81,13 +84,15 @@ def single_path(programs: search.Programs, *, steps: int) -> base.Strategy:
   def init_fn(problem, key):
     del problem
     v = programs.init(key)
-    return SinglePathState(v["params"], v["batch_stats"], v["opt_state"],
-                           jnp.int32(0))
+    return SinglePathState(
+        v["params"], v["batch_stats"], v["opt_state"], jnp.int32(0)
+    )
 
   def ask_fn(state, key):
     del key
-    return sk.hard_decisions(state.params, net.macro,
-                             squared_norm=net.squared_norm)[None]
+    return sk.hard_decisions(
+        state.params, net.macro, squared_norm=net.squared_norm
+    )[None]
 
   def tell_fn(state, proposal, rewards):
     del state, proposal, rewards
@@ -102,12 +107,12 @@ def single_path(programs: search.Programs, *, steps: int) -> base.Strategy:
   def rounds_fn(state):
     return state.step
 
-  return base.Strategy(init_fn, ask_fn, tell_fn, done_fn, result_fn,
-                       rounds_fn)
+  return base.Strategy(init_fn, ask_fn, tell_fn, done_fn, result_fn, rounds_fn)
 
 
-def train_step(programs: search.Programs) -> Callable[
-    ..., Tuple[SinglePathState, Any]]:
+def train_step(
+    programs: search.Programs,
+) -> Callable[..., Tuple[SinglePathState, Any]]:
   """``step(state, x, y, key, hyper) -> (state, metrics)``, Single-Path's
   update where the contract has ``tell``.
 
@@ -117,9 +122,22 @@ def train_step(programs: search.Programs) -> Callable[
 
   def step(state: SinglePathState, x, y, key, hyper: search.Hyper):
     new, metrics = programs.step(
-        {"params": state.params, "batch_stats": state.batch_stats,
-         "opt_state": state.opt_state}, x, y, state.step, key, hyper)
-    return SinglePathState(new["params"], new["batch_stats"],
-                           new["opt_state"], state.step + 1), metrics
+        {
+            "params": state.params,
+            "batch_stats": state.batch_stats,
+            "opt_state": state.opt_state,
+        },
+        x,
+        y,
+        state.step,
+        key,
+        hyper,
+    )
+    return (
+        SinglePathState(
+            new["params"], new["batch_stats"], new["opt_state"], state.step + 1
+        ),
+        metrics,
+    )
 
   return step

@@ -62,8 +62,9 @@ def _indicator_bwd(x, g):
 indicator.defvjp(_indicator_fwd, _indicator_bwd)
 
 
-def indicator_dropout(d: jax.Array, key: Optional[jax.Array], keep,
-                      rescale: bool = True) -> jax.Array:
+def indicator_dropout(
+    d: jax.Array, key: Optional[jax.Array], keep, rescale: bool = True
+) -> jax.Array:
   """Drops an indicator with probability ``1 - keep`` (identity at keep=1).
 
   ``rescale`` multiplies kept values by ``1 / keep`` as TF1's dropout in the
@@ -96,6 +97,7 @@ def dense_init(key, shape, dtype=jnp.float32):
 
 class ConvBN(nn.Module):
   """k x k conv (SAME, no bias) -> BN -> optional ReLU."""
+
   channels: int
   kernel: int = 1
   stride: int = 1
@@ -105,20 +107,34 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = nn.Conv(self.channels, (self.kernel, self.kernel),
-                strides=(self.stride, self.stride), padding="SAME",
-                use_bias=False, kernel_init=conv_init, name="conv")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, name="bn")(x)
+    x = nn.Conv(
+        self.channels,
+        (self.kernel, self.kernel),
+        strides=(self.stride, self.stride),
+        padding="SAME",
+        use_bias=False,
+        kernel_init=conv_init,
+        name="conv",
+    )(x)
+    x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        name="bn",
+    )(x)
     return jax.nn.relu(x) if self.relu else x
 
 
 def depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """Depthwise conv, SAME padding (TF's), kernel ``[k, k, 1, C]``."""
   return jax.lax.conv_general_dilated(
-      x, kernel, (stride, stride), "SAME",
+      x,
+      kernel,
+      (stride, stride),
+      "SAME",
       dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=x.shape[-1])
+      feature_group_count=x.shape[-1],
+  )
 
 
 def kernel_masks(channels: int) -> Tuple[np.ndarray, ...]:
@@ -131,10 +147,18 @@ def kernel_masks(channels: int) -> Tuple[np.ndarray, ...]:
   return m3, 1.0 - m3, cmask, 1.0 - cmask
 
 
-def superkernel_decisions(w: jax.Array, t_k5, t_e3, t_e6, *, can_skip: bool,
-                          key: Optional[jax.Array] = None, keep=1.0,
-                          rescale: bool = True, squared_norm: bool = False
-                          ) -> Tuple[jax.Array, jax.Array]:
+def superkernel_decisions(
+    w: jax.Array,
+    t_k5,
+    t_e3,
+    t_e6,
+    *,
+    can_skip: bool,
+    key: Optional[jax.Array] = None,
+    keep=1.0,
+    rescale: bool = True,
+    squared_norm: bool = False,
+) -> Tuple[jax.Array, jax.Array]:
   """The masked kernel and the decisions ``[d_k, d_e3, d_e6]`` of one layer.
 
   Args:
@@ -158,15 +182,16 @@ def superkernel_decisions(w: jax.Array, t_k5, t_e3, t_e6, *, can_skip: bool,
     return sq if squared_norm else jnp.sqrt(jnp.maximum(sq, 1e-30))
 
   keys = [None] * 3 if key is None else list(jax.random.split(key, 3))
-  d_k = indicator_dropout(indicator(norm(w * m5) - t_k5), keys[0], keep,
-                          rescale)
+  d_k = indicator_dropout(
+      indicator(norm(w * m5) - t_k5), keys[0], keep, rescale
+  )
   w1 = w * m3 + d_k * (w * m5)
   w50, w100 = w1 * c50, w1 * c100
-  d_e6 = indicator_dropout(indicator(norm(w100) - t_e6), keys[2], keep,
-                           rescale)
+  d_e6 = indicator_dropout(indicator(norm(w100) - t_e6), keys[2], keep, rescale)
   if can_skip:
-    d_e3 = indicator_dropout(indicator(norm(w50) - t_e3), keys[1], keep,
-                             rescale)
+    d_e3 = indicator_dropout(
+        indicator(norm(w50) - t_e3), keys[1], keep, rescale
+    )
   else:
     d_e3 = jnp.ones((), w.dtype)
   return d_e3 * (w50 + d_e6 * w100), jnp.stack([d_k, d_e3, d_e6])
@@ -177,6 +202,7 @@ class SuperMBConv(nn.Module):
 
   Returns ``(y, d)`` with the decisions ``d = [d_k, d_e3, d_e6]``.
   """
+
   layer: SearchLayer
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
@@ -190,15 +216,27 @@ class SuperMBConv(nn.Module):
     c = 6 * ly.cin
     bn = dict(bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
     w = self.param("depthwise_kernel", depthwise_init, (5, 5, 1, c))
-    t = [self.param(n, nn.initializers.zeros, ()) for n in
-         ("t_k5", "t_e3", "t_e6")]
+    t = [
+        self.param(n, nn.initializers.zeros, ())
+        for n in ("t_k5", "t_e3", "t_e6")
+    ]
     kernel, d = superkernel_decisions(
-        w, *t, can_skip=ly.can_skip, key=key, keep=keep,
-        rescale=self.rescale_dropout, squared_norm=self.squared_norm)
+        w,
+        *t,
+        can_skip=ly.can_skip,
+        key=key,
+        keep=keep,
+        rescale=self.rescale_dropout,
+        squared_norm=self.squared_norm,
+    )
     y = ConvBN(c, name="expand", **bn)(x, train=train)
     y = depthwise(y, kernel, ly.stride)
-    y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, name="depthwise_bn")(y)
+    y = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        name="depthwise_bn",
+    )(y)
     y = jax.nn.relu(y)
     if self.exact_masks:
       _, _, c50, c100 = (jnp.asarray(m[0, 0]) for m in kernel_masks(c))
@@ -211,6 +249,7 @@ class SuperMBConv(nn.Module):
 
 class MBConv(nn.Module):
   """A plain MBConv block (fixed blocks, and the decoded network's)."""
+
   cout: int
   kernel: int
   expansion: int
@@ -228,19 +267,30 @@ class MBConv(nn.Module):
       y = ConvBN(c, name="expand", **bn)(y, train=train)
     # nn.Conv with one group per channel: the kernel is [k, k, 1, C], the
     # superkernel's layout.
-    y = nn.Conv(c, (self.kernel, self.kernel),
-                strides=(self.stride, self.stride), padding="SAME",
-                feature_group_count=c, use_bias=False,
-                kernel_init=depthwise_init, name="depthwise")(y)
-    y = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                     epsilon=self.bn_epsilon, name="depthwise_bn")(y)
+    y = nn.Conv(
+        c,
+        (self.kernel, self.kernel),
+        strides=(self.stride, self.stride),
+        padding="SAME",
+        feature_group_count=c,
+        use_bias=False,
+        kernel_init=depthwise_init,
+        name="depthwise",
+    )(y)
+    y = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        name="depthwise_bn",
+    )(y)
     y = jax.nn.relu(y)
     y = ConvBN(self.cout, relu=False, name="project", **bn)(y, train=train)
     return x + y if self.residual else y
 
 
-def head(x, *, num_classes: int, channels: int, dropout: float, train: bool,
-         bn: dict):
+def head(
+    x, *, num_classes: int, channels: int, dropout: float, train: bool, bn: dict
+):
   """1x1 conv -> BN -> ReLU -> global average pool -> dropout -> dense."""
   x = ConvBN(channels, name="head_conv", **bn)(x, train=train)
   x = jnp.mean(x, axis=(1, 2))
@@ -270,6 +320,7 @@ class SinglePathSuperNet(nn.Module):
     >>> logits.shape, d.shape
     ((2, 10), (2, 3))
   """
+
   macro: Macro
   num_classes: int
   exact_masks: bool = False
@@ -282,22 +333,33 @@ class SinglePathSuperNet(nn.Module):
     bn = dict(bn_momentum=m.bn_momentum, bn_epsilon=m.bn_epsilon)
     x = ConvBN(m.stem, 3, m.stem_stride, name="stem", **bn)(x, train=train)
     b = m.first_block()
-    x = MBConv(b.cout, b.kernel, b.expansion, b.stride, False, name="block0",
-               **bn)(x, train=train)
+    x = MBConv(
+        b.cout, b.kernel, b.expansion, b.stride, False, name="block0", **bn
+    )(x, train=train)
     decisions = []
     for ly in m.layers():
       k = None if key is None else jax.random.fold_in(key, ly.index)
-      x, d = SuperMBConv(ly, exact_masks=self.exact_masks,
-                         rescale_dropout=self.rescale_dropout,
-                         squared_norm=self.squared_norm,
-                         name=f"layer{ly.index + 1}", **bn)(
-                             x, train=train, key=k, keep=keep)
+      x, d = SuperMBConv(
+          ly,
+          exact_masks=self.exact_masks,
+          rescale_dropout=self.rescale_dropout,
+          squared_norm=self.squared_norm,
+          name=f"layer{ly.index + 1}",
+          **bn,
+      )(x, train=train, key=k, keep=keep)
       decisions.append(d)
     b = m.last_block()
-    x = MBConv(b.cout, b.kernel, b.expansion, b.stride, False,
-               name="last_block", **bn)(x, train=train)
-    logits = head(x, num_classes=self.num_classes, channels=m.head_channels,
-                  dropout=m.dropout, train=train, bn=bn)
+    x = MBConv(
+        b.cout, b.kernel, b.expansion, b.stride, False, name="last_block", **bn
+    )(x, train=train)
+    logits = head(
+        x,
+        num_classes=self.num_classes,
+        channels=m.head_channels,
+        dropout=m.dropout,
+        train=train,
+        bn=bn,
+    )
     return logits, jnp.stack(decisions)
 
 
@@ -312,16 +374,22 @@ def thresholds(params) -> np.ndarray:
   return np.asarray(rows, np.float32)
 
 
-def hard_decisions(params, macro: Macro, *,
-                   squared_norm: bool = False) -> jax.Array:
+def hard_decisions(
+    params, macro: Macro, *, squared_norm: bool = False
+) -> jax.Array:
   """The raw (no dropout) decisions ``bool[L, 3]`` of the current weights;
   jittable."""
   out = []
   for ly in macro.layers():
     p = params[f"layer{ly.index + 1}"]
-    _, d = superkernel_decisions(p["depthwise_kernel"], p["t_k5"], p["t_e3"],
-                                 p["t_e6"], can_skip=ly.can_skip,
-                                 squared_norm=squared_norm)
+    _, d = superkernel_decisions(
+        p["depthwise_kernel"],
+        p["t_k5"],
+        p["t_e3"],
+        p["t_e6"],
+        can_skip=ly.can_skip,
+        squared_norm=squared_norm,
+    )
     out.append(d > 0.5)
   return jnp.stack(out) if out else jnp.zeros((0, 3), bool)
 
