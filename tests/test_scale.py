@@ -412,7 +412,7 @@ def test_compilation_cache_second_run_does_not_compile(tmp_path):
 def test_auto_batching_resolves_by_backend_and_devices():
   from gram_jax.scale import batched  # pylint: disable=import-outside-toplevel
 
-  assert batched.resolve_mode("auto", backend="cpu") == "loop"
+  assert batched.resolve_mode("auto", backend="cpu") == "threads"
   assert batched.resolve_mode("auto", backend="gpu") == "vmap"
   assert batched.resolve_mode("auto", devices=4, backend="cpu") == "vmap"
   assert batched.resolve_mode("loop", backend="gpu") == "loop"

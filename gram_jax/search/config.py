@@ -103,7 +103,7 @@ class GramSettings:
   # and trained together each iteration; `batch_candidates` says how
   # ("vmap": one vmapped program, sharded over `devices` devices, 0 = all;
   # "loop": one after another; "threads": the loop's programs from one
-  # thread per CPU core; "auto": loop on the CPU, vmap elsewhere or when
+  # thread per CPU core; "auto": threads on the CPU, vmap elsewhere or when
   # devices != 1, `scale.batched.resolve_mode`).
   num_seeds: int = 1
   shared_seed: int = -1
