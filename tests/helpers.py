@@ -6,6 +6,48 @@ import os
 import flax.linen as nn
 import jax.numpy as jnp
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AUTOSHRINK_CNN_RUNLOCAL = os.path.join(
+    ROOT, "experiments", "configs", "autoshrink_cnn_runlocal.py"
+)
+# `--config.*` overrides that shrink the AutoShrink CNN runlocal config to a
+# few seconds: 4 nodes, 4 filters, 60 / 40 proxy images, 1 epoch, k = 3.
+TINY_AUTOSHRINK_CNN = [
+    "--config.search.k=3",
+    "--config.cnn.nodes=4",
+    "--config.cnn.base_filters=4",
+    "--config.cnn.stem_channels=4",
+    "--config.cnn.scales=(1.0, 2.0)",
+    "--config.cnn.pools=(1, 2)",
+    "--config.cnn.replicate=(1, 1)",
+    "--config.cnn.proxy.num_train=60",
+    "--config.cnn.proxy.num_val=40",
+    "--config.cnn.train.epochs=1",
+    "--config.cnn.train.batch_size=20",
+    "--config.cnn.train.eval_batch_size=40",
+]
+
+
+def tiny_lm_recipe(cell, **kw):
+  """A ShrinkRNN `LMRecipe` small enough for a resume test (hidden 8,
+  3 epochs, bptt 8), fields in `kw` replaced."""
+  from gram_jax.autoshrink import train_rnn  # pylint: disable=import-outside-toplevel
+
+  base = dict(
+      cell=cell,
+      nhid=8,
+      epochs=3,
+      batch_size=64,
+      eval_batch_size=32,
+      test_batch_size=32,
+      bptt=8,
+      max_seq_len_delta=4,
+      bucket=0,
+      nonmono=1,
+  )
+  base.update(kw)
+  return train_rnn.LMRecipe(**base)
+
 
 def free_linear(next_fun, args, kwargs, context):
   """Replaces Conv/Dense by a zero-FLOP op of the same output shape."""

@@ -16,26 +16,12 @@ from gram_jax.autoshrink import cnn_search
 from gram_jax.autoshrink import command
 from gram_jax.autoshrink import shrinkcnn
 from gram_jax.autoshrink import strategy as st
+import helpers
 from helpers import file_digests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNLOCAL = os.path.join(
-    ROOT, "experiments", "configs", "autoshrink_cnn_runlocal.py"
-)
-TINY = [
-    "--config.search.k=3",
-    "--config.cnn.nodes=4",
-    "--config.cnn.base_filters=4",
-    "--config.cnn.stem_channels=4",
-    "--config.cnn.scales=(1.0, 2.0)",
-    "--config.cnn.pools=(1, 2)",
-    "--config.cnn.replicate=(1, 1)",
-    "--config.cnn.proxy.num_train=60",
-    "--config.cnn.proxy.num_val=40",
-    "--config.cnn.train.epochs=1",
-    "--config.cnn.train.batch_size=20",
-    "--config.cnn.train.eval_batch_size=40",
-]
+RUNLOCAL = helpers.AUTOSHRINK_CNN_RUNLOCAL
+TINY = helpers.TINY_AUTOSHRINK_CNN
 
 
 @pytest.fixture(autouse=True)

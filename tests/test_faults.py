@@ -122,21 +122,9 @@ def _autoshrink_cnn(base):
   return [
       "autoshrink",
       "--config",
-      os.path.join(CONFIGS, "autoshrink_cnn_runlocal.py"),
+      helpers.AUTOSHRINK_CNN_RUNLOCAL,
       "--no-progress",
-      "--config.search.k=3",
-      "--config.cnn.nodes=4",
-      "--config.cnn.base_filters=4",
-      "--config.cnn.stem_channels=4",
-      "--config.cnn.scales=(1.0, 2.0)",
-      "--config.cnn.pools=(1, 2)",
-      "--config.cnn.replicate=(1, 1)",
-      "--config.cnn.proxy.num_train=60",
-      "--config.cnn.proxy.num_val=40",
-      "--config.cnn.train.epochs=1",
-      "--config.cnn.train.batch_size=20",
-      "--config.cnn.train.eval_batch_size=40",
-  ]
+  ] + helpers.TINY_AUTOSHRINK_CNN
 
 
 def _autoshrink_rnn(base):

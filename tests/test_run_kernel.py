@@ -440,23 +440,7 @@ def _autoshrink_command(tmp_path):
   from gram_jax.autoshrink import command  # pylint: disable=import-outside-toplevel
 
   config = command.resolve(
-      os.path.join(
-          ROOT, "experiments", "configs", "autoshrink_cnn_runlocal.py"
-      ),
-      [
-          "--config.search.k=3",
-          "--config.cnn.nodes=4",
-          "--config.cnn.base_filters=4",
-          "--config.cnn.stem_channels=4",
-          "--config.cnn.scales=(1.0, 2.0)",
-          "--config.cnn.pools=(1, 2)",
-          "--config.cnn.replicate=(1, 1)",
-          "--config.cnn.proxy.num_train=60",
-          "--config.cnn.proxy.num_val=40",
-          "--config.cnn.train.epochs=1",
-          "--config.cnn.train.batch_size=20",
-          "--config.cnn.train.eval_batch_size=40",
-      ],
+      helpers.AUTOSHRINK_CNN_RUNLOCAL, helpers.TINY_AUTOSHRINK_CNN
   )
 
   def run_it(wd, stop_after):
@@ -481,18 +465,7 @@ def _train_rnn_command(tmp_path):
   rnn.CellSpec(
       4, ((0, 1), (0, 2), (1, 3)), ("tanh", "sigmoid", "tanh", "identity")
   ).save(cell_path)
-  recipe = train_rnn.LMRecipe(
-      cell=cell_path,
-      nhid=8,
-      epochs=3,
-      batch_size=64,
-      eval_batch_size=32,
-      test_batch_size=32,
-      bptt=8,
-      max_seq_len_delta=4,
-      bucket=0,
-      nonmono=1,
-  )
+  recipe = helpers.tiny_lm_recipe(cell_path)
 
   def run_it(wd, stop_after):
     train_rnn.run_lm_training(

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers
 from gram_jax import cli
 from gram_jax.autoshrink import command
 from gram_jax.autoshrink import lm
@@ -304,30 +305,13 @@ def test_rnn_search_command_resumes(tmp_path, capsys):
 # --- full training ---------------------------------------------------------
 
 
-def _tiny_recipe(cell, **kw):
-  base = dict(
-      cell=cell,
-      nhid=8,
-      epochs=3,
-      batch_size=64,
-      eval_batch_size=32,
-      test_batch_size=32,
-      bptt=8,
-      max_seq_len_delta=4,
-      bucket=0,
-      nonmono=1,
-  )
-  base.update(kw)
-  return train_rnn.LMRecipe(**base)
-
-
 def test_train_rnn_resume_equals_uninterrupted(tmp_path):
   cell = rnn.CellSpec(
       4, ((0, 1), (0, 2), (1, 3)), ("tanh", "sigmoid", "tanh", "identity")
   )
   cell_path = str(tmp_path / "cell.json")
   cell.save(cell_path)
-  recipe = _tiny_recipe(cell_path)
+  recipe = helpers.tiny_lm_recipe(cell_path)
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   part = train_rnn.run_lm_training(
       recipe, a, progress=False, stop_after_epochs=1
@@ -342,7 +326,7 @@ def test_train_rnn_resume_equals_uninterrupted(tmp_path):
   assert ra["params"] == rnn.lm_params(73, 8, 3)
   with pytest.raises(GramJaxError, match="holds a run"):
     train_rnn.run_lm_training(
-        _tiny_recipe(cell_path, epochs=4), a, progress=False
+        helpers.tiny_lm_recipe(cell_path, epochs=4), a, progress=False
     )
 
 
