@@ -6,6 +6,8 @@ import os
 import flax.linen as nn
 import jax.numpy as jnp
 
+from gram_jax.models.layers import DepthwiseConv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUTOSHRINK_CNN_RUNLOCAL = os.path.join(
     ROOT, "experiments", "configs", "autoshrink_cnn_runlocal.py"
@@ -50,13 +52,16 @@ def tiny_lm_recipe(cell, **kw):
 
 
 def free_linear(next_fun, args, kwargs, context):
-  """Replaces Conv/Dense by a zero-FLOP op of the same output shape."""
+  """Replaces Conv/Dense/DepthwiseConv by a zero-FLOP op of the same output
+  shape."""
   mod = context.module
   if context.method_name != "__call__" or not isinstance(
-      mod, (nn.Conv, nn.Dense)
+      mod, (nn.Conv, nn.Dense, DepthwiseConv)
   ):
     return next_fun(*args, **kwargs)
   x = args[0]
+  if isinstance(mod, DepthwiseConv):
+    return x[:, :: mod.stride, :: mod.stride, :]
   if isinstance(mod, nn.Dense):
     return jnp.broadcast_to(x[..., :1], x.shape[:-1] + (mod.features,))
   s = mod.strides[0] if mod.strides else 1

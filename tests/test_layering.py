@@ -27,7 +27,15 @@ PACKAGE = "gram_jax"
 # longest entry that matches a module decides its layer (``gram_jax`` itself
 # matches only the top-level ``__init__``).
 LAYERS = (
-    ("base", ("gram_jax", "gram_jax.errors", "gram_jax.shapes")),
+    (
+        "base",
+        (
+            "gram_jax",
+            "gram_jax.errors",
+            "gram_jax.shapes",
+            "gram_jax.depthwise",
+        ),
+    ),
     (
         "descriptions",
         (

@@ -12,6 +12,7 @@ import pytest
 
 from gram_jax.errors import GramJaxError
 from gram_jax.models import mobilenet_v2 as mb
+from gram_jax.depthwise import depthwise_impl
 from gram_jax.models.mobilenet_v2 import (
     MobileNetV2,
     make_divisible,
@@ -118,7 +119,8 @@ def test_macs_match_xla_cost_analysis(width, size):
 
     # Unoptimised HLO: after fusion the probe's other arithmetic would be
     # rewritten differently from the real net's (see test_cost.py).
-    return jax.jit(f).lower(variables, x).cost_analysis()["flops"]
+    with depthwise_impl("conv"):  # count the convolution's FLOPs
+      return jax.jit(f).lower(variables, x).cost_analysis()["flops"]
 
   # 2 FLOPs per MAC, plus the classifier's bias adds. XLA counts only the
   # kernel taps that land on real input, hence padding_aware=True; the

@@ -17,6 +17,7 @@ from gram_jax.singlepath import runtime as rt
 from gram_jax.singlepath import search
 from gram_jax.singlepath import spec as spec_lib
 from gram_jax.singlepath import superkernel as sk
+from gram_jax.depthwise import depthwise_impl
 from gram_jax.singlepath.space import Macro
 from helpers import free_linear
 
@@ -254,7 +255,8 @@ def _xla_flops(net, shape, probe):
         return net.apply(v, x)
     return net.apply(v, x)
 
-  return jax.jit(f).lower(variables, x).cost_analysis()["flops"]
+  with depthwise_impl("conv"):  # count the convolution's FLOPs
+    return jax.jit(f).lower(variables, x).cost_analysis()["flops"]
 
 
 @pytest.mark.parametrize("choices", [("k5e6", "k5e6"), ("k3e3", "skip")])

@@ -182,16 +182,7 @@ class Node(nn.Module):
   def __call__(self, x, *, train: bool, in_valid=None):
     cfg = self.cfg
     if self.op == SEP3X3:
-      c = x.shape[-1]
-      y = nn.Conv(
-          c,
-          (3, 3),
-          padding="SAME",
-          feature_group_count=c,
-          use_bias=False,
-          kernel_init=kernel_init,
-          name="dw",
-      )(x)
+      y = layers.DepthwiseConv(3, kernel_init=kernel_init, name="dw")(x)
       # The depthwise activation is the network's even for a linear node
       # [AS: utilities.py `separable_conv2d_v1`].
       y = _act(cfg.activation)(_bn(cfg, train, "dw_bn")(y))

@@ -43,6 +43,7 @@ from jax.extend import core as jex_core
 
 from gram_jax import io
 from gram_jax.arch import ArchSpec
+from gram_jax.depthwise import depthwise_impl
 from gram_jax.errors import GramJaxError
 
 OPS_HELP = "https://ai.google.dev/edge/litert/models/ops_compatibility"
@@ -140,14 +141,17 @@ def function_to_tflite(
     )
   else:
     calibration = None
-  try:
-    fn = _with_quantizable_elu(fn, jnp.zeros(shape, jnp.float32))
-  except Exception as e:  # flax/jax raise many types for bad variables
-    raise ExportError(
-        f"the model cannot be traced at input {shape}: "
-        f"{type(e).__name__}: {_first_line(str(e))}"
-    ) from None
-  return _convert(fn, shape, calibration)
+  # Depthwise layers export as the convolution (one DEPTHWISE_CONV_2D),
+  # not the shifted sums they train as on the CPU (gram_jax.depthwise).
+  with depthwise_impl("conv"):
+    try:
+      fn = _with_quantizable_elu(fn, jnp.zeros(shape, jnp.float32))
+    except Exception as e:  # flax/jax raise many types for bad variables
+      raise ExportError(
+          f"the model cannot be traced at input {shape}: "
+          f"{type(e).__name__}: {_first_line(str(e))}"
+      ) from None
+    return _convert(fn, shape, calibration)
 
 
 def write_tflite(path: str, model: bytes) -> None:

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gram_jax.depthwise import depthwise_conv
+
 # AutoShrink initialises convs and the classifier glorot-normal
 # (ALGORITHMS.md 1.3 #9).
 kernel_init = nn.initializers.glorot_normal()
@@ -46,6 +48,26 @@ class ConvBNAct(nn.Module):
         name="bn",
     )(x)
     return nn.elu(x)
+
+
+class DepthwiseConv(nn.Module):
+  """``nn.Conv(C, (k, k), feature_group_count=C, use_bias=False,
+  padding="SAME")`` with the same parameter (``kernel: f32[k, k, 1, C]``,
+  drawn by `kernel_init` with the same shape), computed by
+  `gram_jax.depthwise.depthwise_conv`: several times faster to train on
+  XLA:CPU, the convolution itself on other backends and in exports."""
+
+  kernel_size: int
+  stride: int = 1
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param(
+        "kernel", self.kernel_init, (k, k, 1, x.shape[-1]), jnp.float32
+    )
+    return depthwise_conv(x, kernel, self.stride)
 
 
 def pad_channels(x: jax.Array, width: int) -> jax.Array:

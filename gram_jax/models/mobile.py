@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gram_jax.errors import GramJaxError
+from gram_jax.models.layers import DepthwiseConv
 from gram_jax.shapes import Cost, same_out, valid_taps
 
 ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
@@ -209,16 +210,22 @@ class ConvBN(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = nn.Conv(
-        self.channels,
-        (self.kernel, self.kernel),
-        strides=(self.stride, self.stride),
-        padding="SAME",
-        feature_group_count=self.groups,
-        use_bias=False,
-        kernel_init=_conv_init,
-        name="conv",
-    )(x)
+    if self.groups > 1 and self.groups == self.channels == x.shape[-1]:
+      # depthwise: the same parameter as nn.Conv's, faster on XLA:CPU
+      x = DepthwiseConv(
+          self.kernel, self.stride, kernel_init=_conv_init, name="conv"
+      )(x)
+    else:
+      x = nn.Conv(
+          self.channels,
+          (self.kernel, self.kernel),
+          strides=(self.stride, self.stride),
+          padding="SAME",
+          feature_group_count=self.groups,
+          use_bias=False,
+          kernel_init=_conv_init,
+          name="conv",
+      )(x)
     x = nn.BatchNorm(
         use_running_average=not train,
         momentum=self.bn_momentum,

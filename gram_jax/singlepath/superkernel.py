@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gram_jax.depthwise import depthwise_conv
+from gram_jax.models.layers import DepthwiseConv
 from gram_jax.singlepath.space import Macro, SearchLayer
 
 
@@ -126,15 +128,9 @@ class ConvBN(nn.Module):
 
 
 def depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-  """Depthwise conv, SAME padding (TF's), kernel ``[k, k, 1, C]``."""
-  return jax.lax.conv_general_dilated(
-      x,
-      kernel,
-      (stride, stride),
-      "SAME",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-      feature_group_count=x.shape[-1],
-  )
+  """Depthwise conv, SAME padding (TF's), kernel ``[k, k, 1, C]``
+  (`gram_jax.depthwise.depthwise_conv`: shifted sums on XLA:CPU)."""
+  return depthwise_conv(x, kernel, stride)
 
 
 def kernel_masks(channels: int) -> Tuple[np.ndarray, ...]:
@@ -265,17 +261,10 @@ class MBConv(nn.Module):
     y = x
     if self.expansion != 1:
       y = ConvBN(c, name="expand", **bn)(y, train=train)
-    # nn.Conv with one group per channel: the kernel is [k, k, 1, C], the
-    # superkernel's layout.
-    y = nn.Conv(
-        c,
-        (self.kernel, self.kernel),
-        strides=(self.stride, self.stride),
-        padding="SAME",
-        feature_group_count=c,
-        use_bias=False,
-        kernel_init=depthwise_init,
-        name="depthwise",
+    # One group per channel: the kernel is [k, k, 1, C], the superkernel's
+    # layout.
+    y = DepthwiseConv(
+        self.kernel, self.stride, kernel_init=depthwise_init, name="depthwise"
     )(y)
     y = nn.BatchNorm(
         use_running_average=not train,
