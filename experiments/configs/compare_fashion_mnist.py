@@ -19,14 +19,14 @@ breaks it, naming the field):
     flip; runlocal trains on a seeded 8,000-image subset of the rest, the
     same for every model;
   * one recipe: momentum SGD 0.9, lr 0.05 with cosine decay, L2 5e-4,
-    batch 128, 60 epochs (runlocal 15); no per-model settings;
+    batch 128, 60 epochs (runlocal 20); no per-model settings;
   * the validation split makes every choice (matched baselines, the rows
     the summary quotes); the official 10,000-image test split is evaluated
     once per run, after the last epoch, for the table;
   * seeds 0, 1, 2 (runlocal 0, 1) per row: mean +- sample std;
   * baselines in their published form, scaled by their own knob:
     MobileNetV2 at widths 0.35, 0.5, 0.75, 1.0, FBNet-96-0.35-1 and
-    FBNet-A (full only; too slow for the CPU budget);
+    FBNet-A;
   * SwiftNet, two families, pruned at several levels and channel-scaled:
     `searched`: the Fashion-MNIST proxy search (its space has the stem);
     `transfer` (the paper's Table 4 setting): the digits quickstart
@@ -47,23 +47,24 @@ plateaued) and release/ (one JSON per SwiftNet row that `gram-jax train
 resumes per model and seed.
 
 Cost. Measured training step (batch 128, 28x28, momentum SGD; `python
-benchmarks/compare_epoch_cost.py`) on the 2-core Intel Xeon this was
-developed on while other jobs shared the cores (load about 4): MobileNetV2
-0.35 / 0.5 / 0.75 / 1.0: 0.60 / 0.57 / 1.55 / 1.61 s; FBNet-96-0.35-1
-0.75 s; FBNet-A 2.89 s; a 1.2 M-MAC SwiftNet of the quickstart space with
-the stem 0.079 s (XLA's CPU depthwise convolutions make the MBConv
-networks slow to train here). Evaluation adds 0.2-8 ms per image.
-  * runlocal: 62 steps + 10,000 evaluated images per epoch, 15 epochs x 2
-    seeds: about 24, 26, 58, 59 min for the four MobileNetV2s, 35 min for
-    FBNet-96, 2-7 min per SwiftNet row (9 rows, about 35 min), plus
-    about 15 min of TFLite conversions and timing: about 4 hours on that
-    loaded 2-core machine (less when idle), resumable.
+benchmarks/compare_epoch_cost.py --train 8000`) on the idle 2-core Intel
+Xeon this was developed on: MobileNetV2 0.35 / 0.5 / 0.75 / 1.0: 0.090 /
+0.116 / 0.188 / 0.215 s; FBNet-96-0.35-1 0.087 s; FBNet-A 0.171 s; a
+1.2 M-MAC SwiftNet of the quickstart space with the stem 0.049 s. (The
+depthwise layers train as shifted sums on the CPU, gram_jax/depthwise.py:
+with XLA's grouped convolution the MBConv networks' steps take 3-4x as
+long, `python benchmarks/depthwise.py`.) An epoch of 8,000 training images
+plus the 10,000 evaluated ones: 6.5 / 8.3 / 13.8 / 16.0 s, 6.3 s, 12.5 s,
+4.4 s.
+  * runlocal: 62 steps + 10,000 evaluated images per epoch, 20 epochs x 2
+    seeds, 15 models: about 60 min of baselines, 25-30 min of SwiftNets,
+    plus compilation and about 15 min of TFLite conversions and timing:
+    about 1 h 45 min on the idle machine, resumable.
   * full (55,000 training images, 60 epochs, 3 seeds, 31 models): about
-    9-10 CPU-days here (the six baselines take 7.5 of them), so not for
-    this machine. On one modern GPU: an estimate, not measured, of 3-6
-    GPU-hours (1-6 M-MAC networks, so a step is launch-bound at a few ms;
-    430 steps per epoch), plus the TFLite conversions and host timing on
-    the CPU (about an hour).
+    2 CPU-days here at these step times, so not for this machine. On one
+    modern GPU: an estimate, not measured, of 3-6 GPU-hours (1-6 M-MAC
+    networks, so a step is launch-bound at a few ms; 430 steps per epoch),
+    plus the TFLite conversions and host timing on the CPU (about an hour).
 
 Paper figures (set beside ours in results.md): Table 4, the CIFAR-10
 meta-graph on Fashion-MNIST with no new search: 0.86 M MACs, 93.56% top-1,
@@ -86,7 +87,7 @@ def get_config(arg=None):
   c.data_dir = ""
   # The protocol: this block trains every model.
   c.recipe = ml_collections.ConfigDict()
-  c.recipe.epochs = 15 if runlocal else 60
+  c.recipe.epochs = 20 if runlocal else 60
   c.recipe.batch_size = 128
   c.recipe.optimizer = "momentum"
   c.recipe.learning_rate = 0.05
@@ -125,9 +126,8 @@ def get_config(arg=None):
       "mobilenet_v2@0.75",
       "mobilenet_v2@1.0",
       "fbnet_96_035_1",
+      "fbnet_a",
   )
-  if not runlocal:
-    c.baselines += ("fbnet_a",)
   c.latency = ml_collections.ConfigDict()
   c.latency.threads = 1
   c.latency.runs = 100
