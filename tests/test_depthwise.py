@@ -93,3 +93,20 @@ def test_environment_variable_sets_the_default(monkeypatch):
   monkeypatch.setenv("GRAM_JAX_DEPTHWISE", "fast")
   with pytest.raises(GramJaxError, match="GRAM_JAX_DEPTHWISE: 'fast'"):
     current_impl()
+
+
+def test_conv_bn_family_shares_one_module():
+  """GRAM's, MobileNetV2's and Single-Path's conv blocks are one module:
+  the same variable names, the depthwise case included."""
+  from gram_jax.models import layers, mobile  # pylint: disable=import-outside-toplevel
+  from gram_jax.singlepath import superkernel  # pylint: disable=import-outside-toplevel
+
+  x = jnp.ones((1, 6, 6, 4))
+  for cls in (layers.ConvBNAct, mobile.ConvBN, superkernel.ConvBN):
+    assert issubclass(cls, layers.ConvBN)
+    v = cls(4, 3).init(jax.random.key(0), x, train=False)
+    assert set(v["params"]) == {"conv", "bn"}
+  dw = mobile.ConvBN(4, 3, groups=4).init(jax.random.key(0), x, train=False)
+  assert dw["params"]["conv"]["kernel"].shape == (3, 3, 1, 4)
+  with pytest.raises(GramJaxError, match="activation: 'gelu'.*elu, relu"):
+    layers.ConvBN(4, activation="gelu").init(jax.random.key(0), x, train=False)

@@ -34,8 +34,8 @@ class ExactNet(nn.Module):
           c.channels,
           c.kernel,
           c.stride,
-          spec.bn_momentum,
-          spec.bn_epsilon,
+          bn_momentum=spec.bn_momentum,
+          bn_epsilon=spec.bn_epsilon,
           name=f"stem{i}",
       )(x, train=train)
     m = spec.dags_per_hierarchy
@@ -57,8 +57,8 @@ class ExactNet(nn.Module):
               node.channels,
               node.kernel,
               1,
-              spec.bn_momentum,
-              spec.bn_epsilon,
+              bn_momentum=spec.bn_momentum,
+              bn_epsilon=spec.bn_epsilon,
               name=f"dag{k}_node{node.id}",
           )(inp, train=train)
         outs.append(

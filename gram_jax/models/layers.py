@@ -15,39 +15,82 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_jax.depthwise import depthwise_conv
+from gram_jax.errors import GramJaxError
 
 # AutoShrink initialises convs and the classifier glorot-normal
 # (ALGORITHMS.md 1.3 #9).
 kernel_init = nn.initializers.glorot_normal()
 
 
-class ConvBNAct(nn.Module):
-  """k x k conv (SAME, no bias) -> BatchNorm -> ELU [SN §4.1]."""
+# The activations a `ConvBN` may end with ("none": linear).
+ACTIVATIONS = {
+    "elu": nn.elu,
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "none": lambda x: x,
+}
+
+
+class ConvBN(nn.Module):
+  """k x k conv (SAME, no bias) -> BatchNorm -> `activation`.
+
+  The one conv block of every network here: GRAM's nodes (`ConvBNAct`),
+  MobileNetV2 / FBNet blocks (`gram_jax.models.mobile.ConvBN`) and the
+  Single-Path backbone (`gram_jax.singlepath.superkernel.ConvBN`) are this
+  module with their own defaults. The variables are always ``conv/kernel``
+  and ``bn/{scale,bias,mean,var}``. With ``groups == channels ==`` the input
+  channels the conv is depthwise and runs as `DepthwiseConv` (the same
+  parameter).
+  """
 
   channels: int
-  kernel: int
+  kernel: int = 1
   stride: int = 1
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
+  groups: int = 1
+  activation: str = "none"  # a key of ACTIVATIONS
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+  kernel_init: Callable = kernel_init
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = nn.Conv(
-        self.channels,
-        (self.kernel, self.kernel),
-        strides=(self.stride, self.stride),
-        padding="SAME",
-        use_bias=False,
-        kernel_init=kernel_init,
-        name="conv",
-    )(x)
+    if self.activation not in ACTIVATIONS:
+      raise GramJaxError(
+          f"activation: {self.activation!r} is not allowed; allowed: "
+          f"{', '.join(ACTIVATIONS)}"
+      )
+    if self.groups > 1 and self.groups == self.channels == x.shape[-1]:
+      x = DepthwiseConv(
+          self.kernel, self.stride, kernel_init=self.kernel_init, name="conv"
+      )(x)
+    else:
+      x = nn.Conv(
+          self.channels,
+          (self.kernel, self.kernel),
+          strides=(self.stride, self.stride),
+          padding="SAME",
+          feature_group_count=self.groups,
+          use_bias=False,
+          kernel_init=self.kernel_init,
+          name="conv",
+      )(x)
     x = nn.BatchNorm(
         use_running_average=not train,
         momentum=self.bn_momentum,
         epsilon=self.bn_epsilon,
         name="bn",
     )(x)
-    return nn.elu(x)
+    return ACTIVATIONS[self.activation](x)
+
+
+class ConvBNAct(ConvBN):
+  """A GRAM node: k x k conv (SAME, no bias) -> BatchNorm -> ELU [SN §4.1],
+  glorot-normal kernel, BN momentum 0.9 and epsilon 1e-5."""
+
+  kernel: int = 3
+  activation: str = "elu"
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
 
 
 class DepthwiseConv(nn.Module):

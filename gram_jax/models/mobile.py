@@ -24,14 +24,14 @@ scale and bias, dense kernel and bias).
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from gram_jax.errors import GramJaxError
-from gram_jax.models.layers import DepthwiseConv
+from gram_jax.models import layers
 from gram_jax.shapes import Cost, same_out, valid_taps
 
 ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
@@ -196,44 +196,12 @@ def resolve(
 # --- Flax modules -------------------------------------------------------------
 
 
-class ConvBN(nn.Module):
-  """k x k conv (SAME, no bias) -> BatchNorm -> optional activation."""
+class ConvBN(layers.ConvBN):
+  """`gram_jax.models.layers.ConvBN` with MobileNetV2's defaults: ReLU6,
+  He-normal kernel (`_conv_init`), BN momentum 0.99 and epsilon 1e-3."""
 
-  channels: int
-  kernel: int = 1
-  stride: int = 1
-  groups: int = 1
-  relu6: bool = True  # kept for MobileNetV2 callers
-  bn_momentum: float = 0.99
-  bn_epsilon: float = 1e-3
-  activation: Optional[str] = None  # overrides relu6 when set ("none")
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    if self.groups > 1 and self.groups == self.channels == x.shape[-1]:
-      # depthwise: the same parameter as nn.Conv's, faster on XLA:CPU
-      x = DepthwiseConv(
-          self.kernel, self.stride, kernel_init=_conv_init, name="conv"
-      )(x)
-    else:
-      x = nn.Conv(
-          self.channels,
-          (self.kernel, self.kernel),
-          strides=(self.stride, self.stride),
-          padding="SAME",
-          feature_group_count=self.groups,
-          use_bias=False,
-          kernel_init=_conv_init,
-          name="conv",
-      )(x)
-    x = nn.BatchNorm(
-        use_running_average=not train,
-        momentum=self.bn_momentum,
-        epsilon=self.bn_epsilon,
-        name="bn",
-    )(x)
-    act = self.activation or ("relu6" if self.relu6 else "none")
-    return x if act == "none" else ACTIVATIONS[act](x)
+  activation: str = "relu6"
+  kernel_init: Callable = _conv_init
 
 
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:

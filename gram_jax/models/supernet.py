@@ -92,8 +92,8 @@ class Supernet(nn.Module):
           c.channels,
           c.kernel,
           c.stride,
-          space.bn_momentum,
-          space.bn_epsilon,
+          bn_momentum=space.bn_momentum,
+          bn_epsilon=space.bn_epsilon,
           name=f"stem{i}",
       )(x, train=train)
     m, n = space.dags_per_hierarchy, space.nodes
@@ -121,8 +121,8 @@ class Supernet(nn.Module):
               lay.widths[k][v],
               lay.kernels[k][v],
               1,
-              space.bn_momentum,
-              space.bn_epsilon,
+              bn_momentum=space.bn_momentum,
+              bn_epsilon=space.bn_epsilon,
               name=f"dag{k}_node{v}",
           )(inp, train=train)
           feats.append(live[k, v] * y)

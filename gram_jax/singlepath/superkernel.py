@@ -33,7 +33,7 @@ supernet at hard decisions computes exactly the decoded network.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_jax.depthwise import depthwise_conv
+from gram_jax.models import layers
 from gram_jax.models.layers import DepthwiseConv
 from gram_jax.singlepath.space import Macro, SearchLayer
 
@@ -97,34 +98,13 @@ def dense_init(key, shape, dtype=jnp.float32):
   return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-class ConvBN(nn.Module):
-  """k x k conv (SAME, no bias) -> BN -> optional ReLU."""
+class ConvBN(layers.ConvBN):
+  """`gram_jax.models.layers.ConvBN` with the Single-Path backbone's
+  defaults: ReLU, He-normal kernel (`conv_init`), BN momentum 0.99 and
+  epsilon 1e-3. ``activation="none"`` for the linear projections."""
 
-  channels: int
-  kernel: int = 1
-  stride: int = 1
-  relu: bool = True
-  bn_momentum: float = 0.99
-  bn_epsilon: float = 1e-3
-
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    x = nn.Conv(
-        self.channels,
-        (self.kernel, self.kernel),
-        strides=(self.stride, self.stride),
-        padding="SAME",
-        use_bias=False,
-        kernel_init=conv_init,
-        name="conv",
-    )(x)
-    x = nn.BatchNorm(
-        use_running_average=not train,
-        momentum=self.bn_momentum,
-        epsilon=self.bn_epsilon,
-        name="bn",
-    )(x)
-    return jax.nn.relu(x) if self.relu else x
+  activation: str = "relu"
+  kernel_init: Callable = conv_init
 
 
 def depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
@@ -237,7 +217,7 @@ class SuperMBConv(nn.Module):
     if self.exact_masks:
       _, _, c50, c100 = (jnp.asarray(m[0, 0]) for m in kernel_masks(c))
       y = y * (d[1] * (c50 + d[2] * c100))
-    y = ConvBN(ly.cout, relu=False, name="project", **bn)(y, train=train)
+    y = ConvBN(ly.cout, activation="none", name="project", **bn)(y, train=train)
     if self.exact_masks and ly.can_skip:
       y = d[1] * y
     return (x + y if ly.residual else y), d
@@ -273,7 +253,9 @@ class MBConv(nn.Module):
         name="depthwise_bn",
     )(y)
     y = jax.nn.relu(y)
-    y = ConvBN(self.cout, relu=False, name="project", **bn)(y, train=train)
+    y = ConvBN(self.cout, activation="none", name="project", **bn)(
+        y, train=train
+    )
     return x + y if self.residual else y
 
 
