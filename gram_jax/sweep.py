@@ -40,9 +40,7 @@ from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import metagraph as mg
 from gram_jax import run as run_lib
-from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError
-from gram_jax.models import ExactNet
 from gram_jax.report.plots import pareto
 from gram_jax.scale import batched, distributed
 from gram_jax.search import config as config_lib
@@ -252,21 +250,8 @@ def _gram_run(
     )
     accs = [r.accuracy for r in fn(np.stack(masks), keys)]
   elif evaluate == "final":
-    f = config.final
     for i, spec in enumerate(specs):
-      fitted = train_lib.fit(
-          ExactNet(spec),
-          ds.x_train,
-          ds.y_train,
-          ds.x_test,
-          ds.y_test,
-          epochs=f.epochs,
-          batch_size=f.batch_size,
-          learning_rate=f.learning_rate,
-          optimizer=f.optimizer,
-          seed=seeds[i],
-          progress=False,
-      )
+      fitted = loop.fit_final(config, spec, ds, seed=seeds[i])
       accs[i] = fitted.test_accuracy
   rows = []
   for p, spec, m, acc in zip(group.points, specs, masks, accs):

@@ -270,6 +270,45 @@ def test_two_processes_run_one_sharded_search(tmp_path, tmp_path_factory):
   ]
 
 
+def test_sweep_final_eval_trains_each_point_with_the_final_recipe(
+    tmp_path, monkeypatch
+):
+  from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
+
+  calls = []
+  real = loop.fit_final
+
+  def spy(config, spec, ds, **kw):
+    fitted = real(config, spec, ds, **kw)
+    calls.append((config.final.epochs, spec.num_edges, fitted.test_accuracy))
+    return fitted
+
+  monkeypatch.setattr(loop, "fit_final", spy)
+  work = str(tmp_path / "sweep")
+  argv = (
+      [
+          "sweep",
+          "--config",
+          QUICKSTART,
+          "--workdir",
+          work,
+          "--no-progress",
+          "--eval",
+          "final",
+          "--grid",
+          "prune_level=0.3,0.6",
+      ]
+      + TINY
+      + ["--config.search.iterations=1", "--config.final.epochs=1"]
+  )
+  assert cli.main(argv) == 0
+  rows = json.load(open(os.path.join(work, "sweep.json")))
+  # one final training per point, its test accuracy in the row
+  assert [c[0] for c in calls] == [1, 1]
+  assert [r["accuracy"] for r in rows] == [c[2] for c in calls]
+  assert [r["edges"] for r in rows] == [c[1] for c in calls]
+
+
 def test_sweep_table_pareto_and_resume(tmp_path, capsys):
   work = str(tmp_path / "sweep")
   argv = (

@@ -17,9 +17,7 @@ from gram_jax import cost as cost_lib
 from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import run as run_lib
-from gram_jax import train as train_lib
 from gram_jax.errors import GramJaxError
-from gram_jax.models import ExactNet
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
 
@@ -69,21 +67,14 @@ def run(args: argparse.Namespace, rest) -> int:
         f"{summary['params'] / 1e3:.1f} K parameters."
     )
     return 0
-  f = config.final
   ds = data_lib.load(
       config.dataset, data_dir=config.data_dir or None, seed=config.seed
   )
   t1 = time.time()
-  fitted = train_lib.fit(
-      ExactNet(spec),
-      ds.x_train,
-      ds.y_train,
-      ds.x_test,
-      ds.y_test,
-      epochs=f.epochs,
-      batch_size=f.batch_size,
-      learning_rate=f.learning_rate,
-      optimizer=f.optimizer,
+  fitted = loop.fit_final(
+      config,
+      spec,
+      ds,
       seed=config.seed,
       progress=not args.no_progress,
       desc="train found network",

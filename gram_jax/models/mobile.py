@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from gram_jax.errors import GramJaxError
-from gram_jax.models import layers
+from gram_jax.models import layers as layer_lib
 from gram_jax.shapes import Cost, same_out, valid_taps
 
 ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
@@ -196,7 +196,7 @@ def resolve(
 # --- Flax modules -------------------------------------------------------------
 
 
-class ConvBN(layers.ConvBN):
+class ConvBN(layer_lib.ConvBN):
   """`gram_jax.models.layers.ConvBN` with MobileNetV2's defaults: ReLU6,
   He-normal kernel (`_conv_init`), BN momentum 0.99 and epsilon 1e-3."""
 

@@ -174,6 +174,34 @@ def proxy_trainer(
   )
 
 
+def fit_final(
+    config: config_lib.SearchConfig,
+    spec: arch_lib.ArchSpec,
+    ds,
+    *,
+    seed: int,
+    progress: bool = False,
+    desc: str = "train",
+) -> train_lib.FitResult:
+  """Trains `spec` from scratch on the whole of `ds` with ``config.final``
+  (the quickstart's and the sweep's final training) and tests it."""
+  f = config.final
+  return train_lib.fit(
+      ExactNet(spec),
+      ds.x_train,
+      ds.y_train,
+      ds.x_test,
+      ds.y_test,
+      epochs=f.epochs,
+      batch_size=f.batch_size,
+      learning_rate=f.learning_rate,
+      optimizer=f.optimizer,
+      seed=seed,
+      progress=progress,
+      desc=desc,
+  )
+
+
 def batched_steps(strategy):
   """Jitted ``sample(states[S], keys[S, K]) -> masks[S, K, ...]`` and
   ``update(states[S], masks[S, K, ...], rewards[S, K]) -> (states,
