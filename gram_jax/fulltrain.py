@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -88,6 +89,10 @@ class Recipe:
   val_examples: int = 0  # held out of the training split (0: none)
   train_examples: int = 0  # seeded subset of the rest (0: all of it)
   split_seed: int = -1  # seed of the held-out splits (-1: `seed`)
+  # Training batches whose BatchNorm statistics replace the running
+  # averages for every evaluation and in the saved network (precise BN;
+  # 0: the running averages). The training state keeps its own.
+  precise_bn: int = 0
 
   _checks = {
       "epochs": config_lib.in_range(1),
@@ -107,6 +112,7 @@ class Recipe:
       "val_examples": config_lib.in_range(0),
       "train_examples": config_lib.in_range(0),
       "split_seed": (lambda v: v >= -1, ">= 0, or -1 for `seed`"),
+      "precise_bn": config_lib.in_range(0),
   }
 
   def __post_init__(self):
@@ -591,6 +597,17 @@ def _run(
   )
   step = jax.jit(train_step, donate_argnums=(0, 1))
   evaluate = jax.jit(train_lib.make_eval_step(net.apply, top_k=5))
+  moments = jax.jit(train_lib.make_bn_moments(net.apply))
+
+  def for_eval(variables):
+    """The variables evaluations see: precise BN statistics from the
+    first `recipe.precise_bn` batches of epoch 0's order, if asked for."""
+    if not recipe.precise_bn:
+      return variables
+    batches = (jnp.asarray(x) for x, _ in data.train_epoch(0))
+    return train_lib.recompute_batch_stats(
+        moments, variables, itertools.islice(batches, recipe.precise_bn)
+    )
 
   ckpt = run_lib.Checkpoints(workdir, max_to_keep=2)
   start = 0
@@ -658,15 +675,14 @@ def _run(
           "seconds": time.perf_counter() - t0,
       }
       if (epoch + 1) % recipe.eval_every == 0 or epoch + 1 == recipe.epochs:
+        seen = for_eval(variables)
         if data.val is not None:
           # With a validation split the test split is not looked at during
           # training: it is evaluated once, after the last epoch.
-          rec["val_top1"], _, rec["val_loss"] = run_eval(variables, "val")
-          rec["train_top1"], _, rec["train_eval_loss"] = run_eval(
-              variables, "train"
-          )
+          rec["val_top1"], _, rec["val_loss"] = run_eval(seen, "val")
+          rec["train_top1"], _, rec["train_eval_loss"] = run_eval(seen, "train")
         else:
-          rec["top1"], rec["top5"], rec["test_loss"] = run_eval(variables)
+          rec["top1"], rec["top5"], rec["test_loss"] = run_eval(seen)
       metrics.write(rec)
       ckpt.save(epoch + 1, {"variables": variables, "opt_state": opt_state})
       if bar is not None:
@@ -680,6 +696,7 @@ def _run(
     bar.close()
   if end < recipe.epochs:
     return {"complete": False, "epoch": end}
+  variables = for_eval(variables)
   top1, top5, test_loss = run_eval(variables)
   held = {}
   if data.val is not None:

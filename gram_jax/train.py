@@ -109,6 +109,81 @@ def make_train_step(
   return step
 
 
+def _pair_moments(tree):
+  """BN ``{"mean": m, "var": v}`` dicts -> ``{"mean": m, "var": v + m^2}``."""
+  if isinstance(tree, dict) or hasattr(tree, "items"):
+    keys = set(tree)
+    if keys == {"mean", "var"}:
+      return {"mean": tree["mean"], "var": tree["var"] + tree["mean"] ** 2}
+    return {k: _pair_moments(v) for k, v in tree.items()}
+  return tree
+
+
+def make_bn_moments(apply_fn: Callable) -> Callable:
+  """``moments(variables, x) -> tree``: the batch's BatchNorm moments.
+
+  For every BatchNorm of `apply_fn`'s network, the mean and the mean of
+  squares (in the ``var`` leaf) of its input over the batch `x`, in
+  training mode (each layer normalised by the batch's own statistics, as a
+  training step sees it). Read off the module's running-average update
+  ``new = momentum * old + (1 - momentum) * batch``, applied once to zero
+  and once to unit statistics, so any BN momentum works.
+  """
+
+  def moments(variables, x):
+    stats = variables["batch_stats"]
+
+    def update(fill):
+      start = jax.tree.map(lambda a: jnp.full_like(a, fill), stats)
+      _, new = apply_fn(
+          {"params": variables["params"], "batch_stats": start},
+          x,
+          train=True,
+          mutable=["batch_stats"],
+      )
+      return new["batch_stats"]
+
+    s0, s1 = update(0.0), update(1.0)
+    # s0 = (1 - m) b and s1 = m + (1 - m) b: b = s0 / (1 - (s1 - s0)).
+    batch = jax.tree.map(lambda a, b: a / (1.0 - (b - a)), s0, s1)
+    return _pair_moments(batch)
+
+  return moments
+
+
+def recompute_batch_stats(
+    moments: Callable, variables: Variables, batches
+) -> Variables:
+  """`variables` with BatchNorm statistics averaged over `batches`.
+
+  Precise BN: instead of the running averages (which trail the weights
+  while they move fast, most of all with a slow BN momentum), each layer's
+  mean and variance over the images of `batches` (``x`` arrays), with the
+  weights as they are. `moments` is ``jax.jit(make_bn_moments(apply))``.
+  With no batch_stats or no batches, `variables` is returned unchanged.
+  """
+  if not variables.get("batch_stats"):
+    return variables
+  total, n = None, 0
+  for x in batches:
+    m = moments(variables, x)
+    total = m if total is None else jax.tree.map(jnp.add, total, m)
+    n += 1
+  if n == 0:
+    return variables
+  mean_tree = jax.tree.map(lambda a: a / n, total)
+
+  def finish(tree):
+    if isinstance(tree, dict) or hasattr(tree, "items"):
+      if set(tree) == {"mean", "var"}:
+        mean = tree["mean"]
+        return {"mean": mean, "var": jnp.maximum(tree["var"] - mean**2, 0.0)}
+      return {k: finish(v) for k, v in tree.items()}
+    return tree
+
+  return {**variables, "batch_stats": finish(mean_tree)}
+
+
 def make_eval_step(apply_fn: Callable, *, top_k: int = 1) -> Callable:
   """``eval(variables, x, y, weight, *extra) -> (correct, top_k_correct, loss_sum)``.
 

@@ -4,6 +4,7 @@ import json
 import os
 
 import jax
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -81,6 +82,50 @@ def test_train_resumes_to_the_same_result(tmp_path, arch_file, capsys):
   capsys.readouterr()
   assert cli.main(args + ["--recipe.epochs=5", "--workdir", run]) == 2
   assert "recipe.epochs" in capsys.readouterr().err
+
+
+def test_precise_bn_changes_only_the_evaluated_statistics(tmp_path, arch_file):
+  """recipe.precise_bn: the same training (the checkpointed state and the
+  params do not change), BN statistics recomputed for evaluation and in the
+  saved network."""
+  from gram_jax import io  # pylint: disable=import-outside-toplevel
+
+  spec = arch.ArchSpec.load(arch_file)
+  runs = {}
+  for k in (0, 4):
+    recipe = fulltrain.recipe_for(
+        "digits",
+        [
+            "--recipe.epochs=1",
+            "--recipe.batch_size=128",
+            f"--recipe.precise_bn={k}",
+        ],
+    )
+    wd = str(tmp_path / f"bn{k}")
+    result = fulltrain.run_training(
+        spec, "digits", wd, recipe=recipe, progress=False
+    )
+    runs[k] = (
+        result,
+        io.load_variables(
+            os.path.join(wd, "final"),
+            arch.ArchSpec.load(result["arch"]),
+            result["input_shape"],
+        ),
+    )
+  (_, v0), (r4, v4) = runs[0], runs[4]
+  assert jax.tree.all(jax.tree.map(np.array_equal, v0["params"], v4["params"]))
+  diffs = jax.tree.leaves(
+      jax.tree.map(
+          lambda a, b: float(np.abs(a - b).max()),
+          v0["batch_stats"],
+          v4["batch_stats"],
+      )
+  )
+  assert max(diffs) > 1e-3
+  assert 0.0 < r4["top1"] <= 1.0
+  with pytest.raises(GramJaxError, match="recipe.precise_bn"):
+    fulltrain.recipe_for("digits", ["--recipe.precise_bn=-1"])
 
 
 def test_adaptation_to_another_dataset(tmp_path, arch_file):

@@ -1,4 +1,6 @@
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -85,3 +87,38 @@ def test_bad_settings(kwargs, field):
         y_val=y[48:],
         **kwargs
     )
+
+
+class _DenseBN(nn.Module):
+  momentum: float
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = nn.Dense(3)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum)(x)
+    x = nn.relu(x)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.5)(x)
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.99])
+def test_precise_bn_is_the_population_statistics_of_the_batches(momentum):
+  net = _DenseBN(momentum)
+  rng = np.random.default_rng(0)
+  batches = [
+      jnp.asarray(rng.normal(2.0, 3.0, (16, 4)), jnp.float32) for _ in range(3)
+  ]
+  v = net.init(jax.random.key(0), batches[0], train=False)
+  moments = jax.jit(train.make_bn_moments(net.apply))
+  out = train.recompute_batch_stats(moments, v, batches)
+  # first BN: its input is the Dense output over all 48 rows
+  h = np.concatenate([
+      np.asarray(nn.Dense(3).apply({"params": v["params"]["Dense_0"]}, b))
+      for b in batches
+  ])
+  got = out["batch_stats"]["BatchNorm_0"]
+  np.testing.assert_allclose(got["mean"], h.mean(0), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(got["var"], h.var(0), rtol=1e-3, atol=1e-4)
+  # the params are untouched; the second BN got statistics too
+  assert jax.tree.all(jax.tree.map(np.array_equal, out["params"], v["params"]))
+  assert not np.allclose(out["batch_stats"]["BatchNorm_1"]["var"], 1.0)
+  assert train.recompute_batch_stats(moments, v, []) is v
