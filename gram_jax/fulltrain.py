@@ -655,6 +655,7 @@ def _run(
       before=start + 1,
       tensorboard=os.path.join(workdir, "tensorboard"),
   ) as metrics:
+    seen = None  # what the last evaluation saw
     for epoch in range(start, end):
       t0 = time.perf_counter()
       losses = []
@@ -696,7 +697,9 @@ def _run(
     bar.close()
   if end < recipe.epochs:
     return {"complete": False, "epoch": end}
-  variables = for_eval(variables)
+  # The last epoch was evaluated (unless this call only resumed a finished
+  # run): its statistics are the final network's.
+  variables = for_eval(variables) if seen is None else seen
   top1, top5, test_loss = run_eval(variables)
   held = {}
   if data.val is not None:

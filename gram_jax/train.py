@@ -109,13 +109,14 @@ def make_train_step(
   return step
 
 
-def _pair_moments(tree):
-  """BN ``{"mean": m, "var": v}`` dicts -> ``{"mean": m, "var": v + m^2}``."""
+def _map_bn(tree, fn):
+  """Applies ``fn(mean, var) -> (mean, var)`` to every BatchNorm's
+  ``{"mean", "var"}`` dict of a batch_stats tree."""
   if isinstance(tree, dict) or hasattr(tree, "items"):
-    keys = set(tree)
-    if keys == {"mean", "var"}:
-      return {"mean": tree["mean"], "var": tree["var"] + tree["mean"] ** 2}
-    return {k: _pair_moments(v) for k, v in tree.items()}
+    if set(tree) == {"mean", "var"}:
+      mean, var = fn(tree["mean"], tree["var"])
+      return {"mean": mean, "var": var}
+    return {k: _map_bn(v, fn) for k, v in tree.items()}
   return tree
 
 
@@ -146,7 +147,7 @@ def make_bn_moments(apply_fn: Callable) -> Callable:
     s0, s1 = update(0.0), update(1.0)
     # s0 = (1 - m) b and s1 = m + (1 - m) b: b = s0 / (1 - (s1 - s0)).
     batch = jax.tree.map(lambda a, b: a / (1.0 - (b - a)), s0, s1)
-    return _pair_moments(batch)
+    return _map_bn(batch, lambda m, v: (m, v + m**2))
 
   return moments
 
@@ -171,17 +172,11 @@ def recompute_batch_stats(
     n += 1
   if n == 0:
     return variables
-  mean_tree = jax.tree.map(lambda a: a / n, total)
-
-  def finish(tree):
-    if isinstance(tree, dict) or hasattr(tree, "items"):
-      if set(tree) == {"mean", "var"}:
-        mean = tree["mean"]
-        return {"mean": mean, "var": jnp.maximum(tree["var"] - mean**2, 0.0)}
-      return {k: finish(v) for k, v in tree.items()}
-    return tree
-
-  return {**variables, "batch_stats": finish(mean_tree)}
+  stats = _map_bn(
+      total,
+      lambda s, s2: (s / n, jnp.maximum(s2 / n - (s / n) ** 2, 0.0)),
+  )
+  return {**variables, "batch_stats": stats}
 
 
 def make_eval_step(apply_fn: Callable, *, top_k: int = 1) -> Callable:

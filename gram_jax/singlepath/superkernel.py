@@ -42,7 +42,6 @@ import numpy as np
 
 from gram_jax.depthwise import depthwise_conv
 from gram_jax.models import layers
-from gram_jax.models.layers import DepthwiseConv
 from gram_jax.singlepath.space import Macro, SearchLayer
 
 
@@ -105,12 +104,6 @@ class ConvBN(layers.ConvBN):
 
   activation: str = "relu"
   kernel_init: Callable = conv_init
-
-
-def depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-  """Depthwise conv, SAME padding (TF's), kernel ``[k, k, 1, C]``
-  (`gram_jax.depthwise.depthwise_conv`: shifted sums on XLA:CPU)."""
-  return depthwise_conv(x, kernel, stride)
 
 
 def kernel_masks(channels: int) -> Tuple[np.ndarray, ...]:
@@ -206,7 +199,7 @@ class SuperMBConv(nn.Module):
         squared_norm=self.squared_norm,
     )
     y = ConvBN(c, name="expand", **bn)(x, train=train)
-    y = depthwise(y, kernel, ly.stride)
+    y = depthwise_conv(y, kernel, ly.stride)  # shifted sums on XLA:CPU
     y = nn.BatchNorm(
         use_running_average=not train,
         momentum=self.bn_momentum,
@@ -243,7 +236,7 @@ class MBConv(nn.Module):
       y = ConvBN(c, name="expand", **bn)(y, train=train)
     # One group per channel: the kernel is [k, k, 1, C], the superkernel's
     # layout.
-    y = DepthwiseConv(
+    y = layers.DepthwiseConv(
         self.kernel, self.stride, kernel_init=depthwise_init, name="depthwise"
     )(y)
     y = nn.BatchNorm(
