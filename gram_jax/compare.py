@@ -504,8 +504,11 @@ def _family(
     for i, path in enumerate(archs):
       if not os.path.isfile(path):
         raise _err(f"{where}.archs[{i}]: {path}: no such file")
-      spec = arch_lib.ArchSpec.load(path)
+      spec = fulltrain.load_arch_file(path)[0]  # arch.json or a bundle
       stem_name = os.path.splitext(os.path.basename(path))[0]
+      released = stem_name.startswith(f"{fam}-")  # a release bundle's name
+      if released:
+        stem_name = stem_name[len(fam) + 1 :]
       for u in upscales:
         s = (
             arch_lib.upscale(spec, float(u), divisor=divisor)
@@ -514,7 +517,8 @@ def _family(
         )
         out.append(
             Candidate(
-                f"{fam}-{stem_name}-x{float(u):g}",
+                f"{fam}-{stem_name}"
+                + ("" if released and u == 1.0 else f"-x{float(u):g}"),
                 "swiftnet",
                 fam,
                 arch=finish(s),
