@@ -39,11 +39,16 @@ its programs instead of compiling them again, and compile with
 every run of a command uses the same setting).
 
 experiment, compare and sweep have no checkpoints of their own: they resume
-stage by stage, each search from its ``search`` checkpoints and each
-training from its ``train`` checkpoints (the same code, `loop.run_search`
-and `fulltrain.run_training`, whose torn checkpoints the rows of search and
-train test), and skip a stage whose result file exists. In-process, with a
-spy on the restored step, tests/test_run_kernel.py
+stage by stage, each search and each training from its own checkpoints in
+its own run directory, and skip a stage whose result says it is finished.
+For them step 4 tears the newest step of the nested run that the kills left
+unfinished (the one whose checkpoints changed last, when several are), so
+the resumed command must read that run's checkpoints, warn once and fall
+back inside the nested run; when the kills left no nested run unfinished,
+nothing is torn and no warning may appear. `test_torn_checkpoint_of_a_nested_run`
+makes sure the fallback is exercised: it kills each of the three as soon as
+its first nested run has a checkpoint, tears that, and resumes. In-process, with a spy on the
+restored step, tests/test_run_kernel.py
 (`test_command_resumes_past_a_corrupt_newest_checkpoint`) tests the same
 fallback for search, single-path, train, autoshrink and train-rnn.
 """
@@ -93,6 +98,10 @@ class Command(NamedTuple):
   bad: an override with a value out of range, and the field the error names.
   checkpoints: the command's own orbax checkpoint directory in the workdir
     ("" where it has none: it resumes through the nested runs' own).
+  nested: where it has none, ``(pattern, finished)`` pairs: a glob, relative
+    to the workdir, of nested run directories (each with its own
+    ``checkpoints``), and ``run_dir -> bool``, whether the command, resumed,
+    skips that run without reading its checkpoints.
   """
 
   name: str
@@ -101,6 +110,28 @@ class Command(NamedTuple):
   wall: Tuple[str, ...]
   bad: Tuple[str, str]
   checkpoints: str = "checkpoints"
+  nested: Tuple[Tuple[str, Callable[[str], bool]], ...] = ()
+
+
+def _finished_by(name, key=""):
+  """``run_dir -> bool``: the file `name` exists there (and, given `key`,
+  is a JSON object whose `key` is truthy)."""
+
+  def finished(run_dir):
+    path = os.path.join(run_dir, name)
+    if not os.path.isfile(path):
+      return False
+    if not key:
+      return True
+    with open(path) as f:
+      return bool(json.load(f).get(key))
+
+  return finished
+
+
+def _never(run_dir):
+  del run_dir
+  return False
 
 
 def _search(base):
@@ -355,6 +386,10 @@ COMMANDS = [
         ("seconds", "latency"),
         ("--config.levels=0.3,1.5", "config.levels"),
         "",
+        (
+            ("search", _never),  # a finished search restores its last step
+            ("digits/*", _finished_by("result.json", "train_seconds")),
+        ),
     ),
     Command(
         "compare",
@@ -372,6 +407,7 @@ COMMANDS = [
         ("seconds", "latency"),
         ("--config.int8.calibration=0", "config.int8.calibration"),
         "",
+        (("models/*/seed*", _finished_by("result.json", "complete")),),
     ),
     Command(
         "sweep",
@@ -381,6 +417,7 @@ COMMANDS = [
         ("seconds",),
         ("--config.search.alpha=-1", "config.search.alpha"),
         "",
+        (("runs/*", _finished_by("points.json")),),
     ),
 ]
 
@@ -441,10 +478,10 @@ def _start(argv, workdir, env, log):
     )
 
 
-def _run(argv, workdir, env, log, outputs, kill_at=None):
+def _run(argv, workdir, env, log, outputs, kill_at=None, kill_when=None):
   """Runs the command to its end, or SIGKILLs it once the progress of
   `workdir` reaches `kill_at` (or, when it starts at or past `kill_at`, the
-  first step past where it started)."""
+  first step past where it started), or once ``kill_when(workdir)``."""
   at = (
       None if kill_at is None else max(kill_at, _progress(workdir, outputs) + 1)
   )
@@ -452,7 +489,9 @@ def _run(argv, workdir, env, log, outputs, kill_at=None):
   deadline = time.monotonic() + TIMEOUT
   try:
     while proc.poll() is None:
-      if at is not None and _progress(workdir, outputs) >= at:
+      if (at is not None and _progress(workdir, outputs) >= at) or (
+          kill_when is not None and kill_when(workdir)
+      ):
         proc.send_signal(signal.SIGKILL)
         break
       if time.monotonic() > deadline:
@@ -551,6 +590,33 @@ def _tear_newest(workdir, name):
   return step_dir, then
 
 
+def _unfinished(workdir, nested):
+  """``(time of the newest step, run_dir)`` of every nested run (of
+  `Command.nested`) that is unfinished and has a checkpoint."""
+  runs = []
+  for pattern, finished in nested:
+    for run_dir in glob.glob(os.path.join(workdir, pattern)):
+      directory = os.path.join(run_dir, "checkpoints")
+      if finished(run_dir) or not os.path.isdir(directory):
+        continue
+      steps = [n for n in os.listdir(directory) if n.isdigit()]
+      if steps:
+        newest = max(
+            os.path.getmtime(os.path.join(directory, n)) for n in steps
+        )
+        runs.append((newest, run_dir))
+  return runs
+
+
+def _tear_nested(workdir, nested):
+  """`_tear_newest` on the unfinished nested run whose checkpoints changed
+  last; (None, None) when no nested run is unfinished and has one."""
+  runs = _unfinished(workdir, nested)
+  if not runs:
+    return None, None
+  return _tear_newest(max(runs)[1], "checkpoints")
+
+
 def _unreadable(stderr):
   return [line for line in stderr.splitlines() if "is unreadable" in line]
 
@@ -609,7 +675,9 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
   # 4. the newest checkpoint torn, then resumed to the end: one warning (the
   # previous step is used), and the reference's outputs
   torn, then = (
-      _tear_newest(work, cmd.checkpoints) if cmd.checkpoints else (None, None)
+      _tear_newest(work, cmd.checkpoints)
+      if cmd.checkpoints
+      else _tear_nested(work, cmd.nested)
   )
   done = _run(argv, work, env, str(logs / "resume.err"), cmd.outputs)
   assert done.code == 0, done.stderr[-3000:]
@@ -621,3 +689,47 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
   assert sorted(got) == sorted(want)
   for path in want:
     assert got[path] == want[path], (path, where)
+
+
+NESTED = [c for c in COMMANDS if c.nested]
+
+
+@pytest.mark.parametrize("cmd", NESTED, ids=[c.name for c in NESTED])
+def test_torn_checkpoint_of_a_nested_run(cmd, tmp_path, xla_cache):
+  """For the commands without checkpoints of their own: SIGKILLed as soon as
+  its first nested run has a checkpoint, that checkpoint torn, then resumed
+  to the end: one warning, naming the step, and the outputs of an
+  uninterrupted run (the random kills of `test_kill_resume_and_bad_config`
+  may leave no nested run unfinished; this one always does)."""
+  base, logs = str(tmp_path), tmp_path / "logs"
+  logs.mkdir()
+  argv, env = cmd.argv(base), _env(xla_cache)
+  ref, work = str(tmp_path / "ref"), str(tmp_path / "run")
+  done = _run(argv, ref, env, str(logs / "ref.err"), cmd.outputs)
+  assert done.code == 0, done.stderr[-3000:]
+  want = _final(ref, cmd)
+
+  r = _run(
+      argv,
+      work,
+      env,
+      str(logs / "kill.err"),
+      cmd.outputs,
+      kill_when=lambda w: bool(_unfinished(w, cmd.nested)),
+  )
+  assert r.code == -signal.SIGKILL, r.stderr[-3000:]
+  assert not _unreadable(r.stderr), r.stderr[-3000:]
+  torn, then = _tear_nested(work, cmd.nested)
+  assert torn is not None
+  done = _run(argv, work, env, str(logs / "resume.err"), cmd.outputs)
+  assert done.code == 0, done.stderr[-3000:]
+  warned = _unreadable(done.stderr)
+  assert len(warned) == 1 and torn in warned[0] and then in warned[0], (
+      torn,
+      then,
+      warned,
+  )
+  got = _final(work, cmd)
+  assert sorted(got) == sorted(want)
+  for path in want:
+    assert got[path] == want[path], path
