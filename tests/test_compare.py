@@ -357,6 +357,29 @@ def test_shipped_configs_follow_the_protocol(arch_file, tmp_path, monkeypatch):
   assert not os.path.exists(os.path.join(CONFIGS, "compare_digits.py"))
 
 
+def test_fulldata_variant_trains_the_shipped_networks(monkeypatch):
+  """compare_fashion_mnist.py:fulldata names the release bundles in the
+  repo: it parses as shipped (from the repository root), with the whole
+  training split and the protocol's recipe, and its SwiftNets are the
+  released architectures within the paper's 0.86 M MACs."""
+  monkeypatch.chdir(os.path.join(CONFIGS, "..", ".."))
+  path = os.path.join(CONFIGS, "compare_fashion_mnist.py")
+  raw = config_lib.load_config_file(path + ":fulldata")
+  cfg = compare.parse_config(config_lib.plain(raw.to_dict()))
+  assert cfg.recipe.train_examples == 0 and cfg.recipe.val_examples == 5000
+  assert cfg.recipe.precise_bn > 0 and cfg.recipe.augment == "crop_flip"
+  assert len(cfg.seeds) >= 2
+  sw = [c for c in cfg.candidates if c.kind == "swiftnet"]
+  assert {c.role for c in sw} == {"searched", "transfer"}
+  for c in sw:
+    released, _, _ = fulltrain.load_arch_file(c.source)
+    assert c.arch.to_dict() == released.to_dict()
+    with open(c.source) as f:
+      assert json.load(f)["measured"]["macs"] <= 860_000, c.source
+  with pytest.raises(ValueError, match="config variant: 'nope'"):
+    config_lib.load_config_file(path + ":nope")
+
+
 def test_crop_flip():
   rng = np.random.default_rng(0)
   x = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5, 1) + 1
@@ -752,3 +775,25 @@ def test_markdown_sets_the_paper_beside_ours():
       "0.800 M MACs: met."
       in md
   )
+
+
+def test_archs_may_be_release_bundles(tmp_path, arch_file):
+  """A release bundle (what a comparison ships) is an `archs` entry: its
+  architecture is the row's, and the row keeps the bundle's own name."""
+  spec = arch.ArchSpec.load(arch_file)
+  bundle = str(tmp_path / "sw-L0.50-x1.json")
+  fulltrain.write_bundle(bundle, spec, "digits", fulltrain.Recipe())
+  fam = {"role": "searched", "searched_on": "digits"}
+  cfg = compare.parse_config(
+      _config(
+          arch_file,
+          swiftnet={"sw": dict(fam, archs=[bundle], upscales=[1.0, 2.0])},
+      )
+  )
+  rows = {c.name: c for c in cfg.candidates if c.kind == "swiftnet"}
+  assert sorted(rows) == ["sw-L0.50-x1", "sw-L0.50-x1-x2"]
+  assert rows["sw-L0.50-x1"].arch.to_dict() == spec.to_dict()
+  assert rows["sw-L0.50-x1-x2"].arch.to_dict() != spec.to_dict()
+  # a plain arch.json keeps its suffix
+  plain = compare.parse_config(_config(arch_file))
+  assert [c.name for c in plain.candidates][0] == "sw-tiny-x1"
