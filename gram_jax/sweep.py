@@ -36,7 +36,6 @@ import numpy as np
 
 from gram_jax import arch as arch_lib
 from gram_jax import cost as cost_lib
-from gram_jax import data as data_lib
 from gram_jax import io
 from gram_jax import metagraph as mg
 from gram_jax import run as run_lib
@@ -205,7 +204,6 @@ def _gram_run(
 
   config = config_lib.resolve(config_path, overrides + group.overrides)
   s = config.search
-  shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
   done_path = os.path.join(workdir, "points.json")
   if os.path.exists(done_path):
     with open(done_path) as f:
@@ -214,9 +212,7 @@ def _gram_run(
       return cached["rows"]
   result = loop.run_search(config, workdir, progress=progress)
   runs = result.seeds or (result,)
-  ds = data_lib.load(
-      config.dataset, data_dir=config.data_dir or None, seed=shared_seed
-  )
+  _, ds, split = loop.search_data(config)
   input_shape = result.input_shape
   ops = runs[0].state.graph.ops
   latency_fn = loop.latency_cost(config, ops, input_shape, ds.num_classes)
@@ -234,13 +230,6 @@ def _gram_run(
     seeds.append(seed)
   accs: List[Optional[float]] = [None] * len(specs)
   if evaluate == "proxy":
-    split = data_lib.proxy_split(
-        ds,
-        seed=shared_seed,
-        num_train=config.proxy.num_train,
-        num_val=config.proxy.num_val,
-        per_class=config.proxy.per_class,
-    )
     trainer = loop.proxy_trainer(config, ops, ds.num_classes, split)
     mode = batched.resolve_mode(s.batch_candidates, devices=s.devices)
     mesh = distributed.make_mesh(s.devices) if mode == "vmap" else None

@@ -73,12 +73,16 @@ def make_train_step(
     tx: optax.GradientTransformation,
     *,
     weight_decay: float = 0.0,
+    penalty: Callable = l2_penalty,
+    report_penalty: bool = True,
 ) -> Callable:
   """``step(variables, opt_state, x, y, *extra) -> (variables, opt_state, loss)``.
 
   `apply_fn(variables, x, *extra, train=True, mutable=["batch_stats"])`.
   `weight_decay` adds ``weight_decay * sum(kernel^2)`` to the loss (coupled
-  L2, as the papers' TF code does).
+  L2, as the papers' TF code does), or ``weight_decay * penalty(params)``
+  with another `penalty`; the returned `loss` includes it unless
+  `report_penalty` is False (then it is the cross-entropy alone).
   """
 
   def step(variables, opt_state, x, y, *extra):
@@ -90,14 +94,17 @@ def make_train_step(
           train=True,
           mutable=["batch_stats"],
       )
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      data = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      loss = data
       if weight_decay:
-        loss = loss + weight_decay * l2_penalty(params)
-      return loss, new_state
+        loss = loss + weight_decay * penalty(params)
+      return loss, (data, new_state)
 
-    (loss, new_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        variables["params"]
-    )
+    (loss, (data, new_state)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(variables["params"])
+    if not report_penalty:
+      loss = data
     updates, opt_state = tx.update(grads, opt_state, variables["params"])
     params = optax.apply_updates(variables["params"], updates)
     return (

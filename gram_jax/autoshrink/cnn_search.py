@@ -30,7 +30,6 @@ from typing import Any, Dict, List
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from gram_jax import data as data_lib
 from gram_jax import train as train_lib
@@ -147,31 +146,16 @@ class CNNEvaluator:
       variables = cnn.init_candidate(net, key, sample_x, mask)
       return variables, tx.init(variables["params"])
 
+    train_step = train_lib.make_train_step(
+        net.apply,
+        tx,
+        weight_decay=weight_decay,
+        penalty=l2_penalty,
+        report_penalty=False,
+    )
+
     def step(variables, opt_state, x_all, y_all, idx, mask):
-      x, y = x_all[idx], y_all[idx]
-
-      def loss_fn(params):
-        logits, new_state = net.apply(
-            {"params": params, "batch_stats": variables["batch_stats"]},
-            x,
-            mask,
-            train=True,
-            mutable=["batch_stats"],
-        )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        reg = weight_decay * l2_penalty(params) if weight_decay else 0.0
-        return loss + reg, (loss, new_state)
-
-      (_, (loss, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-          variables["params"]
-      )
-      updates, opt_state = tx.update(grads, opt_state, variables["params"])
-      params = optax.apply_updates(variables["params"], updates)
-      return (
-          {"params": params, "batch_stats": new_state["batch_stats"]},
-          opt_state,
-          loss,
-      )
+      return train_step(variables, opt_state, x_all[idx], y_all[idx], mask)
 
     eval_step = train_lib.make_eval_step(net.apply)
 

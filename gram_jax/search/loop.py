@@ -152,6 +152,27 @@ def seed_dirs(config: config_lib.SearchConfig, workdir: str) -> List[str]:
   return [os.path.join(workdir, f"seed_{config.seed + i}") for i in range(n)]
 
 
+def search_data(config: config_lib.SearchConfig):
+  """``(shared_seed, dataset, proxy split)`` of a search with `config`.
+
+  Seeds share the proxy split and the node ops (the supernet's layout is
+  static in the program); all they draw afterwards comes from their seed.
+  """
+  s = config.search
+  shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
+  ds = data_lib.load(
+      config.dataset, data_dir=config.data_dir or None, seed=shared_seed
+  )
+  split = data_lib.proxy_split(
+      ds,
+      seed=shared_seed,
+      num_train=config.proxy.num_train,
+      num_val=config.proxy.num_val,
+      per_class=config.proxy.per_class,
+  )
+  return shared_seed, ds, split
+
+
 def proxy_trainer(
     config: config_lib.SearchConfig, ops, num_classes: int, split
 ) -> train_lib.ProxyTrainer:
@@ -342,19 +363,7 @@ def run_search(
   primary = distributed.is_primary()
   prepare_workdir(config, workdir)  # process 0 only
   dirs = seed_dirs(config, workdir)
-  # Seeds share the proxy split and the node ops (the supernet's layout is
-  # static in the program); all they draw afterwards comes from their seed.
-  shared_seed = config.seed if s.shared_seed < 0 else s.shared_seed
-  ds = data_lib.load(
-      config.dataset, data_dir=config.data_dir or None, seed=shared_seed
-  )
-  split = data_lib.proxy_split(
-      ds,
-      seed=shared_seed,
-      num_train=config.proxy.num_train,
-      num_val=config.proxy.num_val,
-      per_class=config.proxy.per_class,
-  )
+  shared_seed, ds, split = search_data(config)
   graph_key = jax.random.fold_in(jax.random.key(shared_seed), 0)
   roots = [jax.random.key(config.seed + i) for i in range(num_seeds)]
   sample_keys = jnp.stack([jax.random.fold_in(r, 1) for r in roots])
