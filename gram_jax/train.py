@@ -221,6 +221,39 @@ def data_rng(key: jax.Array) -> np.random.Generator:
   return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
 
 
+def lockstep_epoch(
+    step: Callable,
+    variables,
+    opt_state,
+    rngs,
+    data: Tuple[Any, ...],
+    *,
+    batch_size: int,
+    steps: int,
+    index: Callable = lambda idx: idx,
+):
+  """One epoch of candidates trained side by side (AutoShrink's vmapped
+  proxy, the batched GRAM trainer).
+
+  Each candidate's host RNG in `rngs` draws its own order of the
+  ``len(data[0])`` examples; every step calls ``step(variables, opt_state,
+  data[0], data[1], index(idx), *data[2:])`` with ``idx`` the stacked
+  ``int[C, batch_size]`` batch indices (`index` places them: onto devices,
+  or the one row of an unbatched step). Returns ``(variables, opt_state,
+  mean loss)``, the loss averaged over the epoch's steps per candidate.
+  """
+  n, b = len(data[0]), batch_size
+  perms = [rng.permutation(n) for rng in rngs]
+  losses = []
+  for s in range(steps):
+    idx = np.stack([p[s * b : (s + 1) * b] for p in perms])
+    variables, opt_state, loss = step(
+        variables, opt_state, data[0], data[1], index(idx), *data[2:]
+    )
+    losses.append(loss)
+  return variables, opt_state, jnp.mean(jnp.stack(losses), axis=0)
+
+
 PROXY_SCHEDULES = ("constant", "cosine")
 
 

@@ -200,7 +200,6 @@ class CNNEvaluator:
     init_keys = jnp.stack([k for k, _ in keys]) if self.vmap else keys[0][0]
     masks_in = jnp.asarray(masks if self.vmap else masks[0])
     variables, opt_state = self._init(init_keys, masks_in)
-    b, n = self.batch_size, len(self.x_train)
     best = np.full(m, -1.0)
     best_loss = np.full(m, math.nan)
     since = np.zeros(m, int)
@@ -208,20 +207,17 @@ class CNNEvaluator:
     diverged = np.zeros(m, bool)
     trained = np.zeros(m, int)
     for epoch in range(self.epochs):
-      perms = [rng.permutation(n) for _, rng in keys]
-      losses = []
-      for s in range(self.steps_per_epoch):
-        idx = np.stack([p[s * b : (s + 1) * b] for p in perms])
-        variables, opt_state, loss = self._step(
-            variables,
-            opt_state,
-            self.x_train,
-            self.y_train,
-            idx if self.vmap else idx[0],
-            masks_in,
-        )
-        losses.append(loss)
-      train_loss = np.asarray(jnp.mean(jnp.stack(losses), axis=0)).reshape(m)
+      variables, opt_state, loss = train_lib.lockstep_epoch(
+          self._step,
+          variables,
+          opt_state,
+          [rng for _, rng in keys],
+          (self.x_train, self.y_train, masks_in),
+          batch_size=self.batch_size,
+          steps=self.steps_per_epoch,
+          index=(lambda idx: idx) if self.vmap else (lambda idx: idx[0]),
+      )
+      train_loss = np.asarray(loss).reshape(m)
       acc, val_loss = (a.reshape(m) for a in self._val(variables, masks_in))
       for c in np.nonzero(running)[0]:
         trained[c] = epoch + 1

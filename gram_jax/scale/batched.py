@@ -29,7 +29,6 @@ import os
 from typing import List, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import shard_map
 from jax.sharding import Mesh, PartitionSpec
@@ -181,27 +180,23 @@ class BatchedProxyTrainer:
     variables, opt_state = self._init(
         distributed.put(init_kd, self.cand), dev_masks
     )
-    n, b = len(t.x_train), t.batch_size
     results: List[Optional[train_lib.ProxyResult]] = [None] * num
     best_acc = np.full(num, -1.0)
     best_loss = np.full(num, math.nan)
     train_loss = np.full(num, math.nan)
     for epoch in range(t.epochs):
-      perms = [rng.permutation(n) for rng in rngs]
-      losses = []
-      for s in range(t.steps_per_epoch):
-        idx = np.stack([p[s * b : (s + 1) * b] for p in perms])
-        variables, opt_state, loss = self._step(
-            variables,
-            opt_state,
-            self.x_train,
-            self.y_train,
-            distributed.put(idx, self.cand),
-            dev_masks,
-        )
-        losses.append(loss)
+      variables, opt_state, loss = train_lib.lockstep_epoch(
+          self._step,
+          variables,
+          opt_state,
+          rngs,
+          (self.x_train, self.y_train, dev_masks),
+          batch_size=t.batch_size,
+          steps=t.steps_per_epoch,
+          index=lambda idx: distributed.put(idx, self.cand),
+      )
       if t.select == "best" or epoch == t.epochs - 1:
-        epoch_loss = np.asarray(jnp.mean(jnp.stack(losses), axis=0))[:num]
+        epoch_loss = np.asarray(loss)[:num]
         acc, val_loss = self._evaluate(variables, dev_masks)
         for i in range(num):
           if results[i] is not None:
