@@ -13,13 +13,14 @@ BN scale and bias, the dense kernel and bias.
 from __future__ import annotations
 
 import math
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, Sequence
 
 from gram_jax.arch import ArchSpec
 
-# `Cost`, `same_out` and `valid_taps` live in the leaf `gram_jax.shapes`;
-# they stay importable from here.
-from gram_jax.shapes import Cost, same_out, valid_taps
+# `Cost`, `Layer`, `same_out` and `valid_taps` live in the leaf
+# `gram_jax.shapes`; they stay importable from here.
+from gram_jax.shapes import Cost, Layer, conv_layer, dense_layer
+from gram_jax.shapes import same_out, valid_taps
 
 __all__ = [
     "Cost",
@@ -32,34 +33,9 @@ __all__ = [
 ]
 
 
-class Layer(NamedTuple):
-  name: str
-  kind: str  # "conv" | "dense"
-  kernel: int
-  stride: int
-  in_hw: Tuple[int, int]
-  cin: int
-  cout: int
-  macs: int
-  params: int
-
-
 def _conv(name, hw, cin, cout, kernel, stride, padding_aware) -> Layer:
-  h, w = hw
-  if padding_aware:
-    taps = valid_taps(h, kernel, stride) * valid_taps(w, kernel, stride)
-  else:
-    taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
-  return Layer(
-      name,
-      "conv",
-      kernel,
-      stride,
-      (h, w),
-      cin,
-      cout,
-      macs=taps * cin * cout,
-      params=kernel * kernel * cin * cout + 2 * cout,
+  return conv_layer(
+      name, hw, cin, cout, kernel, stride, padding_aware=padding_aware
   )
 
 
@@ -124,19 +100,7 @@ def layers(
       outs = [widths[s] for s in spec.outputs(dag)]
       cout_total += max(outs) if spec.aggregate == "sum" else sum(outs)
     c = cout_total
-  out.append(
-      Layer(
-          "head",
-          "dense",
-          1,
-          1,
-          (1, 1),
-          c,
-          spec.num_classes,
-          macs=c * spec.num_classes,
-          params=c * spec.num_classes + spec.num_classes,
-      )
-  )
+  out.append(dense_layer("head", c, spec.num_classes))
   return out
 
 

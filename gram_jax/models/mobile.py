@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from gram_jax.errors import GramJaxError
 from gram_jax.models import layers as layer_lib
-from gram_jax.shapes import Cost, same_out, valid_taps
+from gram_jax.shapes import Cost, Layer, conv_layer, dense_layer, same_out
 
 ACTIVATIONS = {"relu6": jax.nn.relu6, "relu": jax.nn.relu}
 BLOCK_KINDS = ("ir", "conv")
@@ -334,40 +334,16 @@ class MobileNet(nn.Module):
 # --- analytic cost ------------------------------------------------------------
 
 
-class Layer(NamedTuple):
-  """One conv or dense layer with its cost."""
-
-  name: str
-  kind: str  # "conv" | "depthwise" | "dense"
-  kernel: int
-  stride: int
-  in_hw: Tuple[int, int]
-  cin: int
-  cout: int
-  groups: int
-  macs: int
-  params: int
-
-
 def _conv(name, hw, cin, cout, kernel, stride, groups, padding_aware):
-  h, w = hw
-  if padding_aware:
-    taps = valid_taps(h, kernel, stride) * valid_taps(w, kernel, stride)
-  else:
-    taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
-  per_tap = cin * cout // groups
-  kind = "depthwise" if groups > 1 and groups == cin == cout else "conv"
-  return Layer(
+  return conv_layer(
       name,
-      kind,
-      kernel,
-      stride,
-      (h, w),
+      hw,
       cin,
       cout,
-      groups,
-      macs=taps * per_tap,
-      params=kernel * kernel * per_tap + 2 * cout,
+      kernel,
+      stride,
+      groups=groups,
+      padding_aware=padding_aware,
   )
 
 
@@ -473,20 +449,7 @@ def layers(
   if spec.last:
     out.append(_conv("last", (h, w), cin, spec.last, 1, 1, 1, aware))
     cin = spec.last
-  out.append(
-      Layer(
-          "head",
-          "dense",
-          1,
-          1,
-          (1, 1),
-          cin,
-          num_classes,
-          1,
-          macs=cin * num_classes,
-          params=cin * num_classes + num_classes,
-      )
-  )
+  out.append(dense_layer("head", cin, num_classes))
   return out
 
 

@@ -27,7 +27,7 @@ import flax.linen as nn
 import numpy as np
 
 from gram_jax.errors import GramJaxError
-from gram_jax.shapes import Cost, same_out, valid_taps
+from gram_jax.shapes import Cost, Layer, conv_layer, dense_layer, same_out
 from gram_jax.singlepath import superkernel as sk
 from gram_jax.singlepath.space import Macro
 
@@ -352,36 +352,19 @@ class SinglePathNet(nn.Module):
 # --- analytic cost ------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ConvCost:
-  name: str
-  kind: str  # "conv" | "depthwise" | "dense"
-  kernel: int
-  stride: int
-  in_hw: Tuple[int, int]
-  cin: int
-  cout: int
-  macs: int
-  params: int
+ConvCost = Layer  # one record for every analytic count (gram_jax.shapes)
 
 
 def _conv(name, hw, cin, cout, kernel, stride, depthwise, aware) -> ConvCost:
-  h, w = hw
-  if aware:
-    taps = valid_taps(h, kernel, stride) * valid_taps(w, kernel, stride)
-  else:
-    taps = same_out(h, stride) * same_out(w, stride) * kernel * kernel
-  per_tap = cout if depthwise else cin * cout
-  return ConvCost(
+  return conv_layer(
       name,
-      "depthwise" if depthwise else "conv",
-      kernel,
-      stride,
-      (h, w),
+      hw,
       cin,
       cout,
-      macs=taps * per_tap,
-      params=kernel * kernel * per_tap + 2 * cout,
+      kernel,
+      stride,
+      groups=cin if depthwise else 1,
+      padding_aware=aware,
   )
 
 
@@ -457,19 +440,7 @@ def layers(
           "head_conv", hw, last, spec.head_channels, 1, 1, False, padding_aware
       )
   )
-  out.append(
-      ConvCost(
-          "classifier",
-          "dense",
-          1,
-          1,
-          (1, 1),
-          spec.head_channels,
-          spec.num_classes,
-          macs=spec.head_channels * spec.num_classes,
-          params=(spec.head_channels + 1) * spec.num_classes,
-      )
-  )
+  out.append(dense_layer("classifier", spec.head_channels, spec.num_classes))
   return out
 
 
