@@ -106,12 +106,49 @@ def test_float_model_uses_builtin_ops_with_folded_batchnorm(float_model):
   assert ops[0] == "DEPTHWISE_CONV_2D"  # the strided stem, one input channel
   assert ops[-1] == "FULLY_CONNECTED"
   assert not [op for op in ops if op.startswith("CUSTOM") or "FLEX" in op]
-  # BatchNorm folded into the conv weights: no leftover multiply; ELU in its
-  # quantisable form (no SELECT sharing a scale with the pre-activation).
+  # BatchNorm folded into the conv weights: no leftover multiply; one ELU op
+  # per conv (its traced chain fused back, gram_jax.export.fuse), no SELECT.
   assert "MUL" not in ops and "SELECT" not in ops and "SELECT_V2" not in ops
-  assert ops.count("EXP") == sum(
+  assert "EXP" not in ops and "RELU" not in ops and "SUB" not in ops
+  assert ops.count("ELU") == sum(
       len(d.nodes) for d in float_model[0].dags
   ) + len(float_model[0].stem)
+
+
+def test_elu_chain_fuses_into_one_op_with_the_same_outputs():
+  """`fuse.fuse_elu` (on by default) replaces the converter's RELU, SUB,
+  EXP, SUB, ADD by one ELU; a chain whose RELU also feeds another op stays
+  as it is; a model without ELU comes back byte for byte."""
+  rng = np.random.default_rng(0)
+  w = jnp.asarray(rng.standard_normal((3, 3, 2, 4)), jnp.float32)
+
+  def conv(x):
+    return jax.lax.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+  x = rng.standard_normal((5, 6, 6, 2)).astype(np.float32)
+  cases = (
+      (lambda a: jax.nn.elu(conv(a)), 1),
+      # the RELU of the chain is shared with the second output term
+      (lambda a: jax.nn.elu(conv(a)) * jax.nn.relu(conv(a)), None),
+      (lambda a: jax.nn.relu(conv(a)), 0),
+  )
+  for fn, elus in cases:
+    fused = tflite.function_to_tflite(fn, (1, 6, 6, 2))
+    chain = tflite.function_to_tflite(fn, (1, 6, 6, 2), fuse_elu=False)
+    want = np.asarray(jax.jit(fn)(x))
+    for model in (fused, chain):
+      assert np.max(np.abs(latency.run_tflite(model, x) - want)) < 1e-5
+    ops, chain_ops = tflite.list_ops(fused), tflite.list_ops(chain)
+    if elus == 0:
+      assert fused == chain and "ELU" not in ops
+    elif elus == 1:
+      assert ops.count("ELU") == 1 and "EXP" not in ops
+      assert len(chain_ops) - len(ops) == 4 and chain_ops.count("EXP") == 1
+    else:  # not fused where that would drop a tensor another op reads
+      assert ops.count("EXP") + ops.count("ELU") == 1
+      assert "RELU" in ops or "MAXIMUM" in ops
 
 
 def test_fixed_batch_size_and_padding_of_the_last_batch():

@@ -10,6 +10,12 @@ package dataset-fashion-mnist, or TFDS):
       --workdir runs/compare_fashion_mnist_local
   (full, on an accelerator: the same without :runlocal, --workdir
   runs/compare_fashion_mnist)
+  gram-jax compare \\
+      --config experiments/configs/compare_fashion_mnist.py:fulldata \\
+      --workdir runs/compare_fashion_mnist_fulldata
+  (the Table 4 row on the whole training split: the shipped release
+  networks within 0.86 M MACs and the two nearest baselines; needs no
+  search, see `_fulldata` below)
 
 The protocol (gram_jax/compare.py; parse_config refuses a config that
 breaks it, naming the field):
