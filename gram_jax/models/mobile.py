@@ -23,6 +23,7 @@ scale and bias, dense kernel and bias).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -334,19 +335,6 @@ class MobileNet(nn.Module):
 # --- analytic cost ------------------------------------------------------------
 
 
-def _conv(name, hw, cin, cout, kernel, stride, groups, padding_aware):
-  return conv_layer(
-      name,
-      hw,
-      cin,
-      cout,
-      kernel,
-      stride,
-      groups=groups,
-      padding_aware=padding_aware,
-  )
-
-
 def check_size(input_size) -> Tuple[int, int]:
   if isinstance(input_size, int) and not isinstance(input_size, bool):
     input_size = (input_size, input_size)
@@ -390,64 +378,55 @@ def layers(
   h, w = check_size(input_size)
   check_positive_int(num_classes, "num_classes")
   check_positive_int(in_channels, "in_channels")
-  aware = padding_aware
+  conv = functools.partial(conv_layer, padding_aware=padding_aware)
   s = spec.stem_stride
-  out = [
-      _conv(
-          "stem", (h, w), in_channels, spec.stem, spec.stem_kernel, s, 1, aware
-      )
-  ]
+  out = [conv("stem", (h, w), in_channels, spec.stem, spec.stem_kernel, s)]
   h, w = same_out(h, s), same_out(w, s)
   cin = spec.stem
   for i, b in enumerate(spec.blocks):
     if b.kind == "conv":
-      out.append(
-          _conv(f"block{i}/conv", (h, w), b.cin, b.cout, 1, b.stride, 1, aware)
-      )
+      out.append(conv(f"block{i}/conv", (h, w), b.cin, b.cout, 1, b.stride))
       h, w = same_out(h, b.stride), same_out(w, b.stride)
       cin = b.cout
       continue
     if b.expands:
       out.append(
-          _conv(
+          conv(
               f"block{i}/expand",
               (h, w),
               b.cin,
               b.expanded,
               1,
               1,
-              b.groups,
-              aware,
+              groups=b.groups,
           )
       )
     out.append(
-        _conv(
+        conv(
             f"block{i}/depthwise",
             (h, w),
             b.expanded,
             b.expanded,
             b.kernel,
             b.stride,
-            b.expanded,
-            aware,
+            groups=b.expanded,
         )
     )
     h, w = same_out(h, b.stride), same_out(w, b.stride)
     out.append(
-        _conv(
+        conv(
             f"block{i}/project",
             (h, w),
             b.expanded,
             b.cout,
             1,
             1,
-            b.groups,
-            aware,
+            groups=b.groups,
         )
     )
     cin = b.cout
   if spec.last:
-    out.append(_conv("last", (h, w), cin, spec.last, 1, 1, 1, aware))
+    out.append(conv("last", (h, w), cin, spec.last, 1, 1))
     cin = spec.last
   out.append(dense_layer("head", cin, num_classes))
   return out
