@@ -42,7 +42,6 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from jax._src.profiler import ProfileData  # noqa: E402  pylint: disable=protected-access
 
-from gram_jax import data as data_lib  # noqa: E402
 from gram_jax import metagraph as mg  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
@@ -125,13 +124,7 @@ def main():
   p.add_argument("--seed", type=int, default=3, help="candidate seed")
   args, rest = p.parse_known_args()
   cfg = config_lib.resolve(args.config, rest)
-  ds = data_lib.load(cfg.dataset, seed=cfg.seed)
-  split = data_lib.proxy_split(
-      ds,
-      seed=cfg.seed,
-      num_train=cfg.proxy.num_train,
-      num_val=cfg.proxy.num_val,
-  )
+  _, ds, split = loop.search_data(cfg)
   graph = mg.init(
       cfg.space,
       jax.random.fold_in(jax.random.key(cfg.seed), 0),

@@ -22,7 +22,6 @@ import os
 import jax
 import numpy as np
 
-from gram_jax import data as data_lib
 from gram_jax import metagraph as mg
 from gram_jax.search import config as config_lib
 from gram_jax.search import loop
@@ -44,15 +43,7 @@ def main():
   records = [
       json.loads(l) for l in open(os.path.join(args.workdir, loop.CANDIDATES))
   ]
-  shared = cfg.seed if cfg.search.shared_seed < 0 else cfg.search.shared_seed
-  ds = data_lib.load(cfg.dataset, data_dir=cfg.data_dir or None, seed=shared)
-  split = data_lib.proxy_split(
-      ds,
-      seed=shared,
-      num_train=cfg.proxy.num_train,
-      num_val=cfg.proxy.num_val,
-      per_class=cfg.proxy.per_class,
-  )
+  shared, ds, split = loop.search_data(cfg)
   graph = mg.init(cfg.space, jax.random.fold_in(jax.random.key(shared), 0))
   trainer = loop.proxy_trainer(cfg, graph.ops, ds.num_classes, split)
   picks = np.linspace(0, len(records) - 1, args.candidates).round().astype(int)

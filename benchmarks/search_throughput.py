@@ -37,7 +37,6 @@ import numpy as np  # noqa: E402
 
 from gram_jax import arch as arch_lib  # noqa: E402
 from gram_jax import cost as cost_lib  # noqa: E402
-from gram_jax import data as data_lib  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
@@ -136,13 +135,7 @@ def main():
     jax_s = time.perf_counter() - t0
     records = result.records
   c1 = common.compilations()
-  ds = data_lib.load(cfg.dataset, seed=cfg.seed)
-  split = data_lib.proxy_split(
-      ds,
-      seed=cfg.seed,
-      num_train=cfg.proxy.num_train,
-      num_val=cfg.proxy.num_val,
-  )
+  _, ds, split = loop.search_data(cfg)
   flops = _flops_per_candidate(
       cfg, result.state.graph.ops, split, ds.num_classes
   )

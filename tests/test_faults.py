@@ -621,19 +621,54 @@ def _unreadable(stderr):
   return [line for line in stderr.splitlines() if "is unreadable" in line]
 
 
-@pytest.mark.parametrize("cmd", COMMANDS, ids=[c.name for c in COMMANDS])
-def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
-  base, logs = str(tmp_path), tmp_path / "logs"
-  logs.mkdir()
-  argv, env = cmd.argv(base), _env(xla_cache)
-  ref, work = str(tmp_path / "ref"), str(tmp_path / "run")
+class Setup(NamedTuple):
+  argv: List[str]
+  env: dict
+  logs: str  # directory of the runs' stderr
+  ref: str  # workdir of the uninterrupted reference run
+  work: str  # workdir of the interrupted runs
+  want: dict  # the reference's final outputs (`_final`)
 
-  # 1. the reference, uninterrupted
+
+def _reference(cmd, tmp_path, xla_cache) -> Setup:
+  """The command's argv and environment, and one uninterrupted run of it."""
+  logs = tmp_path / "logs"
+  logs.mkdir()
+  argv, env = cmd.argv(str(tmp_path)), _env(xla_cache)
+  ref = str(tmp_path / "ref")
   done = _run(argv, ref, env, str(logs / "ref.err"), cmd.outputs)
   assert done.code == 0, done.stderr[-3000:]
-  total = _progress(ref, cmd.outputs)
+  return Setup(
+      argv, env, str(logs), ref, str(tmp_path / "run"), _final(ref, cmd)
+  )
+
+
+def _resume_and_compare(cmd, setup, torn, then, where):
+  """Resumes `setup.work` to the end: one warning naming the torn step and
+  what the run goes on from (none when nothing was torn), and the
+  reference's outputs."""
+  argv, env, work = setup.argv, setup.env, setup.work
+  log = os.path.join(setup.logs, "resume.err")
+  done = _run(argv, work, env, log, cmd.outputs)
+  assert done.code == 0, done.stderr[-3000:]
+  warned = _unreadable(done.stderr)
+  assert len(warned) == (torn is not None), (torn, warned)
+  if torn is not None:
+    assert torn in warned[0] and then in warned[0], (torn, then, warned)
+  got = _final(work, cmd)
+  assert sorted(got) == sorted(setup.want)
+  for path in setup.want:
+    assert got[path] == setup.want[path], (path, where)
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=[c.name for c in COMMANDS])
+def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
+  # 1. the reference, uninterrupted
+  setup = _reference(cmd, tmp_path, xla_cache)
+  argv, env, work = setup.argv, setup.env, setup.work
+  logs = tmp_path / "logs"
+  total = _progress(setup.ref, cmd.outputs)
   assert total > KILLS, f"progress {total}: too short to kill {KILLS} times"
-  want = _final(ref, cmd)
 
   # 2. killed at seeded random progress points
   rng = np.random.default_rng(zlib.crc32(cmd.name.encode()))
@@ -679,16 +714,7 @@ def test_kill_resume_and_bad_config(cmd, tmp_path, xla_cache):
       if cmd.checkpoints
       else _tear_nested(work, cmd.nested)
   )
-  done = _run(argv, work, env, str(logs / "resume.err"), cmd.outputs)
-  assert done.code == 0, done.stderr[-3000:]
-  warned = _unreadable(done.stderr)
-  assert len(warned) == (torn is not None), (torn, warned)
-  if torn is not None:
-    assert torn in warned[0] and then in warned[0], (torn, then, warned)
-  got = _final(work, cmd)
-  assert sorted(got) == sorted(want)
-  for path in want:
-    assert got[path] == want[path], (path, where)
+  _resume_and_compare(cmd, setup, torn, then, where)
 
 
 NESTED = [c for c in COMMANDS if c.nested]
@@ -701,35 +727,17 @@ def test_torn_checkpoint_of_a_nested_run(cmd, tmp_path, xla_cache):
   to the end: one warning, naming the step, and the outputs of an
   uninterrupted run (the random kills of `test_kill_resume_and_bad_config`
   may leave no nested run unfinished; this one always does)."""
-  base, logs = str(tmp_path), tmp_path / "logs"
-  logs.mkdir()
-  argv, env = cmd.argv(base), _env(xla_cache)
-  ref, work = str(tmp_path / "ref"), str(tmp_path / "run")
-  done = _run(argv, ref, env, str(logs / "ref.err"), cmd.outputs)
-  assert done.code == 0, done.stderr[-3000:]
-  want = _final(ref, cmd)
-
+  setup = _reference(cmd, tmp_path, xla_cache)
   r = _run(
-      argv,
-      work,
-      env,
-      str(logs / "kill.err"),
+      setup.argv,
+      setup.work,
+      setup.env,
+      os.path.join(setup.logs, "kill.err"),
       cmd.outputs,
       kill_when=lambda w: bool(_unfinished(w, cmd.nested)),
   )
   assert r.code == -signal.SIGKILL, r.stderr[-3000:]
   assert not _unreadable(r.stderr), r.stderr[-3000:]
-  torn, then = _tear_nested(work, cmd.nested)
+  torn, then = _tear_nested(setup.work, cmd.nested)
   assert torn is not None
-  done = _run(argv, work, env, str(logs / "resume.err"), cmd.outputs)
-  assert done.code == 0, done.stderr[-3000:]
-  warned = _unreadable(done.stderr)
-  assert len(warned) == 1 and torn in warned[0] and then in warned[0], (
-      torn,
-      then,
-      warned,
-  )
-  got = _final(work, cmd)
-  assert sorted(got) == sorted(want)
-  for path in want:
-    assert got[path] == want[path], path
+  _resume_and_compare(cmd, setup, torn, then, "nested")

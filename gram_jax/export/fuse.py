@@ -22,8 +22,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-# LiteRT registers ELU (float32 and int8 kernels) as version 1 only.
-_ELU_VERSION = {"float32": 1, "int8": 1}
+# LiteRT registers ELU (float32 and int8 kernels) as version 1 only; an
+# int8 ELU stamped version 2 does not load.
+_ELU_VERSION = 1
 
 
 def fuse_elu(model: bytes) -> bytes:
@@ -40,7 +41,7 @@ def fuse_elu(model: bytes) -> bytes:
       max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes
   ]
   fused_any = False
-  elu_index: Dict[int, int] = {}  # version -> operator code index
+  elu_index: Optional[int] = None  # the ELU operator code, once added
   for graph in m.subgraphs:
     kinds = [code_of[op.opcodeIndex] for op in graph.operators]
     producer: Dict[int, int] = {}
@@ -54,24 +55,19 @@ def fuse_elu(model: bytes) -> bytes:
     keep_out = {int(t) for t in graph.outputs}
     drop, replace = set(), {}
     for i, op in enumerate(graph.operators):
-      chain = _match(graph, m, kinds, producer, users, keep_out, i, ops_enum)
+      chain = _match(graph, m, kinds, producer, users, keep_out, i, schema)
       if chain is None:
         continue
       x, y, removed = chain
-      version = _ELU_VERSION[
-          "int8"
-          if graph.tensors[x].type == schema.TensorType.INT8
-          else "float32"
-      ]
-      if version not in elu_index:
+      if elu_index is None:
         code = schema.OperatorCodeT()
         code.builtinCode = ops_enum.ELU
         code.deprecatedBuiltinCode = ops_enum.ELU
-        code.version = version
+        code.version = _ELU_VERSION
         m.operatorCodes.append(code)
-        elu_index[version] = len(m.operatorCodes) - 1
+        elu_index = len(m.operatorCodes) - 1
       elu = schema.OperatorT()
-      elu.opcodeIndex = elu_index[version]
+      elu.opcodeIndex = elu_index
       elu.inputs = np.asarray([x], np.int32)
       elu.outputs = np.asarray([y], np.int32)
       elu.builtinOptionsType = schema.BuiltinOptions.NONE
@@ -93,9 +89,10 @@ def fuse_elu(model: bytes) -> bytes:
   return bytes(builder.Output())
 
 
-def _match(graph, m, kinds, producer, users, keep_out, i, ops_enum):
+def _match(graph, m, kinds, producer, users, keep_out, i, schema):
   """``(x, y, [indices of the four other ops])`` when op `i` is the ADD
   that ends an ELU chain, else None."""
+  ops_enum = schema.BuiltinOperator
   op = graph.operators[i]
   if kinds[i] != ops_enum.ADD or len(op.inputs) != 2:
     return None
@@ -117,7 +114,7 @@ def _match(graph, m, kinds, producer, users, keep_out, i, ops_enum):
       continue
     sub1 = graph.operators[j_sub1]
     j_exp = made_by(sub1.inputs[0], ops_enum.EXP)
-    if j_exp is None or not _is_one(graph, m, sub1.inputs[1]):
+    if j_exp is None or not _is_one(graph, m, sub1.inputs[1], schema):
       continue
     j_sub0 = made_by(graph.operators[j_exp].inputs[0], ops_enum.SUB)
     if j_sub0 is None:
@@ -145,15 +142,13 @@ def _no_fused_activation(op) -> bool:
   return options is None or getattr(options, "fusedActivationFunction", 0) == 0
 
 
-def _is_one(graph, m, t) -> bool:
+def _is_one(graph, m, t, schema) -> bool:
   """Whether tensor `t` is a constant equal to 1 (after dequantisation)."""
   tensor = graph.tensors[int(t)]
   data = m.buffers[tensor.buffer].data if tensor.buffer else None
   if data is None or len(data) == 0:
     return False
   raw = np.asarray(data, np.uint8).tobytes()
-  from ai_edge_litert import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
-
   dtypes = {
       schema.TensorType.FLOAT32: np.float32,
       schema.TensorType.INT8: np.int8,

@@ -19,9 +19,10 @@ Before conversion every ``jax.nn.elu`` is rewritten, on the jaxpr, to the
 equal ``relu(x) + expm1(x - relu(x))``, which quantises without clipping
 (see the comment above `_elu`); after it, `gram_jax.export.fuse` turns the
 five ops the converter makes of that form back into one builtin ``ELU``
-(float32, or int8 with the input's and output's own scales). The converter's C++ log (file descriptor 2)
-is captured during conversion and read for the names of failing ops, so a
-conversion must not run concurrently with other threads writing to stderr.
+(float32, or int8 with the input's and output's own scales). The
+converter's C++ log (file descriptor 2) is captured during conversion and
+read for the names of failing ops, so a conversion must not run
+concurrently with other threads writing to stderr.
 
 Everything TensorFlow is imported inside functions: the core library and
 ``import gram_jax.export`` never load TensorFlow.
