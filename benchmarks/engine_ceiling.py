@@ -87,6 +87,11 @@ def main():
   p.add_argument("--reps", type=int, default=10)
   p.add_argument("--no-torch", action="store_true")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument(
+      "--torch-device",
+      default="auto",
+      help="cpu, cuda, or auto: cuda when JAX runs on a GPU and torch sees one",
+  )
   args, rest = p.parse_known_args()
   cfg = config_lib.resolve(args.config, rest)
   shared_seed, ds, split = loop.search_data(cfg)
@@ -104,8 +109,13 @@ def main():
     import torch_baseline  # pylint: disable=import-outside-toplevel
     from torch.nn import functional as F  # pylint: disable=import-outside-toplevel
 
-    xt = torch_baseline._nchw(split.x_train[:b])  # pylint: disable=protected-access
-    yt = torch.from_numpy(np.asarray(split.y_train[:b], np.int64))
+    device = args.torch_device
+    if device == "auto":
+      gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+      device = "cuda" if gpu else "cpu"
+    xt = torch_baseline._nchw(split.x_train[:b]).to(device)  # pylint: disable=protected-access
+    yt = torch.from_numpy(np.asarray(split.y_train[:b], np.int64)).to(device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
 
   rows = []
   for c in range(args.candidates):
@@ -134,7 +144,7 @@ def main():
     )
     if not args.no_torch:
       torch.manual_seed(c)
-      model = torch_baseline.build_model(spec, xt.shape[1])
+      model = torch_baseline.build_model(spec, xt.shape[1]).to(device)
       opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate)
       model.train()
 
@@ -143,6 +153,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
 
       runners["torch"] = torch_step
     for r in runners.values():  # warm-up (the first call compiles)
@@ -188,6 +199,7 @@ def main():
         3,
     )
     out["torch_threads"] = torch.get_num_threads()
+    out["torch_device"] = device
   out["machine"] = common.machine()
   print(json.dumps(out))
 
