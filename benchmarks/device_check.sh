@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The fast-evaluation benchmarks on one accelerator, in one go (about 9 min
-# on a GPU; docs/scale.md says what they measure and which path to use).
+# The fast-evaluation benchmarks on one accelerator, in one go (at most
+# 9 min 10 s: each has its own time limit; docs/scale.md says what they
+# measure and which path to use).
 #
 #   bash benchmarks/device_check.sh            # from the repository root
 #
@@ -40,15 +41,17 @@ bench() {  # bench NAME SECONDS SCRIPT ARGS...
 
 "$py" -c "import jax; print('jax', jax.__version__, jax.devices())" \
   2>&1 | tee -a "$log"
-bench search_throughput 180 benchmarks/search_throughput.py \
+bench search_throughput 140 benchmarks/search_throughput.py \
   --iterations "$iters"
 if [ -n "${GRAM_JAX_FASHION_MNIST_DIR:-}" ]; then
-  bench search_throughput_fashion 150 benchmarks/search_throughput.py \
+  bench search_throughput_fashion 110 benchmarks/search_throughput.py \
     --iterations "$fashion_iters" \
     --config experiments/configs/search_fashion_mnist.py
 else
   echo "== search_throughput_fashion skipped: GRAM_JAX_FASHION_MNIST_DIR" \
     "is not set" | tee -a "$log"
 fi
-bench scaling 150 benchmarks/scaling.py --devices 1 --k 1 2 4 8 16 --repeats 2
-bench engine_ceiling 60 benchmarks/engine_ceiling.py --candidates 2
+bench scaling 110 benchmarks/scaling.py --devices 1 --k 1 2 4 8 16 \
+  --repeats 2 --seeds 1 4
+bench engine_ceiling 50 benchmarks/engine_ceiling.py --candidates 2
+bench paper_scale 130 benchmarks/scaling.py --paper-scale --iterations 3

@@ -11,6 +11,13 @@ For each setting the first call (compilation) is excluded and the next
   * vs K: K candidates per call, ``loop`` (one after another), ``vmap``
     (one vmapped program) and ``threads`` (the loop's programs from one
     thread per core) on one device.
+  * vs seeds (``--seeds``): whole searches (the quickstart config in the
+    same small space, ``--seed-iterations`` rounds) with S seeds in one
+    run, for each ``batch_candidates`` mode; seconds per candidate from
+    `candidates.jsonl`, the first round (compilation) left out. Seeds and
+    candidates per round share one batched evaluator, so this adds the
+    search's own work (vmapped sampling and updates over S, logging) to
+    the K sweep.
   * vs devices: 8 candidates per call, vmapped and sharded (shard_map) over
     1, 2, 4, 8 devices. On a CPU host the devices are fake
     (``--xla_force_host_platform_device_count``) and share the same cores,
@@ -127,6 +134,70 @@ def sweeps(args):
     )
 
 
+def seeds_sweep(args):
+  """Seconds per candidate of whole searches with S seeds in one run."""
+  import statistics  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+
+  from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
+  from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
+
+  quickstart = os.path.join(
+      os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      "experiments",
+      "configs",
+      "quickstart.py",
+  )
+  for seeds in args.seeds:
+    for mode in ("loop", "vmap", "threads"):
+      cfg = config_lib.resolve(
+          quickstart,
+          [
+              "--config.space.hierarchies=2",
+              "--config.space.dags_per_hierarchy=2",
+              "--config.space.nodes=6",
+              f"--config.proxy.num_train={args.num_train}",
+              "--config.proxy.num_val=100",
+              f"--config.train.epochs={args.epochs}",
+              f"--config.search.iterations={args.seed_iterations}",
+              f"--config.checkpoint_every={args.seed_iterations}",
+              f"--config.search.num_seeds={seeds}",
+              f"--config.search.batch_candidates={mode}",
+          ],
+      )
+      with tempfile.TemporaryDirectory() as work:
+        t0 = time.perf_counter()
+        loop.run_search(cfg, work, progress=False)
+        total = time.perf_counter() - t0
+        per_round = {}
+        for d in loop.seed_dirs(cfg, work):
+          with open(os.path.join(d, loop.CANDIDATES)) as f:
+            for line in f:
+              rec = json.loads(line)
+              per_round.setdefault(rec["step"], []).append(rec["seconds"])
+      steady = [v for t, vals in per_round.items() if t > 0 for v in vals]
+      print(
+          json.dumps({
+              "sweep": "seeds",
+              "seeds": seeds,
+              "mode": mode,
+              "iterations": args.seed_iterations,
+              "s_per_candidate_steady": (
+                  round(statistics.median(steady), 4) if steady else None
+              ),
+              "first_round_s_per_candidate": round(
+                  statistics.median(per_round[0]), 3
+              ),
+              "total_s": round(total, 2),
+              "epochs": args.epochs,
+              "proxy_train": args.num_train,
+              "platform": jax.default_backend(),
+              "device_kind": jax.devices()[0].device_kind,
+          }),
+          flush=True,
+      )
+
+
 def paper_scale(args):
   """Seconds per GRAM iteration in the paper's space (one candidate)."""
   from gram_jax import arch as arch_lib  # pylint: disable=import-outside-toplevel
@@ -194,9 +265,17 @@ def main():
   p = argparse.ArgumentParser(
       description=__doc__, formatter_class=argparse.RawTextHelpFormatter
   )
-  p.add_argument("--k", type=int, nargs="+", default=[1, 2, 4, 8])
-  p.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8])
+  p.add_argument("--k", type=int, nargs="*", default=[1, 2, 4, 8])
+  p.add_argument("--devices", type=int, nargs="*", default=[1, 2, 4, 8])
   p.add_argument("--repeats", type=int, default=2)
+  p.add_argument(
+      "--seeds",
+      type=int,
+      nargs="*",
+      default=[1, 2, 4],
+      help="seed counts of the whole-search sweep (none: skip it)",
+  )
+  p.add_argument("--seed-iterations", type=int, default=3)
   p.add_argument(
       "--epochs",
       type=int,
@@ -221,6 +300,7 @@ def main():
   else:
     args.epochs = args.epochs or 2
     sweeps(args)
+    seeds_sweep(args)
 
 
 if __name__ == "__main__":
