@@ -40,7 +40,6 @@ import common  # noqa: E402  pylint: disable=wrong-import-position
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from gram_jax import arch as arch_lib  # noqa: E402
 from gram_jax import metagraph as mg  # noqa: E402

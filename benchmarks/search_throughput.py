@@ -150,8 +150,7 @@ def main():
     cli.enable_compilation_cache(cache_dir)
     warm_cfg = config_lib.resolve(
         args.config,
-        rest
-        + ["--config.search.iterations=1", "--config.checkpoint_every=1"],
+        rest + ["--config.search.iterations=1", "--config.checkpoint_every=1"],
     )
     with tempfile.TemporaryDirectory() as work:
       loop.run_search(warm_cfg, work, progress=False)
