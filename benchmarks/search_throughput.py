@@ -245,6 +245,7 @@ def main():
           learning_rate=t.learning_rate,
           seed=i,
           device=device,
+          schedule=t.schedule,
       )
       secs.append(r["seconds"])
       accs.append(r["accuracy"])

@@ -353,6 +353,7 @@ def train_candidate(
     seed: int = 0,
     eval_batch_size: int = 500,
     device: str = "cpu",
+    schedule: str = "constant",
 ) -> Dict[str, float]:
   """Trains the network of `spec` from scratch; returns its accuracy.
 
@@ -373,6 +374,10 @@ def train_candidate(
     learning_rate: Adam learning rate.
     seed: seeds the weights (torch) and the batch order (numpy).
     eval_batch_size: validation batch size.
+    schedule: ``"constant"`` or ``"cosine"``: the learning rate decays to 0
+      over the ``epochs * (len(x_train) // batch_size)`` steps, step t using
+      ``learning_rate * (1 + cos(pi * t / steps)) / 2`` as
+      ``optax.cosine_decay_schedule`` gives the proxy trainer.
     device: torch device the data, the model and the steps live on
       (``"cuda"`` on a GPU host: the eager loop a PyTorch user would run
       there).
@@ -393,18 +398,28 @@ def train_candidate(
       model.parameters(), lr=learning_rate, betas=(0.9, 0.999), eps=1e-8
   )
   rng = np.random.default_rng(seed)
+  if schedule not in ("constant", "cosine"):
+    raise ValueError(
+        f"schedule: {schedule!r} is not allowed; allowed: constant, cosine"
+    )
   n, steps = len(xt), len(xt) // batch_size
+  total = max(1, epochs * steps)
   train_start = time.perf_counter()
   model.train()
   loss = torch.zeros(())
+  t = 0
   for _ in range(epochs):
     perm = torch.from_numpy(rng.permutation(n)).to(device)
     for s in range(steps):
+      if schedule == "cosine":
+        for group in opt.param_groups:
+          group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * t / total))
       idx = perm[s * batch_size : (s + 1) * batch_size]
       loss = F.cross_entropy(model(xt[idx]), yt[idx])
       opt.zero_grad(set_to_none=True)
       loss.backward()
       opt.step()
+      t += 1
   diverged = not math.isfinite(loss.item())
   eval_start = time.perf_counter()
   model.eval()
