@@ -413,7 +413,9 @@ def train_candidate(
     for s in range(steps):
       if schedule == "cosine":
         for group in opt.param_groups:
-          group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * t / total))
+          group["lr"] = (
+              learning_rate * 0.5 * (1 + math.cos(math.pi * t / total))
+          )
       idx = perm[s * batch_size : (s + 1) * batch_size]
       loss = F.cross_entropy(model(xt[idx]), yt[idx])
       opt.zero_grad(set_to_none=True)
