@@ -1,8 +1,9 @@
 """How fast could one candidate's proxy training be with XLA's own kernels?
 
 For a few candidates sampled as a GRAM search samples them (each edge with
-probability `--edge-p`), measures one training step three ways, side by
-side in one process (interleaved rounds, medians):
+probability `--edge-p`), measures one training step three ways in one
+process (the two XLA steps interleaved in rounds, PyTorch's rounds after
+them; medians):
 
   supernet   the search's engine: `ProxyTrainer.jit_step`, one compiled
              program for every candidate (masks are an argument; dead
