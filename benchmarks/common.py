@@ -10,6 +10,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+# The quickstart search config every benchmark defaults to.
+QUICKSTART = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "experiments",
+    "configs",
+    "quickstart.py",
+)
+
 _COMPILES = {"count": 0, "seconds": 0.0}
 
 
@@ -83,3 +91,12 @@ def candidates_rate(fn, graph, k: int, repeats: int) -> dict:
       "first_call_s": round(first, 2),
       "compile_s": round(c1[1] - c0[1], 2),
   }
+
+
+def torch_device(torch, name: str) -> str:
+  """`name`, or for ``"auto"``: ``"cuda"`` when JAX runs on a GPU and torch
+  sees one, else ``"cpu"``."""
+  if name != "auto":
+    return name
+  gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
+  return "cuda" if gpu else "cpu"

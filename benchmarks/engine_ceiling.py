@@ -49,12 +49,7 @@ from gram_jax.models.exact import ExactNet  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
-QUICKSTART = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "experiments",
-    "configs",
-    "quickstart.py",
-)
+QUICKSTART = common.QUICKSTART
 
 
 def _median_ms(fn, reps: int) -> float:
@@ -109,10 +104,7 @@ def main():
     import torch_baseline  # pylint: disable=import-outside-toplevel
     from torch.nn import functional as F  # pylint: disable=import-outside-toplevel
 
-    device = args.torch_device
-    if device == "auto":
-      gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
-      device = "cuda" if gpu else "cpu"
+    device = common.torch_device(torch, args.torch_device)
     xt = torch_baseline._nchw(split.x_train[:b]).to(device)  # pylint: disable=protected-access
     yt = torch.from_numpy(np.asarray(split.y_train[:b], np.int64)).to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None

@@ -46,12 +46,7 @@ from gram_jax import metagraph as mg  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
-QUICKSTART = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "experiments",
-    "configs",
-    "quickstart.py",
-)
+QUICKSTART = common.QUICKSTART
 
 _INSTR = re.compile(
     r"^\s*(?:ROOT )?%?([\w.\-]+) = .*?(?:calls=%?([\w.\-]+))?"

@@ -142,16 +142,10 @@ def seeds_sweep(args):
   from gram_jax.search import config as config_lib  # pylint: disable=import-outside-toplevel
   from gram_jax.search import loop  # pylint: disable=import-outside-toplevel
 
-  quickstart = os.path.join(
-      os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-      "experiments",
-      "configs",
-      "quickstart.py",
-  )
   for seeds in args.seeds:
     for mode in ("loop", "vmap", "threads"):
       cfg = config_lib.resolve(
-          quickstart,
+          common.QUICKSTART,
           [
               "--config.space.hierarchies=2",
               "--config.space.dags_per_hierarchy=2",

@@ -52,12 +52,7 @@ from gram_jax import cost as cost_lib  # noqa: E402
 from gram_jax.search import config as config_lib  # noqa: E402
 from gram_jax.search import loop  # noqa: E402
 
-QUICKSTART = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "experiments",
-    "configs",
-    "quickstart.py",
-)
+QUICKSTART = common.QUICKSTART
 
 
 def _flops_per_candidate(cfg, ops, split, num_classes):
@@ -221,10 +216,7 @@ def main():
     import torch  # pylint: disable=import-outside-toplevel
     import torch_baseline  # pylint: disable=import-outside-toplevel
 
-    device = args.torch_device
-    if device == "auto":
-      gpu = jax.default_backend() == "gpu" and torch.cuda.is_available()
-      device = "cuda" if gpu else "cpu"
+    device = common.torch_device(torch, args.torch_device)
     ops = np.asarray(result.state.graph.ops)
     chosen = records[: args.torch_candidates or len(records)]
     secs, accs = [], []
